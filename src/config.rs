@@ -1,0 +1,661 @@
+//! Typed configuration, loaded from JSON.
+//!
+//! Every struct denies unknown fields, so a typo is an error that names the
+//! JSON path (`routes[1].matcher: unknown field ...`) instead of a silently
+//! ignored key. Secrets are a plain string, `{"env": "NAME"}` or
+//! `{"file": "PATH"}` and are resolved once, at load time, so a missing
+//! environment variable fails `check-config` rather than the first Slack call.
+//! [`Config::load`] parses, resolves and validates; nothing else reads the file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::pipeline::route::Matcher;
+
+/// Channel of the catch-all route that a config without routes gets.
+pub const DEFAULT_CHANNEL: &str = "C0ALERTS01";
+/// Alertmanager's largest notification (a few thousand alerts) fits easily;
+/// the bench's 100-alert payload is about 100 KB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub slack: SlackConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Ordered; the first route whose matchers all match an alert takes it.
+    /// Empty means one catch-all route into [`DEFAULT_CHANNEL`].
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9094))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (created when missing) or `sqlite::memory:`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://ackbar.db".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Web API base. Ignored in sandbox mode, where ackbar talks to its own
+    /// emulator under `/sandbox/api`.
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// No bot token means sandbox mode.
+    #[serde(default)]
+    pub bot_token: Option<Secret>,
+    #[serde(default)]
+    pub signing_secret: Option<Secret>,
+    /// Socket Mode app-level token (used by a later release).
+    #[serde(default)]
+    pub app_token: Option<Secret>,
+    /// Per-request timeout for Web API calls.
+    #[serde(default = "default_request_timeout", deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            api_url: default_api_url(),
+            bot_token: None,
+            signing_secret: None,
+            app_token: None,
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+fn default_api_url() -> String {
+    "https://slack.com/api".to_owned()
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest accepted request body; larger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Optional authentication for `POST /webhook/alertmanager`.
+    #[serde(default)]
+    pub auth: Option<IngestAuth>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_body_bytes: default_max_body_bytes(),
+            auth: None,
+        }
+    }
+}
+
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// What Alertmanager's `http_config` sends: `authorization` (Bearer) or
+/// `basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum IngestAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Minimum spacing of `chat.postMessage` calls (cards and replies) per
+    /// channel. Slack allows about one per second per channel.
+    #[serde(default = "default_post_interval", deserialize_with = "de_duration")]
+    pub post_interval: Duration,
+    /// Posts a channel may send back to back before pacing applies.
+    #[serde(default = "default_post_burst")]
+    pub post_burst: u32,
+    /// Minimum spacing of `chat.update` calls across the workspace (tier 3:
+    /// about 50 per minute).
+    #[serde(default = "default_update_interval", deserialize_with = "de_duration")]
+    pub update_interval: Duration,
+    #[serde(default = "default_update_burst")]
+    pub update_burst: u32,
+    /// Thread replies for one card wait this long so that a storm of
+    /// changes becomes one reply.
+    #[serde(default = "default_reply_batch_window", deserialize_with = "de_duration")]
+    pub reply_batch_window: Duration,
+    /// Attempts before a retryable failure becomes a dead letter.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_backoff_base", deserialize_with = "de_duration")]
+    pub backoff_base: Duration,
+    #[serde(default = "default_backoff_max", deserialize_with = "de_duration")]
+    pub backoff_max: Duration,
+    /// On shutdown, keep delivering for at most this long; what is left stays
+    /// in the store for the next start.
+    #[serde(default = "default_shutdown_deadline", deserialize_with = "de_duration")]
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            post_interval: default_post_interval(),
+            post_burst: default_post_burst(),
+            update_interval: default_update_interval(),
+            update_burst: default_update_burst(),
+            reply_batch_window: default_reply_batch_window(),
+            max_attempts: default_max_attempts(),
+            backoff_base: default_backoff_base(),
+            backoff_max: default_backoff_max(),
+            shutdown_deadline: default_shutdown_deadline(),
+        }
+    }
+}
+
+fn default_post_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_post_burst() -> u32 {
+    3
+}
+fn default_update_interval() -> Duration {
+    Duration::from_millis(1200)
+}
+fn default_update_burst() -> u32 {
+    5
+}
+fn default_reply_batch_window() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_max_attempts() -> u32 {
+    12
+}
+fn default_backoff_base() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_shutdown_deadline() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `ackbar=debug`; `RUST_LOG` wins.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Alertmanager matcher syntax: `name=value`, `!=`, `=~`, `!~`.
+    #[serde(default)]
+    pub matchers: Vec<Matcher>,
+    /// Slack channel id (`C...`).
+    pub channel: String,
+    /// Labels whose values make the card key. Empty (default): the
+    /// Alertmanager notification's receiver + groupKey, so Alertmanager's own
+    /// grouping decides the cards.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// A resolved card that fires again within this window reopens (same
+    /// card, same thread); later, a new card starts.
+    #[serde(default = "default_reopen_window", deserialize_with = "de_duration")]
+    pub reopen_window: Duration,
+    #[serde(default)]
+    pub replies: ReplyConfig,
+    #[serde(default)]
+    pub card: CardConfig,
+}
+
+fn default_reopen_window() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// Which changes post a thread reply under the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyConfig {
+    #[serde(default = "yes")]
+    pub alert_firing: bool,
+    #[serde(default = "yes")]
+    pub alert_resolved: bool,
+    #[serde(default = "yes")]
+    pub card_resolved: bool,
+    #[serde(default = "yes")]
+    pub card_reopened: bool,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        ReplyConfig {
+            alert_firing: true,
+            alert_resolved: true,
+            card_resolved: true,
+            card_reopened: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardConfig {
+    /// Labels shown as fields on the card, in this order, when present.
+    #[serde(default = "default_key_labels")]
+    pub key_labels: Vec<String>,
+    /// Alerts listed on the card; the rest are counted ("and N more").
+    #[serde(default = "default_max_alerts")]
+    pub max_alerts: u32,
+}
+
+impl Default for CardConfig {
+    fn default() -> Self {
+        CardConfig {
+            key_labels: default_key_labels(),
+            max_alerts: default_max_alerts(),
+        }
+    }
+}
+
+fn default_key_labels() -> Vec<String> {
+    ["severity", "cluster", "namespace", "service", "job", "instance"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_max_alerts() -> u32 {
+    10
+}
+
+/// A secret: given inline, or read from an environment variable or a file
+/// when the config is loaded. `Debug` never prints the value.
+#[derive(Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Secret {
+    Inline(String),
+    Env {
+        env: String,
+    },
+    File {
+        file: PathBuf,
+    },
+    /// Produced by [`Config::load`]; not written by users.
+    #[serde(skip)]
+    Resolved(String),
+}
+
+impl Secret {
+    /// The value. Only meaningful after [`Config::load`] resolved it.
+    pub fn expose(&self) -> &str {
+        match self {
+            Secret::Inline(v) | Secret::Resolved(v) => v,
+            Secret::Env { .. } | Secret::File { .. } => "",
+        }
+    }
+
+    fn resolve(&mut self, path: &str) -> Result<(), ConfigError> {
+        let value = match self {
+            Secret::Inline(v) | Secret::Resolved(v) => v.clone(),
+            Secret::Env { env } => std::env::var(env.as_str()).map_err(|_| {
+                ConfigError::invalid(
+                    path,
+                    format!("environment variable {env} is not set (set it, or give the secret inline)"),
+                )
+            })?,
+            Secret::File { file } => std::fs::read_to_string(&*file)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| {
+                    ConfigError::invalid(path, format!("cannot read secret file {}: {e}", file.display()))
+                })?,
+        };
+        if value.is_empty() {
+            return Err(ConfigError::invalid(path, "secret is empty"));
+        }
+        *self = Secret::Resolved(value);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Env { env } => write!(f, "Secret(env {env})"),
+            Secret::File { file } => write!(f, "Secret(file {})", file.display()),
+            Secret::Inline(_) | Secret::Resolved(_) => f.write_str("Secret(***)"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses, resolves secrets and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_json(&text)
+    }
+
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let path = if path == "." { "config".to_owned() } else { path };
+            ConfigError::invalid(path, e.into_inner().to_string())
+        })?;
+        config.resolve_secrets()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sandbox mode: no bot token, so ackbar serves its own Slack emulator.
+    pub fn sandbox_mode(&self) -> bool {
+        self.slack.bot_token.is_none()
+    }
+
+    /// The routes in force: the configured ones, or the catch-all default.
+    pub fn effective_routes(&self) -> Vec<RouteConfig> {
+        if !self.routes.is_empty() {
+            return self.routes.clone();
+        }
+        vec![RouteConfig {
+            name: "default".to_owned(),
+            matchers: Vec::new(),
+            channel: DEFAULT_CHANNEL.to_owned(),
+            group_by: Vec::new(),
+            reopen_window: default_reopen_window(),
+            replies: ReplyConfig::default(),
+            card: CardConfig::default(),
+        }]
+    }
+
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        let slack = &mut self.slack;
+        for (name, secret) in [
+            ("slack.bot_token", &mut slack.bot_token),
+            ("slack.signing_secret", &mut slack.signing_secret),
+            ("slack.app_token", &mut slack.app_token),
+        ] {
+            if let Some(s) = secret {
+                s.resolve(name)?;
+            }
+        }
+        match &mut self.ingest.auth {
+            Some(IngestAuth::Bearer(s)) => s.resolve("ingest.auth.bearer")?,
+            Some(IngestAuth::Basic { password, .. }) => password.resolve("ingest.auth.basic.password")?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:")) {
+            return Err(ConfigError::invalid(
+                "store.url",
+                format!("unsupported store {url:?}: use sqlite://PATH (postgres:// is not supported yet)"),
+            ));
+        }
+        if !(self.slack.api_url.starts_with("http://") || self.slack.api_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "slack.api_url",
+                "must be an http:// or https:// URL such as https://slack.com/api",
+            ));
+        }
+        if let Some(token) = &self.slack.bot_token {
+            if !token.expose().starts_with("xox") {
+                return Err(ConfigError::invalid(
+                    "slack.bot_token",
+                    "does not look like a Slack token (bot tokens start with xoxb-)",
+                ));
+            }
+        }
+        if self.ingest.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid("ingest.max_body_bytes", "must be at least 1024"));
+        }
+        let d = &self.delivery;
+        if d.post_burst == 0 || d.update_burst == 0 {
+            return Err(ConfigError::invalid("delivery", "post_burst and update_burst must be at least 1"));
+        }
+        if d.max_attempts == 0 {
+            return Err(ConfigError::invalid("delivery.max_attempts", "must be at least 1"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = |field: &str| format!("routes[{i}].{field}");
+            if route.name.is_empty() {
+                return Err(ConfigError::invalid(at("name"), "must not be empty"));
+            }
+            if !names.insert(route.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    at("name"),
+                    format!("route name {:?} is used twice; names must be unique", route.name),
+                ));
+            }
+            if !is_channel_id(&route.channel) {
+                return Err(ConfigError::invalid(
+                    at("channel"),
+                    format!(
+                        "{:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name",
+                        route.channel
+                    ),
+                ));
+            }
+            if route.card.max_alerts == 0 || route.card.max_alerts > 30 {
+                return Err(ConfigError::invalid(
+                    at("card.max_alerts"),
+                    "must be between 1 and 30 (a card has at most 50 blocks)",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),
+/// upper-case alphanumerics.
+pub fn is_channel_id(s: &str) -> bool {
+    s.len() >= 9
+        && s.len() <= 24
+        && matches!(s.as_bytes()[0], b'C' | b'G' | b'D')
+        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Durations are written as `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, `"2d"`, or
+/// as a number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".to_owned());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("invalid duration {s:?}: expected a number in {rest:?}"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
+            "" => return Err(format!("invalid duration {s:?}: missing unit after {n} (use ms, s, m, h or d)")),
+            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h or d)")),
+        };
+        total += part;
+    }
+    Ok(total)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(de)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+impl<'de> Deserialize<'de> for Matcher {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(de)?;
+        Matcher::from_str(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_is_valid_and_in_sandbox_mode() {
+        let c = Config::from_json(r#"{"listen": "127.0.0.1:9094", "store": {"url": "sqlite://ackbar.db"}}"#)
+            .unwrap();
+        assert!(c.sandbox_mode());
+        assert_eq!(c.effective_routes().len(), 1);
+        assert_eq!(c.effective_routes()[0].channel, DEFAULT_CHANNEL);
+    }
+
+    #[test]
+    fn unknown_field_error_names_its_path() {
+        let err = Config::from_json(r#"{"routes": [{"name": "a", "channel": "C0123ABCD", "chanel": "x"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("routes[0]"), "{err}");
+        assert!(err.contains("unknown field `chanel`"), "{err}");
+    }
+
+    #[test]
+    fn channel_name_instead_of_id_is_explained() {
+        let err = Config::from_json(r##"{"routes": [{"name": "a", "channel": "#alerts"}]}"##)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("routes[0].channel"), "{err}");
+        assert!(err.contains("not a Slack channel id"), "{err}");
+    }
+
+    #[test]
+    fn secrets_resolve_from_env_and_file_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "xoxb-from-file\n").unwrap();
+        let json = format!(
+            r#"{{"slack": {{"bot_token": {{"file": {:?}}}, "signing_secret": {{"env": "PATH"}}}}}}"#,
+            file.display().to_string()
+        );
+        let c = Config::from_json(&json).unwrap();
+        assert_eq!(c.slack.bot_token.as_ref().unwrap().expose(), "xoxb-from-file");
+        assert!(!format!("{c:?}").contains("xoxb-from-file"));
+        assert!(!c.sandbox_mode());
+    }
+
+    #[test]
+    fn missing_env_secret_is_an_error_naming_the_variable() {
+        let err = Config::from_json(r#"{"slack": {"bot_token": {"env": "ACKBAR_SURELY_UNSET_VAR"}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slack.bot_token") && err.contains("ACKBAR_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn durations_parse_in_every_form() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

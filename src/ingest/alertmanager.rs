@@ -1,0 +1,1 @@
+//! Alertmanager webhook (payload version 4) decoding and fingerprints.

@@ -1,0 +1,3 @@
+//! Decoding at the edge: every source's payload becomes model types here.
+
+pub mod alertmanager;

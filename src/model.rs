@@ -1,0 +1,390 @@
+//! Types that cross stages: ingest produces [`Alert`]s inside a
+//! [`Notification`], the pipeline turns them into card transitions, the store
+//! keeps [`CardView`]s and outbox operations, delivery renders them for Slack.
+//!
+//! Nothing in here knows about HTTP, SQL or Slack's wire format.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A sorted label (or annotation) set. Sorted so that fingerprints, card keys
+/// and rendering are deterministic.
+pub type Labels = BTreeMap<String, String>;
+
+/// The 64-bit identity of one alert: Alertmanager's own fingerprint when the
+/// payload carries one, else [`crate::ingest::alertmanager::fingerprint`] of
+/// the label set (the same FNV-1a algorithm Alertmanager uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl fmt::Display for Fingerprint {
+    /// 16 lowercase hex digits, as Alertmanager prints fingerprints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(Fingerprint)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl FromStr for AlertStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "firing" => Ok(AlertStatus::Firing),
+            "resolved" => Ok(AlertStatus::Resolved),
+            other => Err(format!("unknown alert status {other:?} (expected firing or resolved)")),
+        }
+    }
+}
+
+/// Severity, read from the `severity` label. Ordered from least to most severe
+/// so that a card shows the worst severity among its alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// No `severity` label, or a value we do not know.
+    Unknown,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+impl Severity {
+    /// Maps common spellings (`page`, `crit`, `warn`, ...) case-insensitively.
+    pub fn from_label(value: Option<&str>) -> Severity {
+        let Some(v) = value else {
+            return Severity::Unknown;
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "page" | "fatal" | "emergency" | "alert" | "p1" => {
+                Severity::Critical
+            }
+            "error" | "err" | "high" | "major" | "p2" => Severity::Error,
+            "warning" | "warn" | "medium" | "minor" | "p3" => Severity::Warning,
+            "info" | "informational" | "low" | "notice" | "p4" | "p5" => Severity::Info,
+            _ => Severity::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unknown => "unknown",
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One alert, decoded at the edge. Every source produces these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub fingerprint: Fingerprint,
+    pub status: AlertStatus,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: DateTime<Utc>,
+    /// `None` for Alertmanager's zero time (`0001-01-01T00:00:00Z`): a firing
+    /// alert with no known end.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: Option<String>,
+}
+
+impl Alert {
+    pub fn severity(&self) -> Severity {
+        Severity::from_label(self.labels.get("severity").map(String::as_str))
+    }
+
+    /// A digest of everything about the alert that a card shows. Two
+    /// notifications whose alerts have equal digests change nothing, so the
+    /// second one is deduped. `ends_at` of a firing alert is left out on
+    /// purpose: Alertmanager moves it forward on every re-send
+    /// (`resolve_timeout`), which is not a change anyone needs to see.
+    pub fn digest(&self) -> u64 {
+        let mut h = Fnv64::new();
+        h.write(self.status.as_str().as_bytes());
+        for map in [&self.labels, &self.annotations] {
+            h.write(&[0xfe]);
+            for (k, v) in map {
+                h.write(k.as_bytes());
+                h.write(&[0xff]);
+                h.write(v.as_bytes());
+                h.write(&[0xff]);
+            }
+        }
+        h.write(&[0xfe]);
+        h.write(&self.starts_at.timestamp_millis().to_le_bytes());
+        if self.status == AlertStatus::Resolved {
+            if let Some(end) = self.ends_at {
+                h.write(&end.timestamp_millis().to_le_bytes());
+            }
+        }
+        if let Some(url) = &self.generator_url {
+            h.write(url.as_bytes());
+        }
+        h.finish()
+    }
+}
+
+/// 64-bit FNV-1a, the hash Alertmanager uses for fingerprints. Kept tiny and
+/// dependency-free; its output is part of our stable contract.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv64(u64);
+
+impl Fnv64 {
+    const OFFSET: u64 = 14_695_981_039_346_656_037;
+    const PRIME: u64 = 1_099_511_628_211;
+
+    pub fn new() -> Self {
+        Fnv64(Self::OFFSET)
+    }
+
+    #[inline]
+    pub fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv64 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a notification came from, with what that source says about grouping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    Alertmanager {
+        receiver: String,
+        group_key: String,
+        external_url: Option<String>,
+    },
+}
+
+/// One delivery from a source: a group of alerts plus what they have in common.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub source: Source,
+    pub group_labels: Labels,
+    pub common_labels: Labels,
+    pub common_annotations: Labels,
+    pub alerts: Vec<Alert>,
+    /// Alerts Alertmanager left out of the payload (`max_alerts`).
+    pub truncated_alerts: u64,
+}
+
+/// The store's identity of a card: random, so that a card posted by one
+/// database can never be mistaken for another's when reconciling against a
+/// channel's history.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CardId(pub String);
+
+impl CardId {
+    /// 128 random bits as 32 hex digits.
+    pub fn random() -> CardId {
+        CardId(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+    }
+}
+
+impl fmt::Display for CardId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CardState {
+    Firing,
+    Resolved,
+}
+
+impl CardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardState::Firing => "firing",
+            CardState::Resolved => "resolved",
+        }
+    }
+}
+
+impl FromStr for CardState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "firing" => Ok(CardState::Firing),
+            "resolved" => Ok(CardState::Resolved),
+            other => Err(format!("unknown card state {other:?}")),
+        }
+    }
+}
+
+/// A change worth one line in the card's thread. Batched: one reply lists
+/// every event that happened in the batching window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ThreadEvent {
+    /// An alert joined the card (or fired again after resolving).
+    AlertFiring {
+        fingerprint: String,
+        name: String,
+        summary: Option<String>,
+        at: DateTime<Utc>,
+    },
+    AlertResolved {
+        fingerprint: String,
+        name: String,
+        at: DateTime<Utc>,
+    },
+    /// Every alert of the card has resolved.
+    CardResolved {
+        at: DateTime<Utc>,
+        /// Seconds since the card opened (or reopened).
+        duration_secs: i64,
+    },
+    /// A resolved card fired again inside the route's reopen window.
+    CardReopened { at: DateTime<Utc> },
+}
+
+/// One alert as a card shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardAlert {
+    pub fingerprint: Fingerprint,
+    pub status: AlertStatus,
+    pub labels: Labels,
+    pub annotations: Labels,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub generator_url: Option<String>,
+}
+
+/// Everything needed to render a card, read from the store at send time so
+/// that a coalesced `chat.update` always shows the latest state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CardView {
+    pub id: CardId,
+    pub key: String,
+    pub route: String,
+    pub channel: String,
+    pub state: CardState,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub group_labels: Labels,
+    pub common_labels: Labels,
+    pub common_annotations: Labels,
+    /// Link to the source (Alertmanager's externalURL).
+    pub external_url: Option<String>,
+    /// Labels the route asks to show as fields, in that order.
+    pub key_labels: Vec<String>,
+    /// Alerts to list: firing ones first, then the most recently resolved;
+    /// at most the route's `max_alerts`.
+    pub alerts: Vec<CardAlert>,
+    pub firing_count: u64,
+    pub resolved_count: u64,
+}
+
+impl CardView {
+    /// Alerts the card knows but does not list ("and N more").
+    pub fn hidden_alerts(&self) -> u64 {
+        (self.firing_count + self.resolved_count).saturating_sub(self.alerts.len() as u64)
+    }
+
+    /// The worst severity among the listed alerts, falling back to the
+    /// common labels.
+    pub fn severity(&self) -> Severity {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing || self.state == CardState::Resolved)
+            .map(|a| Severity::from_label(a.labels.get("severity").map(String::as_str)))
+            .max()
+            .unwrap_or_else(|| {
+                Severity::from_label(self.common_labels.get("severity").map(String::as_str))
+            })
+    }
+
+    /// The alert name most cards are about.
+    pub fn title(&self) -> String {
+        self.common_labels
+            .get("alertname")
+            .or_else(|| self.group_labels.get("alertname"))
+            .or_else(|| self.alerts.first().and_then(|a| a.labels.get("alertname")))
+            .cloned()
+            .unwrap_or_else(|| "Alert".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_prints_as_sixteen_hex_digits() {
+        assert_eq!(Fingerprint(0xab).to_string(), "00000000000000ab");
+        assert_eq!("00000000000000ab".parse::<Fingerprint>().unwrap(), Fingerprint(0xab));
+    }
+
+    #[test]
+    fn severity_maps_common_spellings() {
+        assert_eq!(Severity::from_label(Some("PAGE")), Severity::Critical);
+        assert_eq!(Severity::from_label(Some("warn")), Severity::Warning);
+        assert_eq!(Severity::from_label(Some("bogus")), Severity::Unknown);
+        assert!(Severity::Critical > Severity::Warning);
+    }
+
+    #[test]
+    fn fnv64_matches_reference_vectors() {
+        // Reference values of 64-bit FNV-1a.
+        let mut h = Fnv64::new();
+        assert_eq!(h.finish(), 0xcbf29ce484222325);
+        h.write(b"a");
+        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
+    }
+}

@@ -1,0 +1,1 @@
+//! Typed Slack Web API client.

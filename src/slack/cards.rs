@@ -1,0 +1,1 @@
+//! The default card and thread replies, rendered from a CardView.

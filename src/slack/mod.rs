@@ -1,0 +1,7 @@
+//! Everything that speaks Slack: the Web API client, Block Kit, the default
+//! card, and the local emulator (sandbox).
+
+pub mod api;
+pub mod blocks;
+pub mod cards;
+pub mod sandbox;
