@@ -370,6 +370,12 @@ impl Secret {
         }
     }
 
+    /// Compares a presented credential with this secret in constant time
+    /// (time depends only on the lengths).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(self.expose().as_bytes(), candidate)
+    }
+
     fn resolve(&mut self, path: &str) -> Result<(), ConfigError> {
         let value = match self {
             Secret::Inline(v) | Secret::Resolved(v) => v.clone(),
@@ -527,6 +533,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Equality whose running time does not depend on where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),

@@ -1,7 +1,42 @@
 //! ackbar: alerts to Slack cards that on-call engineers act on.
+//!
+//! Prometheus Alertmanager webhooks come in; one Block Kit card per alert
+//! group goes out to Slack, and every later change (alerts joining,
+//! resolving, the card resolving) is threaded under the card while the card
+//! itself is kept current. Every change and the Slack operations it causes
+//! are written to the store in one transaction before the webhook is
+//! answered, so nothing accepted is lost and nothing is posted twice.
+//!
+//! # Layout
+//!
+//! The modules follow the data flow:
+//!
+//! | module | stage |
+//! |---|---|
+//! | [`ingest`] | decode at the edge: Alertmanager webhook (v4) into [`model`] types |
+//! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe |
+//! | [`store`] | the store trait (invariants documented there) and SQLite |
+//! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card, the sandbox |
+//! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
+//! | [`config`], [`cli`], [`metrics`] | configuration, command line, own metrics |
+//!
+//! # Quick start
+//!
+//! ```text
+//! cargo run --release -- serve --config config.example.json
+//! ```
+//!
+//! runs ackbar in sandbox mode (no Slack account needed): cards are posted
+//! to a local Slack emulator whose state is at `/sandbox/api/state`.
 
+pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod server;
 pub mod slack;
+pub mod store;

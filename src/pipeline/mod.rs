@@ -1,5 +1,126 @@
 //! From decoded notifications to card transitions: routing, grouping into
 //! cards, the card state machine and dedupe.
+//!
+//! [`Pipeline::ingest`] splits a notification's alerts by route and card key
+//! into [`card::CardBatch`]es and hands them to the store, which decides (with
+//! [`card::plan`]) and writes every change with its outbox operations in one
+//! transaction.
 
 pub mod card;
 pub mod route;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use metrics::counter;
+
+use crate::metrics as m;
+use crate::model::{Notification, Source};
+use crate::store::{ApplyOutcome, Store, StoreError};
+use card::CardBatch;
+use route::Router;
+
+pub struct Pipeline {
+    router: Arc<Router>,
+    store: Arc<dyn Store>,
+    reply_batch_window: Duration,
+}
+
+/// What one notification did.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub outcomes: Vec<ApplyOutcome>,
+    pub unrouted: u64,
+}
+
+impl IngestReport {
+    /// Channels that got new outbox work.
+    pub fn channels_to_wake(&self) -> impl Iterator<Item = &str> {
+        self.outcomes.iter().filter(|o| o.changed).map(|o| o.channel.as_str())
+    }
+}
+
+impl Pipeline {
+    pub fn new(router: Arc<Router>, store: Arc<dyn Store>, reply_batch_window: Duration) -> Pipeline {
+        Pipeline {
+            router,
+            store,
+            reply_batch_window,
+        }
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Splits the notification into per-card batches, in the order their
+    /// first alert appears.
+    pub fn batches(&self, notification: &Notification) -> (Vec<CardBatch>, u64) {
+        let external_url = match &notification.source {
+            Source::Alertmanager { external_url, .. } => external_url.clone(),
+        };
+        let mut batches: Vec<CardBatch> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut unrouted = 0;
+        for alert in &notification.alerts {
+            let Some(route) = self.router.route(&alert.labels) else {
+                unrouted += 1;
+                continue;
+            };
+            let key = route::card_key(route, notification, alert);
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                batches.push(CardBatch {
+                    key,
+                    route: route.name.clone(),
+                    channel: route.channel.clone(),
+                    reopen_window: route.reopen_window,
+                    replies: route.replies,
+                    reply_batch_window: self.reply_batch_window,
+                    group_labels: notification.group_labels.clone(),
+                    common_labels: notification.common_labels.clone(),
+                    common_annotations: notification.common_annotations.clone(),
+                    external_url: external_url.clone(),
+                    alerts: Vec::new(),
+                });
+                batches.len() - 1
+            });
+            batches[i].alerts.push(alert.clone());
+        }
+        (batches, unrouted)
+    }
+
+    /// Applies a notification. `Ok` means every change it causes is durable.
+    pub async fn ingest(&self, notification: &Notification, now: DateTime<Utc>) -> Result<IngestReport, StoreError> {
+        let (batches, unrouted) = self.batches(notification);
+        let outcomes = if batches.is_empty() {
+            Vec::new()
+        } else {
+            self.store.apply(&batches, now).await.inspect_err(|_| m::store_error())?
+        };
+        counter!(m::NOTIFICATIONS_RECEIVED, "source" => "alertmanager").increment(1);
+        counter!(m::ALERTS_RECEIVED).increment(notification.alerts.len() as u64);
+        if unrouted > 0 {
+            counter!(m::ALERTS_UNROUTED).increment(unrouted);
+        }
+        if outcomes.iter().all(|o| !o.changed) {
+            counter!(m::NOTIFICATIONS_DEDUPED).increment(1);
+        }
+        for o in &outcomes {
+            if o.opened {
+                counter!(m::CARDS_OPENED).increment(1);
+            }
+            if o.reopened {
+                counter!(m::CARDS_REOPENED).increment(1);
+            }
+            if o.resolved {
+                counter!(m::CARDS_RESOLVED).increment(1);
+            }
+            for kind in &o.ops_pushed {
+                counter!(m::OUTBOX_PUSHED, "kind" => kind.as_str()).increment(1);
+            }
+        }
+        Ok(IngestReport { outcomes, unrouted })
+    }
+}

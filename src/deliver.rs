@@ -1,0 +1,517 @@
+//! Delivery: the only code that calls Slack's Web API.
+//!
+//! One worker per channel drains that channel's outbox in order. The policy
+//! is composed of separate pieces:
+//! - **pacing**: a [`Pacer`] per channel for `chat.postMessage` (cards and
+//!   replies) and one shared pacer for `chat.update` (a per-workspace tier);
+//!   a 429 pauses the pacer of its scope for `Retry-After`;
+//! - **retry**: [`crate::slack::api::SlackError::retry`] alone decides
+//!   whether an answer is retryable; retryable failures back off
+//!   exponentially with jitter ([`backoff`]) up to `max_attempts`, then
+//!   become dead letters;
+//! - **rendering at send time**: a card is rendered from the store when its
+//!   operation is sent, so coalesced updates always carry the latest state;
+//! - **reconciliation**: a card post whose outcome is unknown (timeout,
+//!   dropped connection, crash after sending) is looked up in the channel's
+//!   history by its message metadata before it is posted again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use metrics::counter;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::config::{CardConfig, DeliveryConfig};
+use crate::metrics as m;
+use crate::model::{CardId, CardView};
+use crate::pipeline::route::Router;
+use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
+use crate::slack::cards;
+use crate::store::{Completion, NextOp, OpKind, OutboxOp, Store, StoreError};
+
+/// How far back before a card opened to look for it in history.
+const RECONCILE_LOOKBACK: chrono::Duration = chrono::Duration::minutes(5);
+/// History pages read while reconciling (200 messages each).
+const RECONCILE_PAGES: usize = 5;
+/// How often the supervisor sweeps the store for channels with work, in case
+/// a wake-up was missed (for example work left by a previous process).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Pause after a store error before a worker tries again.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// A token bucket in GCRA form: `burst` calls back to back, then one per
+/// `interval`.
+#[derive(Debug)]
+pub struct Pacer {
+    interval: Duration,
+    burst: u32,
+    /// Theoretical arrival time: when the bucket would be full again.
+    tat: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(interval: Duration, burst: u32, now: Instant) -> Pacer {
+        Pacer {
+            interval,
+            burst: burst.max(1),
+            tat: now,
+            paused_until: None,
+        }
+    }
+
+    /// Reserves a slot and returns how long to wait before using it.
+    pub fn reserve(&mut self, now: Instant) -> Duration {
+        let start = self.paused_until.filter(|p| *p > now).unwrap_or(now);
+        let tolerance = self.interval * (self.burst - 1);
+        let allowed = self.tat.checked_sub(tolerance).unwrap_or(start);
+        let at = allowed.max(start);
+        self.tat = self.tat.max(at) + self.interval;
+        at.saturating_duration_since(now)
+    }
+
+    /// Slack said 429: nothing goes out in this scope before `until`.
+    pub fn pause(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+    }
+}
+
+/// Capped exponential backoff with jitter: base * 2^(attempt-1), at most
+/// `max`, then a random factor in [0.5, 1.0] so that retries spread out.
+pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
+    let exp = config
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+        .min(config.backoff_max);
+    exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+struct Worker {
+    notify: Arc<Notify>,
+    handle: JoinHandle<()>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    slack: SlackClient,
+    router: Arc<Router>,
+    config: DeliveryConfig,
+    workers: Mutex<HashMap<String, Worker>>,
+    update_pacer: Mutex<Pacer>,
+    /// `Some(deadline)` once draining for shutdown.
+    draining: watch::Sender<Option<Instant>>,
+}
+
+/// Handle to the delivery workers. Cheap to clone.
+#[derive(Clone)]
+pub struct Deliverer {
+    inner: Arc<Inner>,
+}
+
+impl Deliverer {
+    /// Recovers operations left in flight by a previous process and starts
+    /// the supervisor, which starts a worker for every channel with work.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        slack: SlackClient,
+        router: Arc<Router>,
+        config: DeliveryConfig,
+    ) -> Result<(Deliverer, JoinHandle<()>), StoreError> {
+        let recovered = store.recover_inflight().await?;
+        if recovered > 0 {
+            info!(recovered, "operations left in flight by the previous run will be retried (posts reconciled first)");
+        }
+        let now = Instant::now();
+        let inner = Arc::new(Inner {
+            update_pacer: Mutex::new(Pacer::new(config.update_interval, config.update_burst, now)),
+            store,
+            slack,
+            router,
+            config,
+            workers: Mutex::new(HashMap::new()),
+            draining: watch::channel(None).0,
+        });
+        let deliverer = Deliverer { inner };
+        let supervisor = tokio::spawn(deliverer.clone().supervise());
+        Ok((deliverer, supervisor))
+    }
+
+    /// New work for `channel` was committed: make sure its worker runs.
+    pub fn wake(&self, channel: &str) {
+        let mut workers = lock(&self.inner.workers);
+        if let Some(w) = workers.get(channel) {
+            if !w.handle.is_finished() {
+                w.notify.notify_one();
+                return;
+            }
+        }
+        if self.inner.draining.borrow().is_some() {
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        let handle = tokio::spawn(run_channel(self.inner.clone(), channel.to_owned(), notify.clone()));
+        workers.insert(channel.to_owned(), Worker { notify, handle });
+    }
+
+    async fn supervise(self) {
+        let mut draining = self.inner.draining.subscribe();
+        loop {
+            match self.inner.store.pending_channels().await {
+                Ok(channels) => channels.iter().for_each(|c| self.wake(c)),
+                Err(e) => warn!(error = %e, "cannot list channels with pending Slack operations"),
+            }
+            match self.inner.store.outbox_summary().await {
+                Ok(summary) => m::outbox_gauges(summary),
+                Err(e) => debug!(error = %e, "cannot read outbox summary"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                _ = draining.changed() => return,
+            }
+        }
+    }
+
+    /// Keeps delivering until nothing is due or `deadline` passes, then stops
+    /// every worker. What is left stays in the store for the next start.
+    pub async fn drain(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        self.inner.draining.send_replace(Some(until));
+        let workers: Vec<Worker> = lock(&self.inner.workers).drain().map(|(_, w)| w).collect();
+        for w in &workers {
+            w.notify.notify_one();
+        }
+        for w in workers {
+            let abort = w.handle.abort_handle();
+            if tokio::time::timeout_at(until, w.handle).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
+    let mut pacer = Pacer::new(inner.config.post_interval, inner.config.post_burst, Instant::now());
+    let mut draining = inner.draining.subscribe();
+    loop {
+        let deadline = *draining.borrow_and_update();
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return;
+        }
+        match inner.store.next_op(&channel, Utc::now()).await {
+            Ok(NextOp::Ready(op)) => {
+                process(&inner, &mut pacer, op).await;
+            }
+            Ok(NextOp::WaitUntil(at)) => {
+                let wait = (at - Utc::now()).to_std().unwrap_or_default();
+                let wake_at = Instant::now() + wait;
+                if deadline.is_some_and(|d| wake_at > d) {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake_at) => {}
+                    _ = notify.notified() => {}
+                    _ = draining.changed() => {}
+                }
+            }
+            Ok(NextOp::Idle) => {
+                if deadline.is_some() {
+                    return;
+                }
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = draining.changed() => {}
+                }
+            }
+            Err(e) => {
+                m::store_error();
+                warn!(channel, error = %e, "cannot read the outbox; retrying");
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+        }
+    }
+}
+
+fn method(kind: OpKind) -> &'static str {
+    match kind {
+        OpKind::Post | OpKind::Reply => "chat.postMessage",
+        OpKind::Update => "chat.update",
+    }
+}
+
+fn card_config<'a>(router: &'a Router, view: &CardView) -> Option<&'a CardConfig> {
+    router.by_name(&view.route).map(|r| &r.card)
+}
+
+async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, StoreError> {
+    // The route may have been renamed since the card opened; fall back to
+    // the defaults then.
+    let max = inner.router.routes().iter().map(|r| r.card.max_alerts).max().unwrap_or(10);
+    let Some(mut view) = inner.store.card_view(card, max).await? else {
+        return Ok(None);
+    };
+    let config = card_config(&inner.router, &view).cloned().unwrap_or_default();
+    view.alerts.truncate(config.max_alerts as usize);
+    view.key_labels = config.key_labels;
+    Ok(Some(view))
+}
+
+async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
+    let view = match load_view(inner, &op.card).await {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            let error = format!("card {} is not in the store", op.card);
+            record(inner, &op, Completion::Dead { error }).await;
+            return;
+        }
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot load card for delivery; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return;
+        }
+    };
+
+    if op.kind == OpKind::Post && op.reconcile {
+        match find_posted_card(inner, &op).await {
+            Ok(Some(ts)) => {
+                counter!(m::SLACK_RECONCILED).increment(1);
+                info!(card = %op.card, ts, "card found in channel history; adopting it instead of posting again");
+                record(inner, &op, Completion::Posted { ts, refresh: true }).await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let completion = failure(inner, &op, &e, "conversations.history", pacer);
+                record(inner, &op, completion).await;
+                return;
+            }
+        }
+    }
+
+    let wait = match op.kind {
+        OpKind::Post | OpKind::Reply => pacer.reserve(Instant::now()),
+        OpKind::Update => lock(&inner.update_pacer).reserve(Instant::now()),
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+
+    if let Err(e) = inner.store.begin_attempt(op.id, Utc::now()).await {
+        m::store_error();
+        warn!(error = %e, "cannot record delivery attempt; retrying");
+        tokio::time::sleep(STORE_RETRY).await;
+        return;
+    }
+
+    let now = Utc::now();
+    let result = match op.kind {
+        OpKind::Post => inner
+            .slack
+            .post_message(&op.channel, &cards::render_card(&view, now), None)
+            .await
+            .map(|posted| Completion::Posted {
+                ts: posted.ts,
+                refresh: false,
+            }),
+        OpKind::Update => match &op.card_ts {
+            Some(ts) => inner
+                .slack
+                .update_message(&op.channel, ts, &cards::render_card(&view, now))
+                .await
+                .map(|()| Completion::Done),
+            None => Ok(Completion::Dead {
+                error: "update of a card that has no ts".to_owned(),
+            }),
+        },
+        OpKind::Reply => match &op.card_ts {
+            Some(ts) => inner
+                .slack
+                .post_message(&op.channel, &cards::render_reply(&view, &op.events, now), Some(ts))
+                .await
+                .map(|_| Completion::Done),
+            None => Ok(Completion::Dead {
+                error: "reply to a card that has no ts".to_owned(),
+            }),
+        },
+    };
+    let completion = match result {
+        Ok(c) => {
+            m::slack_call(method(op.kind), "ok");
+            c
+        }
+        Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
+    };
+    record(inner, &op, completion).await;
+}
+
+/// Turns a failed call into the next step for its operation.
+fn failure(inner: &Inner, op: &OutboxOp, e: &SlackError, method: &'static str, pacer: &mut Pacer) -> Completion {
+    let now = Utc::now();
+    match e.retry() {
+        Retry::After(delay) => {
+            m::slack_call(method, "ratelimited");
+            counter!(m::SLACK_RATELIMITED, "method" => method).increment(1);
+            let until = Instant::now() + delay;
+            match method {
+                "chat.update" => lock(&inner.update_pacer).pause(until),
+                _ => pacer.pause(until),
+            }
+            debug!(channel = op.channel, method, ?delay, "rate limited by Slack; pausing this scope");
+            Completion::Retry {
+                not_before: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                error: e.to_string(),
+                counts: false,
+                outcome_unknown: false,
+            }
+        }
+        Retry::Backoff if op.attempts + 1 < inner.config.max_attempts => {
+            m::slack_call(method, "retry");
+            let delay = backoff(&inner.config, op.attempts + 1);
+            warn!(channel = op.channel, method, error = %e, attempt = op.attempts + 1, ?delay, "Slack call failed; retrying");
+            Completion::Retry {
+                not_before: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                error: e.to_string(),
+                counts: true,
+                outcome_unknown: e.outcome_unknown(),
+            }
+        }
+        Retry::Backoff | Retry::Never => {
+            m::slack_call(method, "error");
+            warn!(channel = op.channel, method, error = %e, card = %op.card, "Slack operation failed permanently; dead-lettered");
+            Completion::Dead { error: e.to_string() }
+        }
+    }
+}
+
+/// Records the completion; a store that is down is retried until it answers
+/// or delivery drains (the operation then stays `sending` and is recovered
+/// at the next start).
+async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
+    match &completion {
+        Completion::Posted { .. } | Completion::Done => {
+            counter!(m::OUTBOX_POPPED, "kind" => op.kind.as_str()).increment(1);
+        }
+        Completion::Dead { .. } => {
+            counter!(m::OUTBOX_DEAD_LETTERS, "kind" => op.kind.as_str()).increment(1);
+        }
+        Completion::Retry { .. } => {}
+    }
+    let draining = inner.draining.subscribe();
+    loop {
+        match inner.store.complete(op, completion.clone(), Utc::now()).await {
+            Ok(()) => return,
+            Err(e) => {
+                m::store_error();
+                warn!(error = %e, op = op.id, "cannot record a delivery outcome; retrying");
+                if draining.borrow().is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
+                tokio::time::sleep(STORE_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Looks for the card in the channel's recent history by its metadata.
+async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
+    let oldest = op.card_opened_at - RECONCILE_LOOKBACK;
+    let mut cursor = None;
+    for _ in 0..RECONCILE_PAGES {
+        let page = inner
+            .slack
+            .conversations_history(&HistoryRequest {
+                channel: op.channel.clone(),
+                oldest: Some(slack_ts(oldest)),
+                limit: 200,
+                cursor: cursor.take(),
+            })
+            .await?;
+        m::slack_call("conversations.history", "ok");
+        let found = page.messages.into_iter().find(|msg| {
+            msg.metadata.as_ref().is_some_and(|meta| {
+                meta.event_type == cards::METADATA_EVENT_TYPE
+                    && meta.event_payload.get("card_id").and_then(|v| v.as_str()) == Some(op.card.0.as_str())
+            })
+        });
+        if let Some(msg) = found {
+            return Ok(Some(msg.ts));
+        }
+        match page.next_cursor {
+            Some(next) if !next.is_empty() => cursor = Some(next),
+            _ => break,
+        }
+    }
+    Ok(None)
+}
+
+/// A Slack timestamp (`seconds.micros`) for an instant.
+fn slack_ts(t: DateTime<Utc>) -> String {
+    format!("{}.{:06}", t.timestamp(), t.timestamp_subsec_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_allows_a_burst_then_one_per_interval() {
+        let now = Instant::now();
+        let mut p = Pacer::new(Duration::from_secs(1), 3, now);
+        let waits: Vec<_> = (0..5).map(|_| p.reserve(now)).collect();
+        assert_eq!(
+            waits,
+            [0, 0, 0, 1, 2].map(Duration::from_secs).to_vec(),
+            "three at once, then one per second"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_refills_after_idle_time() {
+        let now = Instant::now();
+        let mut p = Pacer::new(Duration::from_secs(1), 2, now);
+        p.reserve(now);
+        p.reserve(now);
+        let later = now + Duration::from_secs(10);
+        assert_eq!(p.reserve(later), Duration::ZERO);
+        assert_eq!(p.reserve(later), Duration::ZERO);
+        assert_eq!(p.reserve(later), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_holds_every_call_until_retry_after() {
+        let now = Instant::now();
+        let mut p = Pacer::new(Duration::from_millis(100), 5, now);
+        p.pause(now + Duration::from_secs(3));
+        assert_eq!(p.reserve(now), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let config = DeliveryConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            ..DeliveryConfig::default()
+        };
+        for attempt in 1..30 {
+            let d = backoff(&config, attempt);
+            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20))).min(Duration::from_secs(2));
+            assert!(d <= cap && d >= cap / 2, "attempt {attempt}: {d:?} vs {cap:?}");
+        }
+    }
+
+    #[test]
+    fn slack_ts_has_six_decimal_places() {
+        let t = DateTime::from_timestamp(1_700_000_000, 5_000).unwrap();
+        assert_eq!(slack_ts(t), "1700000000.000005");
+    }
+}

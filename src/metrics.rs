@@ -1,0 +1,82 @@
+//! ackbar's own metrics: every name in one place, rendered as Prometheus
+//! text at `GET /metrics`.
+//!
+//! The `metrics` facade is process-global, so [`install`] installs one
+//! recorder per process and hands out the same handle to every server.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const NOTIFICATIONS_RECEIVED: &str = "ackbar_notifications_received_total";
+pub const NOTIFICATIONS_REJECTED: &str = "ackbar_notifications_rejected_total";
+pub const NOTIFICATIONS_DEDUPED: &str = "ackbar_notifications_deduped_total";
+pub const ALERTS_RECEIVED: &str = "ackbar_alerts_received_total";
+pub const ALERTS_UNROUTED: &str = "ackbar_alerts_unrouted_total";
+pub const CARDS_OPENED: &str = "ackbar_cards_opened_total";
+pub const CARDS_RESOLVED: &str = "ackbar_cards_resolved_total";
+pub const CARDS_REOPENED: &str = "ackbar_cards_reopened_total";
+pub const SLACK_CALLS: &str = "ackbar_slack_calls_total";
+pub const SLACK_RATELIMITED: &str = "ackbar_slack_ratelimited_total";
+pub const SLACK_RECONCILED: &str = "ackbar_slack_reconciled_total";
+pub const OUTBOX_PUSHED: &str = "ackbar_outbox_pushed_total";
+pub const OUTBOX_POPPED: &str = "ackbar_outbox_popped_total";
+pub const OUTBOX_DEAD_LETTERS: &str = "ackbar_outbox_dead_letters_total";
+pub const OUTBOX_PENDING: &str = "ackbar_outbox_pending";
+pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
+pub const CARDS_FIRING: &str = "ackbar_cards_firing";
+pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder (once) and returns its handle. `None`
+/// when another recorder was installed first (an embedding host's).
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(NOTIFICATIONS_RECEIVED, "Notifications accepted, by source.");
+    describe_counter!(NOTIFICATIONS_REJECTED, "Requests rejected at ingest, by reason.");
+    describe_counter!(NOTIFICATIONS_DEDUPED, "Accepted notifications that changed nothing (no Slack call).");
+    describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
+    describe_counter!(ALERTS_UNROUTED, "Alerts no route matched (dropped by configuration).");
+    describe_counter!(CARDS_OPENED, "Cards opened.");
+    describe_counter!(CARDS_RESOLVED, "Cards resolved.");
+    describe_counter!(CARDS_REOPENED, "Resolved cards reopened inside their reopen window.");
+    describe_counter!(SLACK_CALLS, "Slack Web API calls, by method and outcome.");
+    describe_counter!(SLACK_RATELIMITED, "Slack answers with HTTP 429, by method.");
+    describe_counter!(SLACK_RECONCILED, "Card posts of unknown outcome found in channel history.");
+    describe_counter!(OUTBOX_PUSHED, "Outbox operations written, by kind.");
+    describe_counter!(OUTBOX_POPPED, "Outbox operations completed, by kind.");
+    describe_counter!(OUTBOX_DEAD_LETTERS, "Outbox operations that failed permanently, by kind.");
+    describe_gauge!(OUTBOX_PENDING, "Outbox operations waiting to be sent.");
+    describe_gauge!(OUTBOX_DEAD, "Dead-lettered outbox operations held in the store.");
+    describe_gauge!(CARDS_FIRING, "Cards currently firing.");
+    describe_counter!(STORE_ERRORS, "Store operations that failed.");
+}
+
+pub fn rejected(reason: &'static str) {
+    counter!(NOTIFICATIONS_REJECTED, "reason" => reason).increment(1);
+}
+
+pub fn slack_call(method: &'static str, outcome: &'static str) {
+    counter!(SLACK_CALLS, "method" => method, "outcome" => outcome).increment(1);
+}
+
+pub fn store_error() {
+    counter!(STORE_ERRORS).increment(1);
+}
+
+pub fn outbox_gauges(summary: crate::store::OutboxSummary) {
+    gauge!(OUTBOX_PENDING).set(summary.pending as f64);
+    gauge!(OUTBOX_DEAD).set(summary.dead as f64);
+    gauge!(CARDS_FIRING).set(summary.cards_firing as f64);
+}

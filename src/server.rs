@@ -1,0 +1,254 @@
+//! The HTTP server: routes, limits, graceful shutdown.
+//!
+//! [`run`] owns everything a running ackbar needs (store, pipeline, delivery,
+//! and in sandbox mode the Slack emulator); `main.rs` and the tests both
+//! call it with a bound listener and a shutdown future.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use chrono::Utc;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Config, IngestAuth};
+use crate::deliver::Deliverer;
+use crate::ingest::alertmanager;
+use crate::metrics as m;
+use crate::pipeline::Pipeline;
+use crate::pipeline::route::Router as AlertRouter;
+use crate::slack::api::{SlackClient, SlackError};
+use crate::slack::sandbox::{Sandbox, SandboxOptions};
+use crate::store::{self, Store, StoreError};
+
+/// How long ingest waits for SQLite's write lock before answering 503.
+const STORE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The token ackbar uses against its own emulator.
+const SANDBOX_TOKEN: &str = "xoxb-sandbox";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot set up the Slack client: {0}")]
+    Slack(#[from] SlackError),
+    #[error("cannot read the listener's address: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct App {
+    pipeline: Pipeline,
+    deliverer: Deliverer,
+    store: Arc<dyn Store>,
+    metrics: Option<PrometheusHandle>,
+    auth: Option<IngestAuth>,
+}
+
+/// Runs ackbar on `listener` until `shutdown` completes, then stops
+/// accepting, finishes in-flight requests, and delivers what it can until
+/// `delivery.shutdown_deadline`. What is left stays in the store.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let metrics = m::install();
+    let addr = listener.local_addr()?;
+    let store = store::open(&config.store.url, STORE_BUSY_TIMEOUT).await?;
+    let routes = config.effective_routes();
+    let router = Arc::new(AlertRouter::new(routes.clone()));
+
+    let (slack, sandbox) = if config.sandbox_mode() {
+        let sandbox = Sandbox::new(SandboxOptions {
+            channels: routes.iter().map(|r| r.channel.clone()).collect(),
+            auto_create_channels: true,
+            ..SandboxOptions::default()
+        });
+        let api_url = format!("http://{addr}/sandbox/api");
+        info!(%api_url, "no slack.bot_token configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
+        (SlackClient::new(&api_url, SANDBOX_TOKEN, config.slack.request_timeout)?, Some(sandbox))
+    } else {
+        let token = config.slack.bot_token.as_ref().map(|t| t.expose()).unwrap_or_default();
+        (SlackClient::new(&config.slack.api_url, token, config.slack.request_timeout)?, None)
+    };
+
+    let (deliverer, supervisor) =
+        Deliverer::start(store.clone(), slack, router.clone(), config.delivery.clone()).await?;
+    let app = Arc::new(App {
+        pipeline: Pipeline::new(router, store.clone(), config.delivery.reply_batch_window),
+        deliverer: deliverer.clone(),
+        store,
+        metrics,
+        auth: config.ingest.auth.clone(),
+    });
+
+    let mut http = Router::new()
+        .route(
+            "/webhook/alertmanager",
+            post(alertmanager_webhook).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(app);
+    if let Some(sandbox) = sandbox {
+        http = http.nest("/sandbox", crate::slack::sandbox::router(sandbox));
+    }
+
+    info!(%addr, "ackbar listening");
+    axum::serve(listener, http).with_graceful_shutdown(shutdown).await?;
+    info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
+    deliverer.drain(config.delivery.shutdown_deadline).await;
+    supervisor.abort();
+    info!("ackbar stopped");
+    Ok(())
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> Response {
+    if let Some(auth) = &app.auth {
+        if !authorized(auth, request.headers()) {
+            m::rejected("unauthorized");
+            let challenge = match auth {
+                IngestAuth::Bearer(_) => "Bearer",
+                IngestAuth::Basic { .. } => "Basic realm=\"ackbar\"",
+            };
+            let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials (see ingest.auth)");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            return response;
+        }
+    }
+    if !is_json(request.headers()) {
+        m::rejected("content_type");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json (an Alertmanager webhook, payload version 4)",
+        );
+    }
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            m::rejected("too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is larger than ingest.max_body_bytes allows",
+            );
+        }
+        Err(rejection) => {
+            m::rejected("body");
+            return error(rejection.status(), format!("cannot read request body: {}", rejection.body_text()));
+        }
+    };
+    let notification = match alertmanager::decode(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            m::rejected("invalid");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    match app.pipeline.ingest(&notification, Utc::now()).await {
+        Ok(report) => {
+            for channel in report.channels_to_wake() {
+                app.deliverer.wake(channel);
+            }
+            let changed = report.outcomes.iter().filter(|o| o.changed).count();
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "accepted",
+                    "alerts": notification.alerts.len(),
+                    "cards_changed": changed,
+                    "unrouted": report.unrouted,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot commit a notification; answering 503 so Alertmanager retries");
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store cannot commit right now; retry later",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn authorized(auth: &IngestAuth, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    match auth {
+        IngestAuth::Bearer(token) => scheme.eq_ignore_ascii_case("bearer") && token.matches(credentials.trim().as_bytes()),
+        IngestAuth::Basic { username, password } => {
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return false;
+            }
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials.trim()) else {
+                return false;
+            };
+            let Some(colon) = decoded.iter().position(|&b| b == b':') else {
+                return false;
+            };
+            let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
+            // Evaluate both so timing does not reveal which one was wrong.
+            let user_ok = crate::config::constant_time_eq(username.as_bytes(), user);
+            let pass_ok = password.matches(pass);
+            user_ok & pass_ok
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),
+    }
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    if let Ok(summary) = app.store.outbox_summary().await {
+        m::outbox_gauges(summary);
+    }
+    match &app.metrics {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "metrics are recorded by the host application's recorder",
+        ),
+    }
+}

@@ -1,0 +1,221 @@
+//! Durable state: cards, their alerts, and the outbox of Slack operations.
+//!
+//! # Invariants
+//!
+//! 1. **One transaction per change.** A card's state, its alerts and every
+//!    Slack operation the change causes are written in one transaction
+//!    ([`Store::apply`]). Either all of it is durable or none of it is; the
+//!    HTTP request that caused it is answered 2xx only after the commit.
+//! 2. **One card per key at a time.** The latest card of a key (highest
+//!    `seq`) is the only one a notification can change; a new card for the
+//!    key is created only by the state machine ([`crate::pipeline::card`]).
+//! 3. **At most one `post` operation per card, ever.** A card is posted once;
+//!    its `ts`, once known, never changes.
+//! 4. **Coalescing.** A card has at most one *pending* `update` operation
+//!    (updates render the latest state at send time, so one is enough) and
+//!    none while its `post` is still pending (the post will show the latest
+//!    state). It has at most one pending `reply` operation, to which new
+//!    thread events are appended until it is sent.
+//! 5. **Ordering.** `update` and `reply` operations of a card are not handed
+//!    out before the card has a `ts`. If the card's post is dead-lettered, its
+//!    other operations are dead-lettered with it, never left waiting.
+//! 6. **Nothing is dropped silently.** An operation leaves the outbox only by
+//!    succeeding (its row is deleted) or by becoming a dead letter (kept,
+//!    counted, listable).
+//!
+//! # Recovery
+//!
+//! An operation is marked `sending` before its Slack call. After a crash,
+//! [`Store::recover_inflight`] puts `sending` operations back to `pending`;
+//! a `post` whose outcome is unknown is flagged `reconcile`, and delivery
+//! looks for the card in the channel's history (by its message metadata)
+//! before posting again, so a restart never posts a second card. Thread
+//! replies are at-least-once: a reply whose outcome is unknown is sent again.
+
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::model::{CardId, CardState, CardView, ThreadEvent};
+use crate::pipeline::card::CardBatch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("cannot open store {url}: {reason}")]
+    Open { url: String, reason: String },
+    #[error("store migration failed: {0}")]
+    Migrate(String),
+}
+
+/// What [`Store::apply`] did with one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    pub card: Option<CardId>,
+    pub channel: String,
+    /// False when the batch changed nothing (deduped).
+    pub changed: bool,
+    pub opened: bool,
+    pub reopened: bool,
+    pub resolved: bool,
+    pub alerts_fired: u64,
+    pub alerts_resolved: u64,
+    /// Outbox operations written (new rows; appends to a pending reply and
+    /// coalesced updates do not count).
+    pub ops_pushed: Vec<OpKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    Post,
+    Update,
+    Reply,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Post => "post",
+            OpKind::Update => "update",
+            OpKind::Reply => "reply",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<OpKind, StoreError> {
+        match s {
+            "post" => Ok(OpKind::Post),
+            "update" => Ok(OpKind::Update),
+            "reply" => Ok(OpKind::Reply),
+            other => Err(StoreError::Corrupt(format!("unknown outbox kind {other:?}"))),
+        }
+    }
+}
+
+/// An outbox operation handed to delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxOp {
+    pub id: i64,
+    pub kind: OpKind,
+    pub card: CardId,
+    pub channel: String,
+    /// The card's message ts (always set for updates and replies).
+    pub card_ts: Option<String>,
+    /// Thread events of a reply.
+    pub events: Vec<ThreadEvent>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The previous attempt of this post may have reached Slack.
+    pub reconcile: bool,
+    pub card_opened_at: DateTime<Utc>,
+}
+
+/// The next thing a channel's delivery worker should do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextOp {
+    Ready(OutboxOp),
+    /// Nothing is due before this instant.
+    WaitUntil(DateTime<Utc>),
+    /// Nothing pending that can be handed out (ops waiting on a card's
+    /// post being sent by this worker count as nothing).
+    Idle,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// A post succeeded (or was found in history): the card has this ts.
+    /// `refresh` asks for an update of the card because what Slack shows
+    /// may be older than the current state (adopted after a reconcile).
+    Posted { ts: String, refresh: bool },
+    /// An update or reply succeeded.
+    Done,
+    /// Try again at `not_before`. `counts` is false for rate limiting, which
+    /// is Slack's pacing, not a failure of the operation.
+    Retry {
+        not_before: DateTime<Utc>,
+        error: String,
+        counts: bool,
+        outcome_unknown: bool,
+    },
+    /// Permanent failure.
+    Dead { error: String },
+}
+
+/// Counts for metrics and the CLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxSummary {
+    pub pending: u64,
+    pub dead: u64,
+    pub cards_firing: u64,
+}
+
+/// A dead-lettered operation, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub kind: OpKind,
+    pub card: CardId,
+    pub channel: String,
+    pub attempts: u32,
+    pub error: String,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies batches (one per card key) in one transaction: state changes
+    /// and the outbox operations they cause. Returns one outcome per batch.
+    async fn apply(&self, batches: &[CardBatch], now: DateTime<Utc>) -> Result<Vec<ApplyOutcome>, StoreError>;
+
+    /// Cheap reachability check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Puts operations left `sending` by a previous process back to pending
+    /// (posts flagged for reconciliation). Call once at start.
+    async fn recover_inflight(&self) -> Result<u64, StoreError>;
+
+    /// Channels that have pending operations.
+    async fn pending_channels(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The oldest operation of `channel` that is due at `now` and may be
+    /// sent (its card has a ts, or it is the post).
+    async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError>;
+
+    /// Marks the operation `sending` and counts the attempt, durably, before
+    /// the Slack call.
+    async fn begin_attempt(&self, op_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Records how an attempt ended (see [`Completion`]).
+    async fn complete(&self, op: &OutboxOp, completion: Completion, now: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// The card as it should be rendered now, listing at most `max_alerts`.
+    async fn card_view(&self, card: &CardId, max_alerts: u32) -> Result<Option<CardView>, StoreError>;
+
+    async fn outbox_summary(&self) -> Result<OutboxSummary, StoreError>;
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Puts a dead letter back to pending (and, for a post, its card's other
+    /// dead operations with it). Returns false when there is no such letter.
+    async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// The latest card of a key, for tests and the CLI.
+    async fn card_by_key(&self, key: &str) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
+}
+
+/// Opens the store a URL names and applies its migrations.
+pub async fn open(url: &str, busy_timeout: Duration) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        let store = sqlite::SqliteStore::open(url, busy_timeout).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Err(StoreError::Open {
+        url: url.to_owned(),
+        reason: "unsupported scheme (use sqlite://PATH)".to_owned(),
+    })
+}

@@ -1,0 +1,714 @@
+//! SQLite store: WAL journal, one writer connection, a small reader pool.
+//!
+//! Writes go through a single connection so transactions never fight over
+//! SQLite's write lock (no `SQLITE_BUSY` upgrades); reads (the dedupe fast
+//! path, rendering) use the reader pool and run beside writes thanks to WAL.
+//! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{
+    ApplyOutcome, Completion, DeadLetter, NextOp, OpKind, OutboxOp, OutboxSummary, Store, StoreError,
+};
+use crate::model::{AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent};
+use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
+
+/// Thread events kept in one pending reply. Past this a storm's reply is
+/// already capped by rendering; more events would only grow the row.
+const MAX_EVENTS_PER_REPLY: usize = 2_000;
+/// Fingerprints per `IN (...)` query (SQLite's default limit is 32,766
+/// parameters; stay far below).
+const IN_CHUNK: usize = 500;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(v)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {v}")))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    // Serializing maps of strings and our own enums cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) and migrates. `sqlite::memory:` gives a
+    /// private in-memory database (one connection serves reads and writes).
+    pub async fn open(url: &str, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            url: url.to_owned(),
+            reason,
+        };
+        let memory = url.contains(":memory:");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| open_err(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(busy_timeout)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        sqlx::migrate!("src/store/migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        let reader = if memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(busy_timeout)
+                .connect_with(options.read_only(true))
+                .await
+                .map_err(|e| open_err(e.to_string()))?
+        };
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// The latest card of a key with its row sequence number.
+struct LatestCard {
+    seq: i64,
+    snapshot: CardSnapshot,
+}
+
+async fn latest_card(conn: &mut SqliteConnection, key: &str) -> Result<Option<LatestCard>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, id, state, opened_at, resolved_at, group_digest, firing_count, resolved_count
+         FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    Ok(Some(LatestCard {
+        seq: row.try_get("seq")?,
+        snapshot: CardSnapshot {
+            id: CardId(row.try_get("id")?),
+            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
+            opened_at: from_ms(row.try_get("opened_at")?)?,
+            resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms).transpose()?,
+            group_digest: row.try_get::<i64, _>("group_digest")? as u64,
+            firing_count: row.try_get::<i64, _>("firing_count")? as u64,
+            resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
+        },
+    }))
+}
+
+async fn known_alerts(
+    conn: &mut SqliteConnection,
+    card_seq: i64,
+    batch: &CardBatch,
+) -> Result<HashMap<Fingerprint, KnownAlert>, StoreError> {
+    let mut known = HashMap::with_capacity(batch.alerts.len());
+    for chunk in batch.alerts.chunks(IN_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "SELECT fingerprint, status, digest FROM alerts WHERE card_seq = ? AND fingerprint IN ({placeholders})"
+        );
+        let mut q = sqlx::query(&sql).bind(card_seq);
+        for a in chunk {
+            q = q.bind(a.fingerprint.0 as i64);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let status: String = row.try_get("status")?;
+            known.insert(
+                Fingerprint(row.try_get::<i64, _>("fingerprint")? as u64),
+                KnownAlert {
+                    status: AlertStatus::from_str(&status).map_err(StoreError::Corrupt)?,
+                    digest: row.try_get::<i64, _>("digest")? as u64,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+async fn plan_batch(
+    conn: &mut SqliteConnection,
+    batch: &CardBatch,
+    now: DateTime<Utc>,
+) -> Result<(Option<LatestCard>, Plan), StoreError> {
+    let latest = latest_card(conn, &batch.key).await?;
+    let known = match &latest {
+        Some(card) => known_alerts(conn, card.seq, batch).await?,
+        None => HashMap::new(),
+    };
+    let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, now);
+    Ok((latest, plan))
+}
+
+fn unchanged(batch: &CardBatch, latest: Option<&LatestCard>) -> ApplyOutcome {
+    ApplyOutcome {
+        card: latest.map(|c| c.snapshot.id.clone()),
+        channel: batch.channel.clone(),
+        changed: false,
+        opened: false,
+        reopened: false,
+        resolved: false,
+        alerts_fired: 0,
+        alerts_resolved: 0,
+        ops_pushed: Vec::new(),
+    }
+}
+
+async fn insert_op(
+    conn: &mut SqliteConnection,
+    card_seq: i64,
+    channel: &str,
+    kind: OpKind,
+    events: Option<&str>,
+    not_before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (card_seq, channel, kind, state, events, not_before, created_at, updated_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+    )
+    .bind(card_seq)
+    .bind(channel)
+    .bind(kind.as_str())
+    .bind(events)
+    .bind(ms(not_before))
+    .bind(ms(now))
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Enqueues an update unless one is already pending, or the post is (either
+/// will render the latest state when sent). Returns whether a row was added.
+async fn push_update(
+    conn: &mut SqliteConnection,
+    card_seq: i64,
+    channel: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let pending = sqlx::query(
+        "SELECT 1 FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind IN ('post', 'update') LIMIT 1",
+    )
+    .bind(card_seq)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if pending.is_some() {
+        return Ok(false);
+    }
+    insert_op(conn, card_seq, channel, OpKind::Update, None, now, now).await?;
+    Ok(true)
+}
+
+/// Appends events to the card's pending reply, or starts one that waits for
+/// the batching window. Returns whether a row was added.
+async fn push_reply(
+    conn: &mut SqliteConnection,
+    card_seq: i64,
+    channel: &str,
+    events: &[ThreadEvent],
+    window: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let pending = sqlx::query(
+        "SELECT id, events FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind = 'reply'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(card_seq)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = pending {
+        let id: i64 = row.try_get("id")?;
+        let mut held: Vec<ThreadEvent> = from_json(row.try_get::<Option<&str>, _>("events")?.unwrap_or("[]"))?;
+        let room = MAX_EVENTS_PER_REPLY.saturating_sub(held.len());
+        // Keep the card-level events (resolved/reopened) even past the cap.
+        held.extend(events.iter().take(room).cloned());
+        held.extend(
+            events
+                .iter()
+                .skip(room)
+                .filter(|e| matches!(e, ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }))
+                .cloned(),
+        );
+        sqlx::query("UPDATE outbox SET events = ?, updated_at = ? WHERE id = ?")
+            .bind(json(&held))
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(false);
+    }
+    let not_before = now + chrono::Duration::from_std(window).unwrap_or_default();
+    let events = &events[..events.len().min(MAX_EVENTS_PER_REPLY)];
+    insert_op(conn, card_seq, channel, OpKind::Reply, Some(&json(&events)), not_before, now).await?;
+    Ok(true)
+}
+
+async fn write_change(
+    conn: &mut SqliteConnection,
+    batch: &CardBatch,
+    latest: Option<&LatestCard>,
+    change: &card::Change,
+    now: DateTime<Utc>,
+) -> Result<ApplyOutcome, StoreError> {
+    let seq: i64 = match (&change.target, latest) {
+        (Target::New(id), _) => sqlx::query(
+            "INSERT INTO cards (id, card_key, route, channel, state, opened_at, resolved_at, group_labels,
+                 common_labels, common_annotations, external_url, group_digest, firing_count, resolved_count, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(&id.0)
+        .bind(&batch.key)
+        .bind(&batch.route)
+        .bind(&batch.channel)
+        .bind(change.state.as_str())
+        .bind(ms(change.opened_at))
+        .bind(change.resolved_at.map(ms))
+        .bind(json(&batch.group_labels))
+        .bind(json(&batch.common_labels))
+        .bind(json(&batch.common_annotations))
+        .bind(&batch.external_url)
+        .bind(change.group_digest as i64)
+        .bind(change.firing_count as i64)
+        .bind(change.resolved_count as i64)
+        .bind(ms(now))
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("seq")?,
+        (Target::Existing(_) | Target::Reopen(_), Some(card)) => {
+            sqlx::query(
+                "UPDATE cards SET state = ?, resolved_at = ?, group_labels = ?, common_labels = ?,
+                     common_annotations = ?, external_url = ?, group_digest = ?, firing_count = ?,
+                     resolved_count = ?, updated_at = ?
+                 WHERE seq = ?",
+            )
+            .bind(change.state.as_str())
+            .bind(change.resolved_at.map(ms))
+            .bind(json(&batch.group_labels))
+            .bind(json(&batch.common_labels))
+            .bind(json(&batch.common_annotations))
+            .bind(&batch.external_url)
+            .bind(change.group_digest as i64)
+            .bind(change.firing_count as i64)
+            .bind(change.resolved_count as i64)
+            .bind(ms(now))
+            .bind(card.seq)
+            .execute(&mut *conn)
+            .await?;
+            card.seq
+        }
+        (_, None) => return Err(StoreError::Corrupt("change targets a card that does not exist".into())),
+    };
+
+    for &i in &change.alert_writes {
+        let a = &batch.alerts[i];
+        sqlx::query(
+            "INSERT INTO alerts (card_seq, fingerprint, status, digest, labels, annotations, starts_at, ends_at,
+                 generator_url, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (card_seq, fingerprint) DO UPDATE SET status = excluded.status,
+                 digest = excluded.digest, labels = excluded.labels, annotations = excluded.annotations,
+                 starts_at = excluded.starts_at, ends_at = excluded.ends_at,
+                 generator_url = excluded.generator_url, updated_at = excluded.updated_at",
+        )
+        .bind(seq)
+        .bind(a.fingerprint.0 as i64)
+        .bind(a.status.as_str())
+        .bind(a.digest() as i64)
+        .bind(json(&a.labels))
+        .bind(json(&a.annotations))
+        .bind(ms(a.starts_at))
+        .bind(a.ends_at.map(ms))
+        .bind(&a.generator_url)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    }
+
+    let mut ops_pushed = Vec::new();
+    if matches!(change.target, Target::New(_)) {
+        insert_op(conn, seq, &batch.channel, OpKind::Post, None, now, now).await?;
+        ops_pushed.push(OpKind::Post);
+    }
+    if change.update_card && push_update(conn, seq, &batch.channel, now).await? {
+        ops_pushed.push(OpKind::Update);
+    }
+    if !change.events.is_empty()
+        && push_reply(conn, seq, &batch.channel, &change.events, batch.reply_batch_window, now).await?
+    {
+        ops_pushed.push(OpKind::Reply);
+    }
+    Ok(ApplyOutcome {
+        card: Some(change.target.card_id().clone()),
+        channel: batch.channel.clone(),
+        changed: true,
+        opened: matches!(change.target, Target::New(_)),
+        reopened: matches!(change.target, Target::Reopen(_)),
+        resolved: change.card_resolved(),
+        alerts_fired: change.alerts_fired,
+        alerts_resolved: change.alerts_resolved,
+        ops_pushed,
+    })
+}
+
+fn op_from_row(row: &SqliteRow) -> Result<OutboxOp, StoreError> {
+    let kind = OpKind::parse(row.try_get("kind")?)?;
+    let events = match row.try_get::<Option<&str>, _>("events")? {
+        Some(text) => from_json(text)?,
+        None => Vec::new(),
+    };
+    Ok(OutboxOp {
+        id: row.try_get("id")?,
+        kind,
+        card: CardId(row.try_get("card_id")?),
+        channel: row.try_get("channel")?,
+        card_ts: row.try_get("ts")?,
+        events,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        reconcile: row.try_get::<i64, _>("reconcile")? != 0,
+        card_opened_at: from_ms(row.try_get("opened_at")?)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn apply(&self, batches: &[CardBatch], now: DateTime<Utc>) -> Result<Vec<ApplyOutcome>, StoreError> {
+        // Fast path: decide on a reader connection. Most notifications are
+        // re-sends that change nothing; they never take the write lock.
+        {
+            let mut conn = self.reader.acquire().await?;
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let (latest, plan) = plan_batch(&mut conn, batch, now).await?;
+                if plan != Plan::Unchanged {
+                    outcomes.clear();
+                    break;
+                }
+                outcomes.push(unchanged(batch, latest.as_ref()));
+            }
+            if outcomes.len() == batches.len() {
+                return Ok(outcomes);
+            }
+        }
+        // Something changes: decide again under the write lock (another
+        // request may have committed in between) and write.
+        let mut tx = self.writer.begin().await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (latest, plan) = plan_batch(&mut tx, batch, now).await?;
+            let outcome = match plan {
+                Plan::Unchanged => unchanged(batch, latest.as_ref()),
+                Plan::Apply(change) => write_change(&mut tx, batch, latest.as_ref(), &change, now).await?,
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn recover_inflight(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', reconcile = CASE WHEN kind = 'post' THEN 1 ELSE reconcile END
+             WHERE state = 'sending'",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn pending_channels(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| r.try_get("channel").map_err(StoreError::from)).collect()
+    }
+
+    async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let row = sqlx::query(
+            "SELECT o.id, o.kind, o.channel, o.events, o.attempts, o.reconcile, c.id AS card_id, c.ts, c.opened_at
+             FROM outbox o JOIN cards c ON c.seq = o.card_seq
+             WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ?
+               AND (o.kind = 'post' OR c.ts IS NOT NULL)
+             ORDER BY o.id LIMIT 1",
+        )
+        .bind(channel)
+        .bind(ms(now))
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            return Ok(NextOp::Ready(op_from_row(&row)?));
+        }
+        let next: Option<i64> = sqlx::query(
+            "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
+             WHERE o.channel = ? AND o.state = 'pending' AND (o.kind = 'post' OR c.ts IS NOT NULL)",
+        )
+        .bind(channel)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("next")?;
+        Ok(match next {
+            Some(at) => NextOp::WaitUntil(from_ms(at)?),
+            None => NextOp::Idle,
+        })
+    }
+
+    async fn begin_attempt(&self, op_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?")
+            .bind(ms(now))
+            .bind(op_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete(&self, op: &OutboxOp, completion: Completion, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        match completion {
+            Completion::Posted { ts, refresh } => {
+                sqlx::query("UPDATE cards SET ts = ? WHERE id = ? AND ts IS NULL")
+                    .bind(&ts)
+                    .bind(&op.card.0)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM outbox WHERE id = ?").bind(op.id).execute(&mut *tx).await?;
+                if refresh {
+                    let seq: i64 = sqlx::query("SELECT seq FROM cards WHERE id = ?")
+                        .bind(&op.card.0)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("seq")?;
+                    push_update(&mut tx, seq, &op.channel, now).await?;
+                }
+            }
+            Completion::Done => {
+                sqlx::query("DELETE FROM outbox WHERE id = ?").bind(op.id).execute(&mut *tx).await?;
+            }
+            Completion::Retry {
+                not_before,
+                error,
+                counts,
+                outcome_unknown,
+            } => {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'pending', not_before = ?, last_error = ?, updated_at = ?,
+                         attempts = attempts - ?, reconcile = CASE WHEN ? AND kind = 'post' THEN 1 ELSE reconcile END
+                     WHERE id = ?",
+                )
+                .bind(ms(not_before))
+                .bind(&error)
+                .bind(ms(now))
+                .bind(if counts { 0 } else { 1 })
+                .bind(outcome_unknown)
+                .bind(op.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Completion::Dead { error } => {
+                sqlx::query("UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?")
+                    .bind(&error)
+                    .bind(ms(now))
+                    .bind(op.id)
+                    .execute(&mut *tx)
+                    .await?;
+                if op.kind == OpKind::Post {
+                    // Invariant 5: the card's other operations can never be
+                    // sent without a ts; dead-letter them with the post.
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?
+                         WHERE card_seq = (SELECT seq FROM cards WHERE id = ?) AND state = 'pending'",
+                    )
+                    .bind(format!("card was never posted: {error}"))
+                    .bind(ms(now))
+                    .bind(&op.card.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn card_view(&self, card: &CardId, max_alerts: u32) -> Result<Option<CardView>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let Some(row) = sqlx::query("SELECT * FROM cards WHERE id = ?")
+            .bind(&card.0)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = row.try_get("seq")?;
+        let state: String = row.try_get("state")?;
+        let alert_rows = sqlx::query(
+            "SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url FROM alerts
+             WHERE card_seq = ?
+             ORDER BY CASE status WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, starts_at, fingerprint
+             LIMIT ?",
+        )
+        .bind(seq)
+        .bind(i64::from(max_alerts))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut alerts = Vec::with_capacity(alert_rows.len());
+        for a in &alert_rows {
+            let status: String = a.try_get("status")?;
+            alerts.push(CardAlert {
+                fingerprint: Fingerprint(a.try_get::<i64, _>("fingerprint")? as u64),
+                status: AlertStatus::from_str(&status).map_err(StoreError::Corrupt)?,
+                labels: from_json::<Labels>(a.try_get("labels")?)?,
+                annotations: from_json::<Labels>(a.try_get("annotations")?)?,
+                starts_at: from_ms(a.try_get("starts_at")?)?,
+                ends_at: a.try_get::<Option<i64>, _>("ends_at")?.map(from_ms).transpose()?,
+                generator_url: a.try_get("generator_url")?,
+            });
+        }
+        Ok(Some(CardView {
+            id: card.clone(),
+            key: row.try_get("card_key")?,
+            route: row.try_get("route")?,
+            channel: row.try_get("channel")?,
+            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
+            opened_at: from_ms(row.try_get("opened_at")?)?,
+            resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms).transpose()?,
+            group_labels: from_json(row.try_get("group_labels")?)?,
+            common_labels: from_json(row.try_get("common_labels")?)?,
+            common_annotations: from_json(row.try_get("common_annotations")?)?,
+            external_url: row.try_get("external_url")?,
+            key_labels: Vec::new(),
+            alerts,
+            firing_count: row.try_get::<i64, _>("firing_count")? as u64,
+            resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
+        }))
+    }
+
+    async fn outbox_summary(&self) -> Result<OutboxSummary, StoreError> {
+        let row = sqlx::query(
+            "SELECT
+                (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')) AS pending,
+                (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead,
+                (SELECT COUNT(*) FROM cards WHERE state = 'firing') AS firing",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(OutboxSummary {
+            pending: row.try_get::<i64, _>("pending")? as u64,
+            dead: row.try_get::<i64, _>("dead")? as u64,
+            cards_firing: row.try_get::<i64, _>("firing")? as u64,
+        })
+    }
+
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.id, o.kind, o.channel, o.attempts, o.last_error, c.id AS card_id
+             FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.state = 'dead' ORDER BY o.id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    id: r.try_get("id")?,
+                    kind: OpKind::parse(r.try_get("kind")?)?,
+                    card: CardId(r.try_get("card_id")?),
+                    channel: r.try_get("channel")?,
+                    attempts: r.try_get::<i64, _>("attempts")? as u32,
+                    error: r.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT card_seq, kind FROM outbox WHERE id = ? AND state = 'dead'")
+            .bind(op_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let card_seq: i64 = row.try_get("card_seq")?;
+        let kind = OpKind::parse(row.try_get("kind")?)?;
+        let revive = "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?";
+        if kind == OpKind::Post {
+            sqlx::query(&format!("{revive} WHERE card_seq = ? AND state = 'dead'"))
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(card_seq)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(&format!("{revive} WHERE id = ?"))
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(op_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn card_by_key(&self, key: &str) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
+        let row = sqlx::query("SELECT id, state, ts FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = row.try_get("state")?;
+        Ok(Some((
+            CardId(row.try_get("id")?),
+            CardState::from_str(&state).map_err(StoreError::Corrupt)?,
+            row.try_get("ts")?,
+        )))
+    }
+}
