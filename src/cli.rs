@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "ackbar", version, about = "Alerts to Slack cards that on-call engineers act on.")]
+#[command(
+    name = "ackbar",
+    version,
+    about = "Alerts to Slack cards that on-call engineers act on."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -46,8 +50,14 @@ pub fn main(cli: Cli) -> ExitCode {
                     println!("  slack:  {}", config.slack.api_url);
                 }
                 for r in &routes {
-                    let matchers: Vec<String> = r.matchers.iter().map(ToString::to_string).collect();
-                    println!("  route {:?} -> {} [{}]", r.name, r.channel, matchers.join(", "));
+                    let matchers: Vec<String> =
+                        r.matchers.iter().map(ToString::to_string).collect();
+                    println!(
+                        "  route {:?} -> {} [{}]",
+                        r.name,
+                        r.channel,
+                        matchers.join(", ")
+                    );
                 }
                 ExitCode::SUCCESS
             }
@@ -74,7 +84,10 @@ pub fn main(cli: Cli) -> ExitCode {
                 },
             };
             init_logging(config.log.format, config.log.level.as_deref());
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");
@@ -85,7 +98,10 @@ pub fn main(cli: Cli) -> ExitCode {
                 let listener = match tokio::net::TcpListener::bind(config.listen).await {
                     Ok(l) => l,
                     Err(e) => {
-                        eprintln!("cannot listen on {} (set \"listen\" in the config): {e}", config.listen);
+                        eprintln!(
+                            "cannot listen on {} (set \"listen\" in the config): {e}",
+                            config.listen
+                        );
                         return ExitCode::FAILURE;
                     }
                 };
@@ -106,7 +122,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level.unwrap_or("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

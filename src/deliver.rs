@@ -124,7 +124,10 @@ impl Deliverer {
     ) -> Result<(Deliverer, JoinHandle<()>), StoreError> {
         let recovered = store.recover_inflight().await?;
         if recovered > 0 {
-            info!(recovered, "operations left in flight by the previous run will be retried (posts reconciled first)");
+            info!(
+                recovered,
+                "operations left in flight by the previous run will be retried (posts reconciled first)"
+            );
         }
         let now = Instant::now();
         let inner = Arc::new(Inner {
@@ -154,7 +157,11 @@ impl Deliverer {
             return;
         }
         let notify = Arc::new(Notify::new());
-        let handle = tokio::spawn(run_channel(self.inner.clone(), channel.to_owned(), notify.clone()));
+        let handle = tokio::spawn(run_channel(
+            self.inner.clone(),
+            channel.to_owned(),
+            notify.clone(),
+        ));
         workers.insert(channel.to_owned(), Worker { notify, handle });
     }
 
@@ -200,7 +207,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
-    let mut pacer = Pacer::new(inner.config.post_interval, inner.config.post_burst, Instant::now());
+    let mut pacer = Pacer::new(
+        inner.config.post_interval,
+        inner.config.post_burst,
+        Instant::now(),
+    );
     let mut draining = inner.draining.subscribe();
     loop {
         let deadline = *draining.borrow_and_update();
@@ -255,11 +266,19 @@ fn card_config<'a>(router: &'a Router, view: &CardView) -> Option<&'a CardConfig
 async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, StoreError> {
     // The route may have been renamed since the card opened; fall back to
     // the defaults then.
-    let max = inner.router.routes().iter().map(|r| r.card.max_alerts).max().unwrap_or(10);
+    let max = inner
+        .router
+        .routes()
+        .iter()
+        .map(|r| r.card.max_alerts)
+        .max()
+        .unwrap_or(10);
     let Some(mut view) = inner.store.card_view(card, max).await? else {
         return Ok(None);
     };
-    let config = card_config(&inner.router, &view).cloned().unwrap_or_default();
+    let config = card_config(&inner.router, &view)
+        .cloned()
+        .unwrap_or_default();
     view.alerts.truncate(config.max_alerts as usize);
     view.key_labels = config.key_labels;
     Ok(Some(view))
@@ -336,7 +355,11 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
         OpKind::Reply => match &op.card_ts {
             Some(ts) => inner
                 .slack
-                .post_message(&op.channel, &cards::render_reply(&view, &op.events, now), Some(ts))
+                .post_message(
+                    &op.channel,
+                    &cards::render_reply(&view, &op.events, now),
+                    Some(ts),
+                )
                 .await
                 .map(|_| Completion::Done),
             None => Ok(Completion::Dead {
@@ -355,7 +378,13 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
 }
 
 /// Turns a failed call into the next step for its operation.
-fn failure(inner: &Inner, op: &OutboxOp, e: &SlackError, method: &'static str, pacer: &mut Pacer) -> Completion {
+fn failure(
+    inner: &Inner,
+    op: &OutboxOp,
+    e: &SlackError,
+    method: &'static str,
+    pacer: &mut Pacer,
+) -> Completion {
     let now = Utc::now();
     match e.retry() {
         Retry::After(delay) => {
@@ -366,7 +395,12 @@ fn failure(inner: &Inner, op: &OutboxOp, e: &SlackError, method: &'static str, p
                 "chat.update" => lock(&inner.update_pacer).pause(until),
                 _ => pacer.pause(until),
             }
-            debug!(channel = op.channel, method, ?delay, "rate limited by Slack; pausing this scope");
+            debug!(
+                channel = op.channel,
+                method,
+                ?delay,
+                "rate limited by Slack; pausing this scope"
+            );
             Completion::Retry {
                 not_before: now + chrono::Duration::from_std(delay).unwrap_or_default(),
                 error: e.to_string(),
@@ -388,7 +422,9 @@ fn failure(inner: &Inner, op: &OutboxOp, e: &SlackError, method: &'static str, p
         Retry::Backoff | Retry::Never => {
             m::slack_call(method, "error");
             warn!(channel = op.channel, method, error = %e, card = %op.card, "Slack operation failed permanently; dead-lettered");
-            Completion::Dead { error: e.to_string() }
+            Completion::Dead {
+                error: e.to_string(),
+            }
         }
     }
 }
@@ -408,7 +444,11 @@ async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
     }
     let draining = inner.draining.subscribe();
     loop {
-        match inner.store.complete(op, completion.clone(), Utc::now()).await {
+        match inner
+            .store
+            .complete(op, completion.clone(), Utc::now())
+            .await
+        {
             Ok(()) => return,
             Err(e) => {
                 m::store_error();
@@ -440,7 +480,8 @@ async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>
         let found = page.messages.into_iter().find(|msg| {
             msg.metadata.as_ref().is_some_and(|meta| {
                 meta.event_type == cards::METADATA_EVENT_TYPE
-                    && meta.event_payload.get("card_id").and_then(|v| v.as_str()) == Some(op.card.0.as_str())
+                    && meta.event_payload.get("card_id").and_then(|v| v.as_str())
+                        == Some(op.card.0.as_str())
             })
         });
         if let Some(msg) = found {
@@ -504,8 +545,12 @@ mod tests {
         };
         for attempt in 1..30 {
             let d = backoff(&config, attempt);
-            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20))).min(Duration::from_secs(2));
-            assert!(d <= cap && d >= cap / 2, "attempt {attempt}: {d:?} vs {cap:?}");
+            let cap = Duration::from_millis(100 * (1u64 << (attempt - 1).min(20)))
+                .min(Duration::from_secs(2));
+            assert!(
+                d <= cap && d >= cap / 2,
+                "attempt {attempt}: {d:?} vs {cap:?}"
+            );
         }
     }
 

@@ -44,21 +44,42 @@ pub fn install() -> Option<PrometheusHandle> {
 
 fn describe() {
     describe_counter!(NOTIFICATIONS_RECEIVED, "Notifications accepted, by source.");
-    describe_counter!(NOTIFICATIONS_REJECTED, "Requests rejected at ingest, by reason.");
-    describe_counter!(NOTIFICATIONS_DEDUPED, "Accepted notifications that changed nothing (no Slack call).");
+    describe_counter!(
+        NOTIFICATIONS_REJECTED,
+        "Requests rejected at ingest, by reason."
+    );
+    describe_counter!(
+        NOTIFICATIONS_DEDUPED,
+        "Accepted notifications that changed nothing (no Slack call)."
+    );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
-    describe_counter!(ALERTS_UNROUTED, "Alerts no route matched (dropped by configuration).");
+    describe_counter!(
+        ALERTS_UNROUTED,
+        "Alerts no route matched (dropped by configuration)."
+    );
     describe_counter!(CARDS_OPENED, "Cards opened.");
     describe_counter!(CARDS_RESOLVED, "Cards resolved.");
-    describe_counter!(CARDS_REOPENED, "Resolved cards reopened inside their reopen window.");
+    describe_counter!(
+        CARDS_REOPENED,
+        "Resolved cards reopened inside their reopen window."
+    );
     describe_counter!(SLACK_CALLS, "Slack Web API calls, by method and outcome.");
     describe_counter!(SLACK_RATELIMITED, "Slack answers with HTTP 429, by method.");
-    describe_counter!(SLACK_RECONCILED, "Card posts of unknown outcome found in channel history.");
+    describe_counter!(
+        SLACK_RECONCILED,
+        "Card posts of unknown outcome found in channel history."
+    );
     describe_counter!(OUTBOX_PUSHED, "Outbox operations written, by kind.");
     describe_counter!(OUTBOX_POPPED, "Outbox operations completed, by kind.");
-    describe_counter!(OUTBOX_DEAD_LETTERS, "Outbox operations that failed permanently, by kind.");
+    describe_counter!(
+        OUTBOX_DEAD_LETTERS,
+        "Outbox operations that failed permanently, by kind."
+    );
     describe_gauge!(OUTBOX_PENDING, "Outbox operations waiting to be sent.");
-    describe_gauge!(OUTBOX_DEAD, "Dead-lettered outbox operations held in the store.");
+    describe_gauge!(
+        OUTBOX_DEAD,
+        "Dead-lettered outbox operations held in the store."
+    );
     describe_gauge!(CARDS_FIRING, "Cards currently firing.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
 }

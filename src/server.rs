@@ -75,14 +75,30 @@ pub async fn run(
         });
         let api_url = format!("http://{addr}/sandbox/api");
         info!(%api_url, "no slack.bot_token configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
-        (SlackClient::new(&api_url, SANDBOX_TOKEN, config.slack.request_timeout)?, Some(sandbox))
+        (
+            SlackClient::new(&api_url, SANDBOX_TOKEN, config.slack.request_timeout)?,
+            Some(sandbox),
+        )
     } else {
-        let token = config.slack.bot_token.as_ref().map(|t| t.expose()).unwrap_or_default();
-        (SlackClient::new(&config.slack.api_url, token, config.slack.request_timeout)?, None)
+        let token = config
+            .slack
+            .bot_token
+            .as_ref()
+            .map(|t| t.expose())
+            .unwrap_or_default();
+        (
+            SlackClient::new(&config.slack.api_url, token, config.slack.request_timeout)?,
+            None,
+        )
     };
 
-    let (deliverer, supervisor) =
-        Deliverer::start(store.clone(), slack, router.clone(), config.delivery.clone()).await?;
+    let (deliverer, supervisor) = Deliverer::start(
+        store.clone(),
+        slack,
+        router.clone(),
+        config.delivery.clone(),
+    )
+    .await?;
     let app = Arc::new(App {
         pipeline: Pipeline::new(router, store.clone(), config.delivery.reply_batch_window),
         deliverer: deliverer.clone(),
@@ -105,7 +121,9 @@ pub async fn run(
     }
 
     info!(%addr, "ackbar listening");
-    axum::serve(listener, http).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, http)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
     deliverer.drain(config.delivery.shutdown_deadline).await;
     supervisor.abort();
@@ -125,10 +143,14 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
                 IngestAuth::Bearer(_) => "Bearer",
                 IngestAuth::Basic { .. } => "Basic realm=\"ackbar\"",
             };
-            let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong credentials (see ingest.auth)");
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong credentials (see ingest.auth)",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
             return response;
         }
     }
@@ -150,7 +172,10 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         }
         Err(rejection) => {
             m::rejected("body");
-            return error(rejection.status(), format!("cannot read request body: {}", rejection.body_text()));
+            return error(
+                rejection.status(),
+                format!("cannot read request body: {}", rejection.body_text()),
+            );
         }
     };
     let notification = match alertmanager::decode(&body) {
@@ -200,17 +225,23 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 fn authorized(auth: &IngestAuth, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
     match auth {
-        IngestAuth::Bearer(token) => scheme.eq_ignore_ascii_case("bearer") && token.matches(credentials.trim().as_bytes()),
+        IngestAuth::Bearer(token) => {
+            scheme.eq_ignore_ascii_case("bearer") && token.matches(credentials.trim().as_bytes())
+        }
         IngestAuth::Basic { username, password } => {
             if !scheme.eq_ignore_ascii_case("basic") {
                 return false;
             }
-            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials.trim()) else {
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(credentials.trim())
+            else {
                 return false;
             };
             let Some(colon) = decoded.iter().position(|&b| b == b':') else {

@@ -17,7 +17,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::ReplyConfig;
-use crate::model::{Alert, AlertStatus, CardId, CardState, Fingerprint, Fnv64, Labels, ThreadEvent};
+use crate::model::{
+    Alert, AlertStatus, CardId, CardState, Fingerprint, Fnv64, Labels, ThreadEvent,
+};
 
 /// Alerts of one notification that belong to one card key, with what the
 /// route says about them.
@@ -41,7 +43,11 @@ impl CardBatch {
     /// Digest of the group-level data a card shows.
     pub fn group_digest(&self) -> u64 {
         let mut h = Fnv64::new();
-        for map in [&self.group_labels, &self.common_labels, &self.common_annotations] {
+        for map in [
+            &self.group_labels,
+            &self.common_labels,
+            &self.common_annotations,
+        ] {
             h.write(&[0xfe]);
             for (k, v) in map {
                 h.write(k.as_bytes());
@@ -143,7 +149,9 @@ pub fn plan(
     let refires = |known: &HashMap<Fingerprint, KnownAlert>| {
         batch.alerts.iter().any(|a| {
             a.status == AlertStatus::Firing
-                && known.get(&a.fingerprint).is_none_or(|k| k.status != AlertStatus::Firing)
+                && known
+                    .get(&a.fingerprint)
+                    .is_none_or(|k| k.status != AlertStatus::Firing)
         })
     };
     let any_firing = batch.alerts.iter().any(|a| a.status == AlertStatus::Firing);
@@ -151,11 +159,14 @@ pub fn plan(
     let (target, known, base) = match current {
         None if !any_firing => return Plan::Unchanged, // resolves for a card never seen
         None => (Target::New(CardId::random()), &empty, None),
-        Some(card) if card.state == CardState::Firing => (Target::Existing(card.id.clone()), known, Some(card)),
+        Some(card) if card.state == CardState::Firing => {
+            (Target::Existing(card.id.clone()), known, Some(card))
+        }
         Some(card) if !refires(known) => (Target::Existing(card.id.clone()), known, Some(card)),
         Some(card) => {
             let resolved_at = card.resolved_at.unwrap_or(card.opened_at);
-            let window = chrono::Duration::from_std(batch.reopen_window).unwrap_or(chrono::Duration::MAX);
+            let window =
+                chrono::Duration::from_std(batch.reopen_window).unwrap_or(chrono::Duration::MAX);
             if now.signed_duration_since(resolved_at) <= window {
                 (Target::Reopen(card.id.clone()), known, Some(card))
             } else {
@@ -172,8 +183,12 @@ pub fn plan(
     let (mut fired, mut resolved_now) = (0, 0);
     // A notification should not list one alert twice; if it does, the last
     // copy wins and the earlier ones are skipped.
-    let last: HashMap<Fingerprint, usize> =
-        batch.alerts.iter().enumerate().map(|(i, a)| (a.fingerprint, i)).collect();
+    let last: HashMap<Fingerprint, usize> = batch
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.fingerprint, i))
+        .collect();
     for (i, alert) in batch.alerts.iter().enumerate() {
         if last.get(&alert.fingerprint) != Some(&i) {
             continue;
@@ -222,7 +237,12 @@ pub fn plan(
     let previous_state = base.map(|c| c.state);
     let opened_at = base.map_or(now, |c| c.opened_at);
     let (state, resolved_at) = if firing == 0 {
-        (CardState::Resolved, base.and_then(|c| c.resolved_at).filter(|_| previous_state == Some(CardState::Resolved)).or(Some(now)))
+        (
+            CardState::Resolved,
+            base.and_then(|c| c.resolved_at)
+                .filter(|_| previous_state == Some(CardState::Resolved))
+                .or(Some(now)),
+        )
     } else {
         (CardState::Firing, None)
     };
@@ -263,8 +283,15 @@ fn wanted(replies: &ReplyConfig, event: &ThreadEvent) -> bool {
 }
 
 fn alert_name(alert: &Alert) -> String {
-    let name = alert.labels.get("alertname").map_or("alert", String::as_str);
-    match alert.labels.get("instance").or_else(|| alert.labels.get("pod")) {
+    let name = alert
+        .labels
+        .get("alertname")
+        .map_or("alert", String::as_str);
+    match alert
+        .labels
+        .get("instance")
+        .or_else(|| alert.labels.get("pod"))
+    {
         Some(instance) => format!("{name} {instance}"),
         None => name.to_owned(),
     }
@@ -328,7 +355,10 @@ mod tests {
 
     impl Held {
         fn new() -> Self {
-            Held { card: None, alerts: HashMap::new() }
+            Held {
+                card: None,
+                alerts: HashMap::new(),
+            }
         }
 
         fn step(&mut self, b: &CardBatch, now: DateTime<Utc>) -> Plan {
@@ -339,7 +369,13 @@ mod tests {
                 }
                 for &i in &c.alert_writes {
                     let a = &b.alerts[i];
-                    self.alerts.insert(a.fingerprint, KnownAlert { status: a.status, digest: a.digest() });
+                    self.alerts.insert(
+                        a.fingerprint,
+                        KnownAlert {
+                            status: a.status,
+                            digest: a.digest(),
+                        },
+                    );
                 }
                 self.card = Some(CardSnapshot {
                     id: c.target.card_id().clone(),
@@ -375,13 +411,19 @@ mod tests {
     #[test]
     fn resolved_alerts_for_an_unknown_card_change_nothing() {
         let mut held = Held::new();
-        assert_eq!(held.step(&batch(vec![alert(1, AlertStatus::Resolved)]), t(0)), Plan::Unchanged);
+        assert_eq!(
+            held.step(&batch(vec![alert(1, AlertStatus::Resolved)]), t(0)),
+            Plan::Unchanged
+        );
     }
 
     #[test]
     fn identical_notification_is_deduped() {
         let mut held = Held::new();
-        let b = batch(vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)]);
+        let b = batch(vec![
+            alert(1, AlertStatus::Firing),
+            alert(2, AlertStatus::Firing),
+        ]);
         held.step(&b, t(0));
         assert_eq!(held.step(&b, t(60)), Plan::Unchanged);
     }
@@ -398,42 +440,81 @@ mod tests {
     #[test]
     fn second_alert_joins_with_update_and_one_event() {
         let mut held = Held::new();
-        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0))).target.card_id().clone();
-        let c = change(held.step(&batch(vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)]), t(10)));
+        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0)))
+            .target
+            .card_id()
+            .clone();
+        let c = change(held.step(
+            &batch(vec![
+                alert(1, AlertStatus::Firing),
+                alert(2, AlertStatus::Firing),
+            ]),
+            t(10),
+        ));
         assert_eq!(c.target, Target::Existing(id));
         assert!(c.update_card);
         assert_eq!(c.alert_writes, vec![1]);
         assert_eq!(c.firing_count, 2);
-        assert!(matches!(c.events.as_slice(), [ThreadEvent::AlertFiring { .. }]));
+        assert!(matches!(
+            c.events.as_slice(),
+            [ThreadEvent::AlertFiring { .. }]
+        ));
     }
 
     #[test]
     fn all_resolved_resolves_the_card_with_duration() {
         let mut held = Held::new();
-        held.step(&batch(vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)]), t(0));
-        let c = change(held.step(&batch(vec![alert(1, AlertStatus::Resolved), alert(2, AlertStatus::Resolved)]), t(90)));
+        held.step(
+            &batch(vec![
+                alert(1, AlertStatus::Firing),
+                alert(2, AlertStatus::Firing),
+            ]),
+            t(0),
+        );
+        let c = change(held.step(
+            &batch(vec![
+                alert(1, AlertStatus::Resolved),
+                alert(2, AlertStatus::Resolved),
+            ]),
+            t(90),
+        ));
         assert_eq!(c.state, CardState::Resolved);
         assert_eq!(c.resolved_at, Some(t(90)));
         assert!(c.card_resolved());
         assert_eq!(c.events.len(), 3);
-        assert_eq!(c.events[2], ThreadEvent::CardResolved { at: t(90), duration_secs: 90 });
+        assert_eq!(
+            c.events[2],
+            ThreadEvent::CardResolved {
+                at: t(90),
+                duration_secs: 90
+            }
+        );
     }
 
     #[test]
     fn refire_inside_reopen_window_reopens_the_same_card() {
         let mut held = Held::new();
-        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0))).target.card_id().clone();
+        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0)))
+            .target
+            .card_id()
+            .clone();
         held.step(&batch(vec![alert(1, AlertStatus::Resolved)]), t(10));
         let c = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(300)));
         assert_eq!(c.target, Target::Reopen(id));
         assert_eq!(c.state, CardState::Firing);
-        assert!(matches!(c.events.first(), Some(ThreadEvent::CardReopened { .. })));
+        assert!(matches!(
+            c.events.first(),
+            Some(ThreadEvent::CardReopened { .. })
+        ));
     }
 
     #[test]
     fn refire_after_reopen_window_opens_a_new_card() {
         let mut held = Held::new();
-        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0))).target.card_id().clone();
+        let id = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0)))
+            .target
+            .card_id()
+            .clone();
         held.step(&batch(vec![alert(1, AlertStatus::Resolved)]), t(10));
         let c = change(held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(10 + 601)));
         assert!(matches!(&c.target, Target::New(new) if *new != id));
@@ -454,7 +535,10 @@ mod tests {
     fn disabled_reply_kinds_are_dropped() {
         let mut held = Held::new();
         held.step(&batch(vec![alert(1, AlertStatus::Firing)]), t(0));
-        let mut b = batch(vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)]);
+        let mut b = batch(vec![
+            alert(1, AlertStatus::Firing),
+            alert(2, AlertStatus::Firing),
+        ]);
         b.replies.alert_firing = false;
         let c = change(held.step(&b, t(5)));
         assert!(c.events.is_empty());

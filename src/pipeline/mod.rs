@@ -38,12 +38,19 @@ pub struct IngestReport {
 impl IngestReport {
     /// Channels that got new outbox work.
     pub fn channels_to_wake(&self) -> impl Iterator<Item = &str> {
-        self.outcomes.iter().filter(|o| o.changed).map(|o| o.channel.as_str())
+        self.outcomes
+            .iter()
+            .filter(|o| o.changed)
+            .map(|o| o.channel.as_str())
     }
 }
 
 impl Pipeline {
-    pub fn new(router: Arc<Router>, store: Arc<dyn Store>, reply_batch_window: Duration) -> Pipeline {
+    pub fn new(
+        router: Arc<Router>,
+        store: Arc<dyn Store>,
+        reply_batch_window: Duration,
+    ) -> Pipeline {
         Pipeline {
             router,
             store,
@@ -92,12 +99,19 @@ impl Pipeline {
     }
 
     /// Applies a notification. `Ok` means every change it causes is durable.
-    pub async fn ingest(&self, notification: &Notification, now: DateTime<Utc>) -> Result<IngestReport, StoreError> {
+    pub async fn ingest(
+        &self,
+        notification: &Notification,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
         let (batches, unrouted) = self.batches(notification);
         let outcomes = if batches.is_empty() {
             Vec::new()
         } else {
-            self.store.apply(&batches, now).await.inspect_err(|_| m::store_error())?
+            self.store
+                .apply(&batches, now)
+                .await
+                .inspect_err(|_| m::store_error())?
         };
         counter!(m::NOTIFICATIONS_RECEIVED, "source" => "alertmanager").increment(1);
         counter!(m::ALERTS_RECEIVED).increment(notification.alerts.len() as u64);

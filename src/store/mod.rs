@@ -92,7 +92,9 @@ impl OpKind {
             "post" => Ok(OpKind::Post),
             "update" => Ok(OpKind::Update),
             "reply" => Ok(OpKind::Reply),
-            other => Err(StoreError::Corrupt(format!("unknown outbox kind {other:?}"))),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown outbox kind {other:?}"
+            ))),
         }
     }
 }
@@ -170,7 +172,11 @@ pub struct DeadLetter {
 pub trait Store: Send + Sync + 'static {
     /// Applies batches (one per card key) in one transaction: state changes
     /// and the outbox operations they cause. Returns one outcome per batch.
-    async fn apply(&self, batches: &[CardBatch], now: DateTime<Utc>) -> Result<Vec<ApplyOutcome>, StoreError>;
+    async fn apply(
+        &self,
+        batches: &[CardBatch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError>;
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -191,10 +197,19 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_attempt(&self, op_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Records how an attempt ended (see [`Completion`]).
-    async fn complete(&self, op: &OutboxOp, completion: Completion, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        op: &OutboxOp,
+        completion: Completion,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// The card as it should be rendered now, listing at most `max_alerts`.
-    async fn card_view(&self, card: &CardId, max_alerts: u32) -> Result<Option<CardView>, StoreError>;
+    async fn card_view(
+        &self,
+        card: &CardId,
+        max_alerts: u32,
+    ) -> Result<Option<CardView>, StoreError>;
 
     async fn outbox_summary(&self) -> Result<OutboxSummary, StoreError>;
 
@@ -205,11 +220,17 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The latest card of a key, for tests and the CLI.
-    async fn card_by_key(&self, key: &str) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
+    async fn card_by_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
 }
 
 /// Opens the store a URL names and applies its migrations.
-pub async fn open(url: &str, busy_timeout: Duration) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+pub async fn open(
+    url: &str,
+    busy_timeout: Duration,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, busy_timeout).await?;
         return Ok(std::sync::Arc::new(store));

@@ -11,13 +11,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    ApplyOutcome, Completion, DeadLetter, NextOp, OpKind, OutboxOp, OutboxSummary, Store, StoreError,
+    ApplyOutcome, Completion, DeadLetter, NextOp, OpKind, OutboxOp, OutboxSummary, Store,
+    StoreError,
 };
-use crate::model::{AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent};
+use crate::model::{
+    AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent,
+};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
 /// Thread events kept in one pending reply. Past this a storm's reply is
@@ -35,9 +40,9 @@ pub struct SqliteStore {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                StoreError::Corrupt(e.to_string())
-            }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
             other => StoreError::Unavailable(other.to_string()),
         }
     }
@@ -74,7 +79,11 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| open_err(e.to_string()))?
             .create_if_missing(true)
-            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
@@ -116,7 +125,10 @@ struct LatestCard {
     snapshot: CardSnapshot,
 }
 
-async fn latest_card(conn: &mut SqliteConnection, key: &str) -> Result<Option<LatestCard>, StoreError> {
+async fn latest_card(
+    conn: &mut SqliteConnection,
+    key: &str,
+) -> Result<Option<LatestCard>, StoreError> {
     let row = sqlx::query(
         "SELECT seq, id, state, opened_at, resolved_at, group_digest, firing_count, resolved_count
          FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
@@ -132,7 +144,10 @@ async fn latest_card(conn: &mut SqliteConnection, key: &str) -> Result<Option<La
             id: CardId(row.try_get("id")?),
             state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
             opened_at: from_ms(row.try_get("opened_at")?)?,
-            resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms).transpose()?,
+            resolved_at: row
+                .try_get::<Option<i64>, _>("resolved_at")?
+                .map(from_ms)
+                .transpose()?,
             group_digest: row.try_get::<i64, _>("group_digest")? as u64,
             firing_count: row.try_get::<i64, _>("firing_count")? as u64,
             resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
@@ -262,7 +277,8 @@ async fn push_reply(
     .await?;
     if let Some(row) = pending {
         let id: i64 = row.try_get("id")?;
-        let mut held: Vec<ThreadEvent> = from_json(row.try_get::<Option<&str>, _>("events")?.unwrap_or("[]"))?;
+        let mut held: Vec<ThreadEvent> =
+            from_json(row.try_get::<Option<&str>, _>("events")?.unwrap_or("[]"))?;
         let room = MAX_EVENTS_PER_REPLY.saturating_sub(held.len());
         // Keep the card-level events (resolved/reopened) even past the cap.
         held.extend(events.iter().take(room).cloned());
@@ -270,7 +286,12 @@ async fn push_reply(
             events
                 .iter()
                 .skip(room)
-                .filter(|e| matches!(e, ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }))
+                .filter(|e| {
+                    matches!(
+                        e,
+                        ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }
+                    )
+                })
                 .cloned(),
         );
         sqlx::query("UPDATE outbox SET events = ?, updated_at = ? WHERE id = ?")
@@ -283,7 +304,16 @@ async fn push_reply(
     }
     let not_before = now + chrono::Duration::from_std(window).unwrap_or_default();
     let events = &events[..events.len().min(MAX_EVENTS_PER_REPLY)];
-    insert_op(conn, card_seq, channel, OpKind::Reply, Some(&json(&events)), not_before, now).await?;
+    insert_op(
+        conn,
+        card_seq,
+        channel,
+        OpKind::Reply,
+        Some(&json(&events)),
+        not_before,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -377,7 +407,15 @@ async fn write_change(
         ops_pushed.push(OpKind::Update);
     }
     if !change.events.is_empty()
-        && push_reply(conn, seq, &batch.channel, &change.events, batch.reply_batch_window, now).await?
+        && push_reply(
+            conn,
+            seq,
+            &batch.channel,
+            &change.events,
+            batch.reply_batch_window,
+            now,
+        )
+        .await?
     {
         ops_pushed.push(OpKind::Reply);
     }
@@ -415,7 +453,11 @@ fn op_from_row(row: &SqliteRow) -> Result<OutboxOp, StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn apply(&self, batches: &[CardBatch], now: DateTime<Utc>) -> Result<Vec<ApplyOutcome>, StoreError> {
+    async fn apply(
+        &self,
+        batches: &[CardBatch],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
         // Fast path: decide on a reader connection. Most notifications are
         // re-sends that change nothing; they never take the write lock.
         {
@@ -441,7 +483,9 @@ impl Store for SqliteStore {
             let (latest, plan) = plan_batch(&mut tx, batch, now).await?;
             let outcome = match plan {
                 Plan::Unchanged => unchanged(batch, latest.as_ref()),
-                Plan::Apply(change) => write_change(&mut tx, batch, latest.as_ref(), &change, now).await?,
+                Plan::Apply(change) => {
+                    write_change(&mut tx, batch, latest.as_ref(), &change, now).await?
+                }
             };
             outcomes.push(outcome);
         }
@@ -468,7 +512,9 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(|r| r.try_get("channel").map_err(StoreError::from)).collect()
+        rows.iter()
+            .map(|r| r.try_get("channel").map_err(StoreError::from))
+            .collect()
     }
 
     async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError> {
@@ -510,7 +556,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn complete(&self, op: &OutboxOp, completion: Completion, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        op: &OutboxOp,
+        completion: Completion,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         match completion {
             Completion::Posted { ts, refresh } => {
@@ -519,7 +570,10 @@ impl Store for SqliteStore {
                     .bind(&op.card.0)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM outbox WHERE id = ?").bind(op.id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM outbox WHERE id = ?")
+                    .bind(op.id)
+                    .execute(&mut *tx)
+                    .await?;
                 if refresh {
                     let seq: i64 = sqlx::query("SELECT seq FROM cards WHERE id = ?")
                         .bind(&op.card.0)
@@ -530,7 +584,10 @@ impl Store for SqliteStore {
                 }
             }
             Completion::Done => {
-                sqlx::query("DELETE FROM outbox WHERE id = ?").bind(op.id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM outbox WHERE id = ?")
+                    .bind(op.id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             Completion::Retry {
                 not_before,
@@ -553,12 +610,14 @@ impl Store for SqliteStore {
                 .await?;
             }
             Completion::Dead { error } => {
-                sqlx::query("UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?")
-                    .bind(&error)
-                    .bind(ms(now))
-                    .bind(op.id)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(&error)
+                .bind(ms(now))
+                .bind(op.id)
+                .execute(&mut *tx)
+                .await?;
                 if op.kind == OpKind::Post {
                     // Invariant 5: the card's other operations can never be
                     // sent without a ts; dead-letter them with the post.
@@ -578,7 +637,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn card_view(&self, card: &CardId, max_alerts: u32) -> Result<Option<CardView>, StoreError> {
+    async fn card_view(
+        &self,
+        card: &CardId,
+        max_alerts: u32,
+    ) -> Result<Option<CardView>, StoreError> {
         let mut conn = self.reader.acquire().await?;
         let Some(row) = sqlx::query("SELECT * FROM cards WHERE id = ?")
             .bind(&card.0)
@@ -608,7 +671,10 @@ impl Store for SqliteStore {
                 labels: from_json::<Labels>(a.try_get("labels")?)?,
                 annotations: from_json::<Labels>(a.try_get("annotations")?)?,
                 starts_at: from_ms(a.try_get("starts_at")?)?,
-                ends_at: a.try_get::<Option<i64>, _>("ends_at")?.map(from_ms).transpose()?,
+                ends_at: a
+                    .try_get::<Option<i64>, _>("ends_at")?
+                    .map(from_ms)
+                    .transpose()?,
                 generator_url: a.try_get("generator_url")?,
             });
         }
@@ -619,7 +685,10 @@ impl Store for SqliteStore {
             channel: row.try_get("channel")?,
             state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
             opened_at: from_ms(row.try_get("opened_at")?)?,
-            resolved_at: row.try_get::<Option<i64>, _>("resolved_at")?.map(from_ms).transpose()?,
+            resolved_at: row
+                .try_get::<Option<i64>, _>("resolved_at")?
+                .map(from_ms)
+                .transpose()?,
             group_labels: from_json(row.try_get("group_labels")?)?,
             common_labels: from_json(row.try_get("common_labels")?)?,
             common_annotations: from_json(row.try_get("common_annotations")?)?,
@@ -663,7 +732,9 @@ impl Store for SqliteStore {
                     card: CardId(r.try_get("card_id")?),
                     channel: r.try_get("channel")?,
                     attempts: r.try_get::<i64, _>("attempts")? as u32,
-                    error: r.try_get::<Option<String>, _>("last_error")?.unwrap_or_default(),
+                    error: r
+                        .try_get::<Option<String>, _>("last_error")?
+                        .unwrap_or_default(),
                 })
             })
             .collect()
@@ -678,7 +749,8 @@ impl Store for SqliteStore {
         let Some(row) = row else { return Ok(false) };
         let card_seq: i64 = row.try_get("card_seq")?;
         let kind = OpKind::parse(row.try_get("kind")?)?;
-        let revive = "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?";
+        let revive =
+            "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?";
         if kind == OpKind::Post {
             sqlx::query(&format!("{revive} WHERE card_seq = ? AND state = 'dead'"))
                 .bind(ms(now))
@@ -698,11 +770,16 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn card_by_key(&self, key: &str) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
-        let row = sqlx::query("SELECT id, state, ts FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1")
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?;
+    async fn card_by_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, state, ts FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(key)
+        .fetch_optional(&self.reader)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let state: String = row.try_get("state")?;
         Ok(Some((
