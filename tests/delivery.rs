@@ -1,0 +1,208 @@
+//! Delivery under load and faults: storms, rate limits, 5xx and dropped
+//! connections. After each: one card per group, every final state right.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ackbar::slack::sandbox::{Faults, RateLimit, SandboxState};
+use common::*;
+use serde_json::json;
+
+const GROUPS: usize = 20;
+const ALERTS_PER_GROUP: usize = 100;
+const CHANNEL_B: &str = "C0TESTCHB2";
+
+fn group(i: usize) -> String {
+    format!("storm-{i:02}")
+}
+
+/// Routes even groups to CHANNEL and odd ones to CHANNEL_B.
+fn storm_config(api_url: &str, db: &std::path::Path) -> serde_json::Value {
+    let mut config = test_config(api_url, db);
+    config["routes"] = json!([
+        { "name": "even", "matchers": ["group=~storm-.[02468]"], "channel": CHANNEL },
+        { "name": "odd", "matchers": [], "channel": CHANNEL_B }
+    ]);
+    config
+}
+
+/// Sends every group's alerts in cumulative steps (as Alertmanager does when
+/// a group grows), all groups concurrently, then resolves everything.
+async fn storm(url: &str) {
+    let client = http();
+    let steps = [25, 50, 100];
+    let mut tasks = Vec::new();
+    for g in 0..GROUPS {
+        let client = client.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for &n in &steps {
+                let alerts: Vec<_> = (0..n).map(|i| firing("StormAlert", &format!("host-{i:03}"))).collect();
+                send_until_accepted(&client, &url, &webhook(&group(g), &alerts)).await;
+            }
+            let alerts: Vec<_> =
+                (0..ALERTS_PER_GROUP).map(|i| resolved("StormAlert", &format!("host-{i:03}"))).collect();
+            send_until_accepted(&client, &url, &webhook(&group(g), &alerts)).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// What Alertmanager does: retry until a 2xx.
+async fn send_until_accepted(client: &reqwest::Client, url: &str, body: &serde_json::Value) {
+    for _ in 0..100 {
+        match client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return,
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    panic!("webhook never accepted");
+}
+
+/// Every group has exactly one card, resolved, without buttons, and its
+/// thread holds the resolve.
+fn assert_final_state(state: &SandboxState) {
+    let mut by_group: BTreeMap<String, usize> = BTreeMap::new();
+    for channel in [CHANNEL, CHANNEL_B] {
+        for (ts, _, card) in cards(state, channel) {
+            let text = message_text(&card);
+            let key = card["metadata"]["event_payload"]["card_key"].as_str().unwrap_or_default().to_owned();
+            let g = (0..GROUPS).map(group).find(|g| key.contains(&format!("\"{g}\"")));
+            let g = g.unwrap_or_else(|| panic!("card key names no storm group: {key}"));
+            *by_group.entry(g.clone()).or_default() += 1;
+            assert!(text.to_lowercase().contains("resolved"), "{g}: card is not resolved: {text}");
+            assert!(!card.to_string().contains("ackbar_acknowledge"), "{g}: resolved card keeps its buttons");
+            let thread: Vec<String> = replies(state, channel, &ts).iter().map(message_text).collect();
+            assert!(
+                thread.iter().any(|r| r.to_lowercase().contains("resolved")),
+                "{g}: no resolve reply in the thread: {thread:?}"
+            );
+        }
+    }
+    assert_eq!(by_group.len(), GROUPS, "one card per group: {by_group:?}");
+    assert!(by_group.values().all(|&n| n == 1), "duplicate cards: {by_group:?}");
+}
+
+fn settled(state: &SandboxState) -> bool {
+    let resolved_cards = [CHANNEL, CHANNEL_B]
+        .iter()
+        .flat_map(|c| cards(state, c))
+        .filter(|(_, _, card)| message_text(card).to_lowercase().contains("resolved"))
+        .count();
+    resolved_cards >= GROUPS
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_of_2000_alerts_in_20_groups_is_paced_and_honours_429() {
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    // Stricter than ackbar's test pacing (50/s), so 429s happen.
+    options.post_per_channel = RateLimit {
+        max: 10,
+        per: Duration::from_secs(1),
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
+
+    storm(&ackbar.url("/webhook/alertmanager")).await;
+    eventually(Duration::from_secs(90), "every card resolved", || settled(&slack.sandbox.state())).await;
+    // Let the last replies go out.
+    eventually_async(Duration::from_secs(30), "outbox drained", || async {
+        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+    let state = slack.sandbox.state();
+    assert_final_state(&state);
+    assert_eq!(state.retry_after_violations, 0, "a request was sent before its Retry-After elapsed");
+    let ratelimited = metric(&ackbar.base(), "ackbar_slack_ratelimited_total").await;
+    assert!(ratelimited > 0.0, "the storm should have met the sandbox's rate limit");
+    // Batching: far fewer replies than alert changes (2,000 resolves).
+    let replies_total: usize = [CHANNEL, CHANNEL_B]
+        .iter()
+        .flat_map(|c| cards(&state, c).into_iter().map(move |(ts, _, _)| replies(&state, c, &ts).len()))
+        .sum();
+    assert!(replies_total <= GROUPS * 4, "replies were not batched: {replies_total}");
+    ackbar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_failing_one_call_in_five_reaches_the_same_final_state_without_duplicates() {
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    options.faults = Faults {
+        error_rate: 0.1,
+        drop_rate: 0.1,
+        ..Faults::default()
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
+
+    storm(&ackbar.url("/webhook/alertmanager")).await;
+    eventually(Duration::from_secs(120), "every card resolved", || settled(&slack.sandbox.state())).await;
+    eventually_async(Duration::from_secs(60), "outbox drained", || async {
+        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+    let state = slack.sandbox.state();
+    assert_final_state(&state);
+    assert_eq!(metric(&ackbar.base(), "ackbar_outbox_dead").await, 0.0, "no dead letters");
+    ackbar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_the_middle_of_a_storm_then_restart_loses_nothing_and_duplicates_nothing() {
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    // Slow Slack down so that the kill lands with work in flight and queued.
+    options.post_per_channel = RateLimit {
+        max: 5,
+        per: Duration::from_secs(1),
+    };
+    options.faults = Faults {
+        delay: Duration::from_millis(150),
+        delay_rate: 0.5,
+        ..Faults::default()
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = storm_config(&slack.api_url, &dir.path().join("a.db"));
+    let port = free_port();
+    let mut first = start_ackbar_process(&config, dir.path(), port).await;
+    let url = first.url("/webhook/alertmanager");
+
+    // The storm retries refused or failed requests, as Alertmanager does.
+    let storm_task = tokio::spawn(async move { storm(&url).await });
+    eventually(Duration::from_secs(30), "some cards posted", || {
+        let state = slack.sandbox.state();
+        cards(&state, CHANNEL).len() + cards(&state, CHANNEL_B).len() >= 4
+    })
+    .await;
+    first.kill().await;
+    let posted_before_kill = {
+        let state = slack.sandbox.state();
+        cards(&state, CHANNEL).len() + cards(&state, CHANNEL_B).len()
+    };
+    assert!(posted_before_kill < GROUPS, "the kill should land mid-storm");
+
+    let second = start_ackbar_process(&config, dir.path(), port).await;
+    tokio::time::timeout(Duration::from_secs(90), storm_task)
+        .await
+        .expect("storm finished")
+        .unwrap();
+    eventually(Duration::from_secs(90), "every card resolved", || settled(&slack.sandbox.state())).await;
+    eventually_async(Duration::from_secs(60), "outbox drained", || async {
+        metric(&format!("http://{}", second.addr), "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+    assert_final_state(&slack.sandbox.state());
+    drop(second);
+}

@@ -1,0 +1,219 @@
+//! The store's invariants (src/store/mod.rs), on a real SQLite file.
+
+use std::time::Duration;
+
+use ackbar::config::ReplyConfig;
+use ackbar::model::{Alert, AlertStatus, CardState, Fingerprint, Labels, ThreadEvent};
+use ackbar::pipeline::card::CardBatch;
+use ackbar::store::sqlite::SqliteStore;
+use ackbar::store::{Completion, NextOp, OpKind, Store};
+use chrono::{DateTime, TimeZone, Utc};
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
+}
+
+fn alert(fp: u64, status: AlertStatus) -> Alert {
+    let mut labels = Labels::new();
+    labels.insert("alertname".into(), "Disk".into());
+    labels.insert("instance".into(), format!("h{fp}"));
+    Alert {
+        fingerprint: Fingerprint(fp),
+        status,
+        labels,
+        annotations: Labels::new(),
+        starts_at: t(0),
+        ends_at: None,
+        generator_url: None,
+    }
+}
+
+fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
+    CardBatch {
+        key: key.into(),
+        route: "r".into(),
+        channel: "C0STORETST".into(),
+        reopen_window: Duration::from_secs(600),
+        replies: ReplyConfig::default(),
+        reply_batch_window: Duration::from_secs(2),
+        group_labels: Labels::new(),
+        common_labels: Labels::new(),
+        common_annotations: Labels::new(),
+        external_url: None,
+        alerts,
+    }
+}
+
+async fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
+    (dir, store)
+}
+
+async fn ready(store: &SqliteStore, now: DateTime<Utc>) -> ackbar::store::OutboxOp {
+    match store.next_op("C0STORETST", now).await.unwrap() {
+        NextOp::Ready(op) => op,
+        other => panic!("expected a ready op, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn new_card_writes_one_post_and_dedupes_the_repeat() {
+    let (_dir, store) = open().await;
+    let b = batch("k", vec![alert(1, AlertStatus::Firing)]);
+    let out = store.apply(std::slice::from_ref(&b), t(0)).await.unwrap();
+    assert!(out[0].opened && out[0].changed);
+    assert_eq!(out[0].ops_pushed, vec![OpKind::Post]);
+    let again = store.apply(&[b], t(5)).await.unwrap();
+    assert!(!again[0].changed, "identical notification is deduped");
+    assert_eq!(store.outbox_summary().await.unwrap().pending, 1);
+}
+
+#[tokio::test]
+async fn updates_wait_for_the_post_and_coalesce() {
+    let (_dir, store) = open().await;
+    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+    // While the post is pending, a change needs no update (the post renders
+    // the latest state).
+    let out = store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)])], t(1))
+        .await
+        .unwrap();
+    assert!(!out[0].ops_pushed.contains(&OpKind::Update));
+    assert_eq!(out[0].ops_pushed, vec![OpKind::Reply]);
+
+    let post = ready(&store, t(1)).await;
+    assert_eq!(post.kind, OpKind::Post);
+    store.begin_attempt(post.id, t(1)).await.unwrap();
+    // A change while the post is in flight does need an update, which is not
+    // handed out before the card has a ts.
+    store
+        .apply(
+            &[batch(
+                "k",
+                vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing), alert(3, AlertStatus::Firing)],
+            )],
+            t(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.next_op("C0STORETST", t(1)).await.unwrap(), NextOp::Idle);
+    store
+        .complete(&post, Completion::Posted { ts: "1.000001".into(), refresh: false }, t(1))
+        .await
+        .unwrap();
+    let update = ready(&store, t(1)).await;
+    assert_eq!(update.kind, OpKind::Update);
+    assert_eq!(update.card_ts.as_deref(), Some("1.000001"));
+    // Two more changes while the update is pending add no second update.
+    for n in 4..6 {
+        let alerts = (1..=n).map(|i| alert(i, AlertStatus::Firing)).collect();
+        let out = store.apply(&[batch("k", alerts)], t(2)).await.unwrap();
+        assert!(!out[0].ops_pushed.contains(&OpKind::Update));
+    }
+}
+
+#[tokio::test]
+async fn thread_events_batch_into_one_pending_reply() {
+    let (_dir, store) = open().await;
+    let first: Vec<_> = (0..3).map(|i| alert(i, AlertStatus::Firing)).collect();
+    store.apply(&[batch("k", first.clone())], t(0)).await.unwrap();
+    let post = ready(&store, t(0)).await;
+    store.begin_attempt(post.id, t(0)).await.unwrap();
+    store.complete(&post, Completion::Posted { ts: "9.1".into(), refresh: false }, t(0)).await.unwrap();
+
+    for i in 0..3 {
+        let mut alerts = first.clone();
+        for a in alerts.iter_mut().take(i + 1) {
+            a.status = AlertStatus::Resolved;
+        }
+        store.apply(&[batch("k", alerts)], t(1)).await.unwrap();
+    }
+    // The update is due now; the reply waits for the batching window.
+    let update = ready(&store, t(1)).await;
+    assert_eq!(update.kind, OpKind::Update);
+    store.begin_attempt(update.id, t(1)).await.unwrap();
+    store.complete(&update, Completion::Done, t(1)).await.unwrap();
+    assert!(matches!(store.next_op("C0STORETST", t(1)).await.unwrap(), NextOp::WaitUntil(_)));
+    let reply = ready(&store, t(4)).await;
+    assert_eq!(reply.kind, OpKind::Reply);
+    let resolved = reply.events.iter().filter(|e| matches!(e, ThreadEvent::AlertResolved { .. })).count();
+    assert_eq!(resolved, 3, "three resolves in one reply: {:?}", reply.events);
+    assert!(reply.events.iter().any(|e| matches!(e, ThreadEvent::CardResolved { .. })));
+}
+
+#[tokio::test]
+async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried() {
+    let (_dir, store) = open().await;
+    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+    store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap();
+    let post = ready(&store, t(0)).await;
+    store.begin_attempt(post.id, t(0)).await.unwrap();
+    store
+        .complete(&post, Completion::Dead { error: "channel_not_found".into() }, t(0))
+        .await
+        .unwrap();
+    let summary = store.outbox_summary().await.unwrap();
+    assert_eq!((summary.pending, summary.dead), (0, 2));
+    assert_eq!(store.next_op("C0STORETST", t(100)).await.unwrap(), NextOp::Idle);
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    let post_letter = letters.iter().find(|l| l.kind == OpKind::Post).unwrap();
+    assert!(store.retry_dead_letter(post_letter.id, t(5)).await.unwrap());
+    assert_eq!(store.outbox_summary().await.unwrap().pending, 2);
+}
+
+#[tokio::test]
+async fn inflight_post_is_recovered_for_reconciliation_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    {
+        let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
+        store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+        let post = ready(&store, t(0)).await;
+        store.begin_attempt(post.id, t(0)).await.unwrap();
+        store.close().await; // the process dies here, mid-call
+    }
+    let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(store.recover_inflight().await.unwrap(), 1);
+    let post = ready(&store, t(1)).await;
+    assert!(post.reconcile, "a post of unknown outcome is reconciled before posting again");
+    assert_eq!(post.attempts, 1);
+}
+
+#[tokio::test]
+async fn resolved_card_reopens_inside_window_and_renders_latest_state() {
+    let (_dir, store) = open().await;
+    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+    let out = store.apply(&[batch("k", vec![alert(1, AlertStatus::Resolved)])], t(10)).await.unwrap();
+    assert!(out[0].resolved);
+    let (id, state, _) = store.card_by_key("k").await.unwrap().unwrap();
+    assert_eq!(state, CardState::Resolved);
+    let out = store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(20)).await.unwrap();
+    assert!(out[0].reopened);
+    assert_eq!(out[0].card.as_ref(), Some(&id));
+    let view = store.card_view(&id, 10).await.unwrap().unwrap();
+    assert_eq!(view.state, CardState::Firing);
+    assert_eq!((view.firing_count, view.resolved_count), (1, 0));
+    assert_eq!(view.alerts.len(), 1);
+}
+
+#[tokio::test]
+async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses() {
+    let (_dir, store) = open().await;
+    let out = store
+        .apply(
+            &[batch("a", vec![alert(1, AlertStatus::Firing)]), batch("b", vec![alert(2, AlertStatus::Firing)])],
+            t(0),
+        )
+        .await
+        .unwrap();
+    assert!(out.iter().all(|o| o.opened));
+    assert_eq!(store.outbox_summary().await.unwrap().pending, 2);
+    store.close().await;
+    assert!(store.apply(&[batch("c", vec![alert(3, AlertStatus::Firing)])], t(1)).await.is_err());
+}
