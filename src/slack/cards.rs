@@ -1,1 +1,852 @@
-//! The default card and thread replies, rendered from a CardView.
+//! The default card and thread replies, rendered from a [`CardView`].
+//!
+//! A card is one message per alert group, updated in place:
+//!
+//! ```text
+//! header   :rotating_light: CRITICAL · KubePodCrashLooping
+//! section  *summary*  description  (+ common runbook / dashboard / Alertmanager links)
+//! section  key label fields (at most 10)
+//! context  state · counts · opened <date> · open for / resolved after
+//! divider
+//! section  one per listed alert: status, distinguishing labels, summary, links
+//! context  "… and N more alerts not listed"
+//! actions  Acknowledge / Escalate (firing cards only)
+//! ```
+//!
+//! Everything that comes from an alert goes through [`untrusted`] (or
+//! [`untrusted_plain`] for the header), so alert text can never mention
+//! anyone; the only `<!...>` token ackbar writes is a `<!date^...>`.
+//! The block budget keeps a card within 50 blocks however many alerts the
+//! view lists, so the buttons are never the block that gets cut.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::model::{AlertStatus, CardAlert, CardState, CardView, Labels, Severity, ThreadEvent};
+use crate::slack::blocks::{
+    Actions, Block, Button, ButtonStyle, Context, Header, MAX_BLOCKS, Message, MessageBuilder,
+    Metadata, Section, Text, date, is_http_url, link, truncate, untrusted, untrusted_plain,
+};
+
+/// `action_id` of the Acknowledge button; its `value` is the card id.
+pub const ACK_ACTION_ID: &str = "ackbar_acknowledge";
+/// `action_id` of the Escalate button; its `value` is the card id.
+pub const ESCALATE_ACTION_ID: &str = "ackbar_escalate";
+/// `event_type` of the metadata attached to every card.
+pub const METADATA_EVENT_TYPE: &str = "ackbar_card";
+
+/// Chars of a summary shown on a card or in an alert line.
+const MAX_SUMMARY: usize = 500;
+/// Chars of the description shown on a card.
+const MAX_DESCRIPTION: usize = 1500;
+/// Chars of the distinguishing labels of one alert line.
+const MAX_ALERT_LABELS: usize = 400;
+/// Chars of a label value shown as a field.
+const MAX_FIELD_VALUE: usize = 300;
+/// URLs longer than this are not linked on a card: a handful of them could
+/// otherwise fill a section by themselves.
+const MAX_CARD_URL: usize = 1000;
+/// Blocks a card uses besides its alert lines: header, summary, fields,
+/// context, divider, "and N more", actions.
+const CARD_FIXED_BLOCKS: usize = 7;
+/// Names listed per kind in a thread reply before "and N more".
+pub const MAX_REPLY_NAMES: usize = 20;
+
+const RUNBOOK_KEYS: &[&str] = &["runbook_url", "runbook"];
+const DASHBOARD_KEYS: &[&str] = &["dashboard", "dashboard_url", "grafana_url"];
+
+/// The metadata attached to a card, read back when reconciling a card whose
+/// post outcome is unknown.
+pub fn card_metadata(view: &CardView) -> Metadata {
+    Metadata {
+        event_type: METADATA_EVENT_TYPE.to_owned(),
+        event_payload: json!({
+            "card_id": view.id.0,
+            "card_key": view.key,
+            "route": view.route,
+        }),
+    }
+}
+
+/// Renders the card for `view`; `now` gives the "open for" age of a firing
+/// card. The result always satisfies [`crate::slack::blocks::check_limits`].
+pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
+    let firing = view.state == CardState::Firing;
+    let severity = view.severity();
+    let title = view.title();
+    let summary = card_annotation(view, &["summary", "message"]);
+    let description = card_annotation(view, &["description"]);
+
+    let mut b = MessageBuilder::new(card_fallback(view, severity, &title, summary))
+        .metadata(card_metadata(view));
+
+    let status = if firing {
+        format!(
+            "{} {}",
+            severity_emoji(severity),
+            severity.as_str().to_uppercase()
+        )
+    } else {
+        ":white_check_mark: RESOLVED".to_owned()
+    };
+    b.push(
+        Header::new(format!("{status} · {}", untrusted_plain(&title))).block_id("ackbar_header"),
+    );
+
+    let mut about = Vec::new();
+    if let Some(s) = summary {
+        about.push(format!("*{}*", untrusted(&truncate(s, MAX_SUMMARY))));
+    }
+    if let Some(d) = description {
+        about.push(untrusted(&truncate(d, MAX_DESCRIPTION)));
+    }
+    let common_links = links(&[
+        (
+            RUNBOOK_KEYS
+                .iter()
+                .find_map(|k| view.common_annotations.get(*k)),
+            "Runbook",
+        ),
+        (
+            DASHBOARD_KEYS
+                .iter()
+                .find_map(|k| view.common_annotations.get(*k)),
+            "Dashboard",
+        ),
+        (view.external_url.as_ref(), "Alertmanager"),
+    ]);
+    if !common_links.is_empty() {
+        about.push(common_links);
+    }
+    if !about.is_empty() {
+        b.push(Section::mrkdwn(about.join("\n")).block_id("ackbar_summary"));
+    }
+
+    let fields: Vec<Text> = view
+        .key_labels
+        .iter()
+        .filter_map(|name| view.common_labels.get(name).map(|v| (name, v)))
+        .map(|(name, value)| {
+            Text::mrkdwn(format!(
+                "*{}*\n{}",
+                untrusted(&truncate(name, 100)),
+                untrusted(&truncate(value, MAX_FIELD_VALUE))
+            ))
+        })
+        .collect();
+    if !fields.is_empty() {
+        b.push(Section::from_fields(fields).block_id("ackbar_fields"));
+    }
+
+    b.push(Context::mrkdwn(card_context(view, now)).block_id("ackbar_context"));
+
+    let budget = MAX_BLOCKS - CARD_FIXED_BLOCKS;
+    let listed = &view.alerts[..view.alerts.len().min(budget)];
+    if !listed.is_empty() {
+        b.push(Block::Divider);
+    }
+    for (i, alert) in listed.iter().enumerate() {
+        b.push(Section::mrkdwn(alert_line(view, alert)).block_id(&format!("ackbar_alert_{i}")));
+    }
+    let not_listed = view.hidden_alerts() + (view.alerts.len() - listed.len()) as u64;
+    if not_listed > 0 {
+        b.push(
+            Context::mrkdwn(format!(
+                "_… and {not_listed} more {} not listed_",
+                plural(not_listed, "alert")
+            ))
+            .block_id("ackbar_more"),
+        );
+    }
+
+    if firing {
+        let id = view.id.0.as_str();
+        let buttons = [
+            Button::new("Acknowledge", ACK_ACTION_ID, id).style(ButtonStyle::Primary),
+            Button::new("Escalate", ESCALATE_ACTION_ID, id).style(ButtonStyle::Danger),
+        ];
+        if let Some(actions) = Actions::new(buttons) {
+            b.push(actions.block_id("ackbar_actions"));
+        }
+    }
+    b.build()
+}
+
+/// `[FIRING:3] KubePodCrashLooping (critical) — summary`, escaped.
+fn card_fallback(
+    view: &CardView,
+    severity: Severity,
+    title: &str,
+    summary: Option<&String>,
+) -> String {
+    let head = match view.state {
+        CardState::Firing => format!(
+            "[FIRING:{}] {} ({})",
+            view.firing_count,
+            untrusted(&truncate(title, 200)),
+            severity.as_str()
+        ),
+        CardState::Resolved => format!("[RESOLVED] {}", untrusted(&truncate(title, 200))),
+    };
+    match summary {
+        Some(s) => format!("{head} — {}", untrusted(&truncate(s, MAX_SUMMARY))),
+        None => head,
+    }
+}
+
+fn card_context(view: &CardView, now: DateTime<Utc>) -> String {
+    let mut parts = Vec::new();
+    parts.push(match view.state {
+        CardState::Firing => "*Firing*".to_owned(),
+        CardState::Resolved => "*Resolved*".to_owned(),
+    });
+    parts.push(format!(
+        "{} firing, {} resolved",
+        view.firing_count, view.resolved_count
+    ));
+    parts.push(format!(
+        "opened {}",
+        date(
+            view.opened_at,
+            "{date_short_pretty} {time}",
+            &view.opened_at.format("%Y-%m-%d %H:%M UTC").to_string()
+        )
+    ));
+    match (view.state, view.resolved_at) {
+        (CardState::Resolved, Some(resolved_at)) => parts.push(format!(
+            "resolved after {}",
+            format_duration((resolved_at - view.opened_at).num_seconds())
+        )),
+        (CardState::Firing, _) => parts.push(format!(
+            "open for {}",
+            format_duration((now - view.opened_at).num_seconds())
+        )),
+        (CardState::Resolved, None) => {}
+    }
+    parts.push(format!("route {}", untrusted(&truncate(&view.route, 100))));
+    parts.join(" · ")
+}
+
+/// The first of `keys` found in the common annotations, else in the first
+/// alert's annotations.
+fn card_annotation<'a>(view: &'a CardView, keys: &[&str]) -> Option<&'a String> {
+    let find = |ann: &'a Labels| {
+        keys.iter()
+            .find_map(|k| ann.get(*k).filter(|v| !v.trim().is_empty()))
+    };
+    find(&view.common_annotations)
+        .or_else(|| view.alerts.first().and_then(|a| find(&a.annotations)))
+}
+
+/// One alert: status emoji, what tells it apart, its summary, its links.
+fn alert_line(view: &CardView, alert: &CardAlert) -> String {
+    let emoji = match alert.status {
+        AlertStatus::Firing => ":fire:",
+        AlertStatus::Resolved => ":white_check_mark:",
+    };
+    let mut differing: Vec<String> = alert
+        .labels
+        .iter()
+        .filter(|(k, v)| view.common_labels.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if differing.is_empty() {
+        differing = ["alertname", "instance"]
+            .iter()
+            .filter_map(|k| alert.labels.get(*k).map(|v| format!("{k}={v}")))
+            .collect();
+    }
+    let labels = if differing.is_empty() {
+        alert.fingerprint.to_string()
+    } else {
+        untrusted(&truncate(&differing.join(", "), MAX_ALERT_LABELS))
+    };
+    let mut line = format!("{emoji} *{labels}*");
+    if let Some(s) = alert
+        .annotations
+        .get("summary")
+        .filter(|s| !s.trim().is_empty())
+    {
+        if view.common_annotations.get("summary") != Some(s) {
+            line.push_str(" — ");
+            line.push_str(&untrusted(&truncate(s, MAX_SUMMARY)));
+        }
+    }
+    // Links the card already shows for all alerts are not repeated.
+    let own = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| alert.annotations.get(*k))
+            .filter(|u| {
+                !keys
+                    .iter()
+                    .any(|k| view.common_annotations.get(*k) == Some(*u))
+            })
+    };
+    let alert_links = links(&[
+        (alert.generator_url.as_ref(), "Source"),
+        (own(RUNBOOK_KEYS), "Runbook"),
+        (own(DASHBOARD_KEYS), "Dashboard"),
+    ]);
+    if !alert_links.is_empty() {
+        line.push('\n');
+        line.push_str(&alert_links);
+    }
+    line
+}
+
+/// `<url|Label> · <url|Label>` for the URLs that are present and short
+/// enough; non-http(s) URLs are left out of a card entirely.
+fn links(items: &[(Option<&String>, &str)]) -> String {
+    items
+        .iter()
+        .filter_map(|&(url, label)| {
+            let url = url?.trim();
+            (is_http_url(url) && url.chars().count() <= MAX_CARD_URL).then(|| link(url, label))
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+fn severity_emoji(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => ":rotating_light:",
+        Severity::Error => ":red_circle:",
+        Severity::Warning => ":warning:",
+        Severity::Info => ":information_source:",
+        Severity::Unknown => ":grey_question:",
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        word.to_owned()
+    } else {
+        format!("{word}s")
+    }
+}
+
+/// One thread reply summarising a batch of events, in a fixed order:
+/// reopened, alerts firing, alerts resolved, card resolved. Each kind lists at
+/// most [`MAX_REPLY_NAMES`] entries and counts the rest ("and N more"), so a
+/// batch of any size is one message within limits. `now` gives the age of
+/// alerts that have been firing for a minute or more when the reply is sent.
+pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>) -> Message {
+    let mut reopened = false;
+    let mut firing: Vec<(&str, Option<&str>, DateTime<Utc>)> = Vec::new();
+    let mut resolved: Vec<&str> = Vec::new();
+    let mut card_resolved: Option<i64> = None;
+    for event in events {
+        match event {
+            ThreadEvent::CardReopened { .. } => reopened = true,
+            ThreadEvent::AlertFiring {
+                name, summary, at, ..
+            } => firing.push((name, summary.as_deref(), *at)),
+            ThreadEvent::AlertResolved { name, .. } => resolved.push(name),
+            ThreadEvent::CardResolved { duration_secs, .. } => card_resolved = Some(*duration_secs),
+        }
+    }
+
+    let mut lines: Vec<String> = Vec::new();
+    let mut fallback: Vec<String> = Vec::new();
+    if reopened {
+        lines.push(":repeat: Fired again — card reopened".to_owned());
+        fallback.push("card reopened".to_owned());
+    }
+    if !firing.is_empty() {
+        let n = firing.len() as u64;
+        let mut text = format!(":fire: {n} {} firing:", plural(n, "alert"));
+        for (name, summary, at) in firing.iter().take(MAX_REPLY_NAMES) {
+            text.push_str("\n• ");
+            text.push_str(&untrusted(&truncate(name, 100)));
+            if let Some(s) = summary.filter(|s| !s.trim().is_empty()) {
+                text.push_str(" — ");
+                text.push_str(&untrusted(&truncate(s, 120)));
+            }
+            let age = (now - *at).num_seconds();
+            if age >= 60 {
+                text.push_str(&format!(" _(for {})_", format_duration(age)));
+            }
+        }
+        if firing.len() > MAX_REPLY_NAMES {
+            text.push_str(&format!("\n… and {} more", firing.len() - MAX_REPLY_NAMES));
+        }
+        lines.push(text);
+        fallback.push(format!("{n} firing"));
+    }
+    if !resolved.is_empty() {
+        let n = resolved.len() as u64;
+        lines.push(format!(
+            ":white_check_mark: {n} {} resolved: {}",
+            plural(n, "alert"),
+            count_names(&resolved)
+        ));
+        fallback.push(format!("{n} resolved"));
+    }
+    if let Some(secs) = card_resolved {
+        let d = format_duration(secs);
+        lines.push(format!(
+            ":white_check_mark: All alerts resolved — card resolved after {d}"
+        ));
+        fallback.push(format!("card resolved after {d}"));
+    }
+    if lines.is_empty() {
+        lines.push("No changes.".to_owned());
+        fallback.push("no changes".to_owned());
+    }
+
+    let title = untrusted(&truncate(&view.title(), 200));
+    let mut b = MessageBuilder::new(format!("{title}: {}", fallback.join(", ")));
+    for (i, line) in lines.into_iter().enumerate() {
+        b.push(Section::mrkdwn(line).block_id(&format!("ackbar_reply_{i}")));
+    }
+    b.build()
+}
+
+/// `A (×3), B, C, and N more`: distinct names in first-seen order with their
+/// counts, at most [`MAX_REPLY_NAMES`] of them.
+fn count_names(names: &[&str]) -> String {
+    let mut order: Vec<&str> = Vec::new();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for name in names {
+        let c = counts.entry(name).or_insert(0);
+        if *c == 0 {
+            order.push(name);
+        }
+        *c += 1;
+    }
+    let mut shown: Vec<String> = Vec::new();
+    let mut listed: u64 = 0;
+    for name in order.iter().take(MAX_REPLY_NAMES) {
+        let c = counts.get(name).copied().unwrap_or(1);
+        listed += c;
+        let name = untrusted(&truncate(name, 100));
+        shown.push(if c > 1 {
+            format!("{name} (×{c})")
+        } else {
+            name
+        });
+    }
+    let rest = names.len() as u64 - listed;
+    if rest > 0 {
+        shown.push(format!("and {rest} more"));
+    }
+    shown.join(", ")
+}
+
+/// A short human duration: `45s`, `12m`, `1h 23m`, `2d 3h`. Negative
+/// durations (clock skew) show as `0s`.
+pub fn format_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CardAlert, CardId, Fingerprint};
+    use crate::slack::blocks::check_limits;
+    use proptest::prelude::*;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn alert(i: u64, status: AlertStatus) -> CardAlert {
+        CardAlert {
+            fingerprint: Fingerprint(i),
+            status,
+            labels: labels(&[
+                ("alertname", "KubePodCrashLooping"),
+                ("severity", "critical"),
+                ("namespace", "prod"),
+                ("pod", &format!("api-{i}")),
+            ]),
+            annotations: labels(&[
+                ("summary", &format!("Pod api-{i} is crash looping")),
+                ("runbook_url", "https://runbooks.example.com/crashloop"),
+            ]),
+            starts_at: t(0),
+            ends_at: None,
+            generator_url: Some(format!("http://prometheus:9090/graph?g0.expr=up&i={i}")),
+        }
+    }
+
+    fn view(n: u64) -> CardView {
+        CardView {
+            id: CardId("0123456789abcdef0123456789abcdef".into()),
+            key: "route-a/{alertname=\"KubePodCrashLooping\"}".into(),
+            route: "route-a".into(),
+            channel: "C0123ABCD".into(),
+            state: CardState::Firing,
+            opened_at: t(0),
+            resolved_at: None,
+            group_labels: labels(&[("alertname", "KubePodCrashLooping")]),
+            common_labels: labels(&[
+                ("alertname", "KubePodCrashLooping"),
+                ("severity", "critical"),
+                ("namespace", "prod"),
+            ]),
+            common_annotations: labels(&[
+                (
+                    "description",
+                    "The pod restarts more than 3 times in 10 minutes.",
+                ),
+                ("runbook_url", "https://runbooks.example.com/crashloop"),
+            ]),
+            external_url: Some("http://alertmanager:9093".into()),
+            key_labels: vec!["namespace".into(), "cluster".into(), "severity".into()],
+            alerts: (0..n).map(|i| alert(i, AlertStatus::Firing)).collect(),
+            firing_count: n,
+            resolved_count: 0,
+        }
+    }
+
+    fn resolved(mut v: CardView) -> CardView {
+        v.state = CardState::Resolved;
+        v.resolved_at = Some(t(4980));
+        for a in &mut v.alerts {
+            a.status = AlertStatus::Resolved;
+        }
+        v.resolved_count = v.firing_count;
+        v.firing_count = 0;
+        v
+    }
+
+    fn json(m: &Message) -> String {
+        serde_json::to_string(m).unwrap()
+    }
+
+    fn buttons(m: &Message) -> Vec<&crate::slack::blocks::Button> {
+        m.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Actions(a) => Some(a.buttons()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn header(m: &Message) -> &str {
+        match &m.blocks[0] {
+            Block::Header(h) => h.text().as_str(),
+            other => panic!("first block is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn firing_card_has_severity_header_and_ack_and_escalate_buttons() {
+        let m = render_card(&view(3), t(90));
+        check_limits(&m).unwrap();
+        assert_eq!(
+            header(&m),
+            ":rotating_light: CRITICAL · KubePodCrashLooping"
+        );
+        let b = buttons(&m);
+        assert_eq!(b.len(), 2);
+        assert_eq!(
+            (b[0].action_id(), b[0].value()),
+            (ACK_ACTION_ID, "0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(b[0].button_style(), Some(ButtonStyle::Primary));
+        assert_eq!(
+            (b[1].action_id(), b[1].value()),
+            (ESCALATE_ACTION_ID, "0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(b[1].button_style(), Some(ButtonStyle::Danger));
+        assert_eq!(
+            m.text,
+            "[FIRING:3] KubePodCrashLooping (critical) — Pod api-0 is crash looping"
+        );
+        assert_eq!(m.metadata, Some(card_metadata(&view(3))));
+    }
+
+    #[test]
+    fn card_shows_key_labels_links_dates_and_age() {
+        let s = json(&render_card(&view(2), t(4980)));
+        assert!(s.contains("*namespace*\\nprod"), "{s}");
+        assert!(!s.contains("*cluster*"), "absent key labels are skipped");
+        assert!(
+            s.contains("<!date^1700000000^{date_short_pretty} {time}|2023-11-14 22:13 UTC>"),
+            "{s}"
+        );
+        assert!(s.contains("open for 1h 23m"));
+        assert!(s.contains("<https://runbooks.example.com/crashloop|Runbook>"));
+        assert!(s.contains("<http://alertmanager:9093|Alertmanager>"));
+        assert!(s.contains("<http://prometheus:9090/graph?g0.expr=up&amp;i=1|Source>"));
+        assert!(
+            s.contains("pod=api-1"),
+            "alert lines show the labels that differ"
+        );
+        assert_eq!(
+            s.matches("|Runbook>").count(),
+            1,
+            "a common runbook is linked once"
+        );
+    }
+
+    #[test]
+    fn resolved_card_has_no_buttons() {
+        let m = render_card(&resolved(view(3)), t(5000));
+        check_limits(&m).unwrap();
+        assert!(buttons(&m).is_empty());
+        assert!(!m.blocks.iter().any(|b| matches!(b, Block::Actions(_))));
+        assert_eq!(
+            header(&m),
+            ":white_check_mark: RESOLVED · KubePodCrashLooping"
+        );
+        assert!(m.text.starts_with("[RESOLVED] KubePodCrashLooping"));
+        assert!(json(&m).contains("resolved after 1h 23m"));
+    }
+
+    #[test]
+    fn card_lists_at_most_the_given_alerts_and_counts_the_rest() {
+        let mut v = view(5);
+        v.firing_count = 40;
+        v.resolved_count = 2;
+        let m = render_card(&v, t(60));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert_eq!(s.matches(":fire: *").count(), 5);
+        assert!(s.contains("… and 37 more alerts not listed"), "{s}");
+    }
+
+    #[test]
+    fn card_with_more_alerts_than_blocks_keeps_its_buttons() {
+        let v = view(80);
+        let m = render_card(&v, t(60));
+        check_limits(&m).unwrap();
+        assert_eq!(m.blocks.len(), MAX_BLOCKS);
+        assert_eq!(buttons(&m).len(), 2);
+        assert!(json(&m).contains("… and 37 more alerts not listed"));
+    }
+
+    #[test]
+    fn alert_text_cannot_mention_channel() {
+        let evil = "<!channel> <!here|here> <@U123> <#C1> @here @channel @everyone";
+        let mut v = view(3);
+        for (k, val) in [("alertname", evil), ("namespace", evil)] {
+            v.common_labels.insert(k.into(), val.into());
+        }
+        v.common_annotations.insert("summary".into(), evil.into());
+        v.common_annotations
+            .insert("description".into(), evil.into());
+        for a in &mut v.alerts {
+            a.labels.insert("pod".into(), evil.into());
+            a.annotations.insert("summary".into(), format!("{evil}!"));
+            a.generator_url = Some(format!("https://x.io/|{evil}"));
+        }
+        v.route = evil.into();
+        let events = [ThreadEvent::AlertFiring {
+            fingerprint: "1".into(),
+            name: evil.into(),
+            summary: Some(evil.into()),
+            at: t(0),
+        }];
+        for m in [render_card(&v, t(1)), render_reply(&v, &events, t(1))] {
+            check_limits(&m).unwrap();
+            // What Slack renders: the fallback and the blocks, not metadata.
+            let s = serde_json::to_string(&(&m.text, &m.blocks))
+                .unwrap()
+                .to_lowercase();
+            for bad in ["<!channel", "<!here", "<!everyone", "<@", "<#"] {
+                assert!(!s.contains(bad), "{bad} in {s}");
+            }
+            assert_eq!(s.matches("<!").count(), s.matches("<!date^").count());
+            // A link's URL is not parsed for mentions; everything else must not
+            // contain the bare words.
+            let outside_urls: String = s
+                .split("<http")
+                .enumerate()
+                .map(|(i, part)| {
+                    if i == 0 {
+                        part
+                    } else {
+                        part.split_once('|').map_or("", |x| x.1)
+                    }
+                })
+                .collect();
+            for bad in ["@here", "@channel", "@everyone"] {
+                assert!(!outside_urls.contains(bad), "{bad} in {outside_urls}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_labels_and_annotations_stay_within_limits() {
+        let mut v = view(30);
+        let big = "x".repeat(5000);
+        v.common_labels.insert("alertname".into(), big.clone());
+        v.common_labels.insert("namespace".into(), big.clone());
+        v.key_labels = (0..15).map(|i| format!("k{i}")).collect();
+        for i in 0..15 {
+            v.common_labels.insert(format!("k{i}"), big.clone());
+        }
+        v.common_annotations
+            .insert("summary".into(), "&<>".repeat(1000));
+        v.common_annotations
+            .insert("description".into(), "d".repeat(1000));
+        for a in &mut v.alerts {
+            for i in 0..8 {
+                a.labels
+                    .insert(format!("label_{i}_{}", "l".repeat(200)), big.clone());
+            }
+            a.annotations.insert("summary".into(), "s".repeat(1000));
+            a.annotations.insert(
+                "dashboard".into(),
+                format!("https://grafana/{}", "d".repeat(2500)),
+            );
+            a.generator_url = Some(format!("https://prom/{}", "g".repeat(900)));
+        }
+        let m = render_card(&v, t(1));
+        check_limits(&m).unwrap();
+        assert!(m.text.chars().count() <= 4000);
+        assert_eq!(buttons(&m).len(), 2);
+    }
+
+    fn resolve_event(i: usize) -> ThreadEvent {
+        ThreadEvent::AlertResolved {
+            fingerprint: format!("{i:016x}"),
+            name: if i % 5 == 0 {
+                "NodeDown".into()
+            } else {
+                format!("Alert{}", i % 40)
+            },
+            at: t(100),
+        }
+    }
+
+    #[test]
+    fn reply_for_500_resolves_is_one_capped_message() {
+        let events: Vec<ThreadEvent> = (0..500).map(resolve_event).collect();
+        let m = render_reply(&view(1), &events, t(200));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(
+            s.contains(":white_check_mark: 500 alerts resolved: NodeDown (×100), Alert1 (×13)"),
+            "{s}"
+        );
+        assert!(s.contains(", and "), "{s}");
+        assert!(s.len() < 3000, "reply stays short: {} bytes", s.len());
+        assert!(buttons(&m).is_empty() && m.metadata.is_none());
+        assert_eq!(m.text, "KubePodCrashLooping: 500 resolved");
+    }
+
+    #[test]
+    fn reply_lists_firing_alerts_with_summary_and_caps_at_20() {
+        let events: Vec<ThreadEvent> = (0..25)
+            .map(|i| ThreadEvent::AlertFiring {
+                fingerprint: i.to_string(),
+                name: format!("A{i}"),
+                summary: Some("disk <full>".into()),
+                at: t(0),
+            })
+            .collect();
+        let m = render_reply(&view(1), &events, t(125));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(
+            s.contains(":fire: 25 alerts firing:\\n• A0 — disk &lt;full&gt; _(for 2m)_"),
+            "{s}"
+        );
+        assert!(s.contains("A19") && !s.contains("A20"));
+        assert!(s.contains("… and 5 more"));
+    }
+
+    #[test]
+    fn reply_tells_card_resolved_and_reopened() {
+        let m = render_reply(
+            &view(1),
+            &[
+                resolve_event(1),
+                ThreadEvent::CardResolved {
+                    at: t(7500),
+                    duration_secs: 7500,
+                },
+            ],
+            t(7500),
+        );
+        let s = json(&m);
+        assert!(
+            s.contains(":white_check_mark: All alerts resolved — card resolved after 2h 5m"),
+            "{s}"
+        );
+        assert_eq!(
+            m.text,
+            "KubePodCrashLooping: 1 resolved, card resolved after 2h 5m"
+        );
+        let m = render_reply(&view(1), &[ThreadEvent::CardReopened { at: t(0) }], t(0));
+        assert!(json(&m).contains(":repeat: Fired again — card reopened"));
+        check_limits(&m).unwrap();
+    }
+
+    #[test]
+    fn format_duration_is_short_and_human() {
+        assert_eq!(format_duration(45), "45s");
+        assert_eq!(format_duration(12 * 60 + 5), "12m");
+        assert_eq!(format_duration(3600 + 23 * 60), "1h 23m");
+        assert_eq!(format_duration(7200), "2h");
+        assert_eq!(format_duration(2 * 86_400 + 3 * 3600 + 59), "2d 3h");
+        assert_eq!(format_duration(-5), "0s");
+    }
+
+    #[test]
+    fn metadata_identifies_the_card() {
+        let md = card_metadata(&view(1));
+        assert_eq!(md.event_type, METADATA_EVENT_TYPE);
+        assert_eq!(
+            md.event_payload["card_id"],
+            "0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(md.event_payload["route"], "route-a");
+        assert!(md.event_payload["card_key"].is_string());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_label_and_annotation_text_renders_within_limits(
+            keys in proptest::collection::vec(".{0,300}", 1..6),
+            values in proptest::collection::vec(prop_oneof![".{0,80}", "(<!channel>|@here|&|<|x){0,600}", ".{1900,2100}"], 1..6),
+            n in 0u64..35,
+            is_resolved in any::<bool>(),
+        ) {
+            let mut v = view(n);
+            for (k, val) in keys.iter().zip(values.iter().cycle()) {
+                v.common_labels.insert(k.clone(), val.clone());
+                v.common_annotations.insert(k.clone(), val.clone());
+                v.key_labels.push(k.clone());
+                for a in &mut v.alerts {
+                    a.labels.insert(k.clone(), val.clone());
+                    a.annotations.insert(k.clone(), val.clone());
+                    a.annotations.insert("summary".into(), val.clone());
+                }
+            }
+            v.common_annotations.insert("summary".into(), values[0].clone());
+            if is_resolved { v = resolved(v); }
+            let m = render_card(&v, t(10));
+            prop_assert_eq!(check_limits(&m), Ok(()));
+            let s = serde_json::to_string(&m).unwrap().to_lowercase();
+            prop_assert!(!s.contains("<!channel") && !s.contains("@here"));
+            prop_assert_eq!(buttons(&m).len(), if is_resolved { 0 } else { 2 });
+        }
+    }
+}
