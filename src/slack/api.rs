@@ -1,1 +1,826 @@
-//! Typed Slack Web API client.
+//! Typed Slack Web API client: the only code in ackbar that sends HTTP to
+//! Slack.
+//!
+//! Wire rules (see `PROTOCOLS.md`): POST methods send JSON with
+//! `Content-Type: application/json; charset=utf-8`, GET methods send a query
+//! string, and the bot token travels only in `Authorization: Bearer`. Every
+//! answer carries `ok`; `ok:false` carries `error`; HTTP 429 carries
+//! `Retry-After` in seconds.
+//!
+//! Every failure is a [`SlackError`], and [`SlackError::retry`] is the one
+//! place that decides whether a failure is worth retrying.
+//! [`SlackError::outcome_unknown`] tells the caller whether the request may
+//! have taken effect anyway (so a post must be reconciled through
+//! `conversations.history` instead of blindly re-sent).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::slack::blocks::{Message, Metadata};
+
+/// Slack Web API method names, shared with the sandbox emulator.
+pub mod methods {
+    pub const POST_MESSAGE: &str = "chat.postMessage";
+    pub const UPDATE: &str = "chat.update";
+    pub const GET_PERMALINK: &str = "chat.getPermalink";
+    pub const HISTORY: &str = "conversations.history";
+    pub const AUTH_TEST: &str = "auth.test";
+}
+
+/// Longest a connection attempt may take, whatever the request timeout.
+pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Wait used when a 429 arrives without a readable `Retry-After`.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Largest `Retry-After` we accept; a bigger value is clamped so a broken
+/// header cannot park a delivery queue for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Most bytes of an answer we read before giving up (Slack answers are small;
+/// a history page of 1,000 messages with blocks is the largest).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+/// Everything that can go wrong talking to Slack. Never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlackError {
+    /// HTTP 429: Slack asks us to wait `retry_after` before calling again.
+    #[error("slack rate limited: retry after {}s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    /// Slack answered `ok:false` with this error code.
+    #[error("slack {method} failed: {error}")]
+    Api { method: &'static str, error: String },
+    /// A non-2xx status other than 429.
+    #[error("slack {method} answered HTTP {status}")]
+    Status { method: &'static str, status: u16 },
+    /// No complete answer within the request timeout.
+    #[error("slack {method} timed out")]
+    Timeout { method: &'static str },
+    /// The connection failed. `maybe_sent` is false only when the failure
+    /// happened while connecting (refused, DNS, connect timeout), i.e. the
+    /// request certainly never reached Slack; a reset or an answer cut short
+    /// may come after Slack acted on the request.
+    #[error("slack {method}: connection failed: {detail}")]
+    Connect {
+        method: &'static str,
+        maybe_sent: bool,
+        detail: String,
+    },
+    /// A 2xx answer that is not the JSON we expect.
+    #[error("slack {method}: undecodable answer: {detail}")]
+    Decode {
+        method: &'static str,
+        detail: String,
+    },
+    /// The client cannot be built from this configuration.
+    #[error("invalid slack client configuration: {reason}")]
+    InvalidConfig { reason: String },
+}
+
+/// What to do after a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Rate limited: try again after exactly this long, not sooner.
+    After(Duration),
+    /// Transient: try again with exponential backoff (bounded by the caller).
+    Backoff,
+    /// Permanent: retrying the same request cannot succeed.
+    Never,
+}
+
+/// `ok:false` error codes that say Slack had a transient problem.
+const TRANSIENT_API_ERRORS: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+    "ratelimited",
+    "rate_limited",
+];
+
+/// `ok:false` error codes after which Slack may have applied the request
+/// anyway (Slack documents `fatal_error` as "some aspect of the operation
+/// may have succeeded").
+const MAYBE_APPLIED_API_ERRORS: &[&str] = &[
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+impl SlackError {
+    /// The retry policy, in one place. `ok:false` codes not known to be
+    /// transient are permanent (`channel_not_found`, `invalid_blocks`,
+    /// `invalid_auth`, `message_not_found`, ... and codes we have never
+    /// seen): re-sending a request Slack rejected on its merits only burns
+    /// rate limit.
+    pub fn retry(&self) -> Retry {
+        match self {
+            SlackError::RateLimited { retry_after } => Retry::After(*retry_after),
+            SlackError::Api { error, .. } => {
+                if TRANSIENT_API_ERRORS.contains(&error.as_str()) {
+                    Retry::Backoff
+                } else {
+                    Retry::Never
+                }
+            }
+            SlackError::Status { status, .. } => {
+                if *status >= 500 || *status == 408 {
+                    Retry::Backoff
+                } else {
+                    Retry::Never
+                }
+            }
+            SlackError::Timeout { .. } | SlackError::Connect { .. } => Retry::Backoff,
+            // A 2xx we could not read: Slack or a proxy misbehaved; the next
+            // answer may be fine.
+            SlackError::Decode { .. } => Retry::Backoff,
+            SlackError::InvalidConfig { .. } => Retry::Never,
+        }
+    }
+
+    /// True when the request may have reached Slack and taken effect even
+    /// though we saw a failure. Conservative: only a failure to connect and
+    /// a definite answer from Slack rule it out.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            SlackError::RateLimited { .. } => false,
+            SlackError::Api { error, .. } => MAYBE_APPLIED_API_ERRORS.contains(&error.as_str()),
+            SlackError::Status { status, .. } => *status >= 500 || *status == 408,
+            SlackError::Timeout { .. } => true,
+            SlackError::Connect { maybe_sent, .. } => *maybe_sent,
+            SlackError::Decode { .. } => true,
+            SlackError::InvalidConfig { .. } => false,
+        }
+    }
+
+    /// The Slack error code of an `ok:false` answer, if this is one.
+    pub fn api_error(&self) -> Option<&str> {
+        match self {
+            SlackError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(method: &'static str, err: reqwest::Error) -> SlackError {
+        // `without_url`: URLs carry no token, but keep errors short anyway.
+        let err = err.without_url();
+        if err.is_connect() {
+            // Connect errors include connect timeouts: definitely not sent.
+            SlackError::Connect {
+                method,
+                maybe_sent: false,
+                detail: error_chain(&err),
+            }
+        } else if err.is_timeout() {
+            SlackError::Timeout { method }
+        } else if err.is_builder() {
+            SlackError::InvalidConfig {
+                reason: format!("{method}: {}", error_chain(&err)),
+            }
+        } else {
+            SlackError::Connect {
+                method,
+                maybe_sent: true,
+                detail: error_chain(&err),
+            }
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Where a `chat.postMessage` landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostedMessage {
+    pub channel: String,
+    pub ts: String,
+}
+
+/// Arguments of `conversations.history`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryRequest {
+    pub channel: String,
+    /// Only messages strictly after this ts.
+    pub oldest: Option<String>,
+    /// Page size (Slack: default 100, at most 1,000). 0 means Slack's default.
+    pub limit: u32,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of `conversations.history`, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPage {
+    pub messages: Vec<HistoryMessage>,
+    /// Present when more (older) messages remain.
+    pub next_cursor: Option<String>,
+}
+
+/// A top-level message as `conversations.history` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryMessage {
+    pub ts: String,
+    pub text: String,
+    pub thread_ts: Option<String>,
+    /// Present when the message carries metadata in the expected shape.
+    pub metadata: Option<Metadata>,
+}
+
+/// Answer of `auth.test`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AuthTest {
+    pub team_id: String,
+    pub user_id: String,
+    #[serde(default)]
+    pub bot_id: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// Slack Web API client. Cheap to clone (shares the connection pool).
+#[derive(Clone)]
+pub struct SlackClient {
+    http: reqwest::Client,
+    /// Base URL without trailing slash, e.g. `https://slack.com/api`.
+    base: Arc<str>,
+    /// `Bearer <token>`, marked sensitive so it is never printed.
+    auth: HeaderValue,
+}
+
+impl fmt::Debug for SlackClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlackClient")
+            .field("base", &self.base)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Serialize)]
+struct PostMessageBody<'a> {
+    channel: &'a str,
+    text: &'a str,
+    blocks: &'a [crate::slack::blocks::Block],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+    unfurl_links: bool,
+    unfurl_media: bool,
+}
+
+#[derive(Serialize)]
+struct UpdateBody<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    text: &'a str,
+    blocks: &'a [crate::slack::blocks::Block],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warning: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PostMessageAnswer {
+    channel: String,
+    ts: String,
+}
+
+#[derive(Deserialize)]
+struct PermalinkAnswer {
+    permalink: String,
+}
+
+#[derive(Deserialize)]
+struct HistoryAnswer {
+    #[serde(default)]
+    messages: Vec<WireHistoryMessage>,
+    #[serde(default)]
+    response_metadata: Option<ResponseMetadata>,
+}
+
+#[derive(Deserialize)]
+struct ResponseMetadata {
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireHistoryMessage {
+    ts: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+    /// Decoded leniently: one message with odd metadata must not hide the
+    /// rest of the page from reconciliation.
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+}
+
+impl SlackClient {
+    /// Build a client for `api_url` (e.g. `https://slack.com/api`, or the
+    /// sandbox's `http://127.0.0.1:PORT/sandbox/api`). `timeout` bounds each
+    /// whole request; connecting is bounded by the smaller of `timeout` and
+    /// [`MAX_CONNECT_TIMEOUT`]. Redirects are never followed.
+    pub fn new(
+        api_url: &str,
+        bot_token: &str,
+        timeout: Duration,
+    ) -> Result<SlackClient, SlackError> {
+        let url = reqwest::Url::parse(api_url).map_err(|e| SlackError::InvalidConfig {
+            reason: format!("api_url {api_url:?}: {e}"),
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(SlackError::InvalidConfig {
+                reason: format!("api_url {api_url:?}: must be an http(s) URL"),
+            });
+        }
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            return Err(SlackError::InvalidConfig {
+                reason: format!(
+                    "api_url {api_url:?}: must not carry a query, fragment or credentials"
+                ),
+            });
+        }
+        if timeout.is_zero() {
+            return Err(SlackError::InvalidConfig {
+                reason: "request timeout must be positive".to_owned(),
+            });
+        }
+        let token = bot_token.trim();
+        if token.is_empty() {
+            return Err(SlackError::InvalidConfig {
+                reason: "bot token is empty".to_owned(),
+            });
+        }
+        // Never echo the token, not even in this error.
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SlackError::InvalidConfig {
+                reason: "bot token contains characters not allowed in an HTTP header".to_owned(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ackbar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SlackError::InvalidConfig {
+                reason: format!("http client: {}", error_chain(&e.without_url())),
+            })?;
+        let base: Arc<str> = Arc::from(url.as_str().trim_end_matches('/'));
+        Ok(SlackClient { http, base, auth })
+    }
+
+    /// The API base URL this client talks to.
+    pub fn api_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `chat.postMessage`: post `msg` (with its metadata) to `channel`, as a
+    /// thread reply when `thread_ts` is given. Link unfurling is off.
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        msg: &Message,
+        thread_ts: Option<&str>,
+    ) -> Result<PostedMessage, SlackError> {
+        let body = PostMessageBody {
+            channel,
+            text: &msg.text,
+            blocks: &msg.blocks,
+            metadata: msg.metadata.as_ref(),
+            thread_ts,
+            unfurl_links: false,
+            unfurl_media: false,
+        };
+        let answer: PostMessageAnswer = self.post_json(methods::POST_MESSAGE, &body).await?;
+        Ok(PostedMessage {
+            channel: answer.channel,
+            ts: answer.ts,
+        })
+    }
+
+    /// `chat.update`: replace text and blocks of the message at `ts`; the
+    /// metadata is replaced when `msg` has some and kept otherwise.
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        msg: &Message,
+    ) -> Result<(), SlackError> {
+        let body = UpdateBody {
+            channel,
+            ts,
+            text: &msg.text,
+            blocks: &msg.blocks,
+            metadata: msg.metadata.as_ref(),
+        };
+        let _: serde::de::IgnoredAny = self.post_json(methods::UPDATE, &body).await?;
+        Ok(())
+    }
+
+    /// `chat.getPermalink`.
+    pub async fn get_permalink(
+        &self,
+        channel: &str,
+        message_ts: &str,
+    ) -> Result<String, SlackError> {
+        let answer: PermalinkAnswer = self
+            .get(
+                methods::GET_PERMALINK,
+                &[("channel", channel), ("message_ts", message_ts)],
+            )
+            .await?;
+        Ok(answer.permalink)
+    }
+
+    /// `conversations.history` with `include_all_metadata=true`.
+    pub async fn conversations_history(
+        &self,
+        req: &HistoryRequest,
+    ) -> Result<HistoryPage, SlackError> {
+        let limit = req.limit.to_string();
+        let mut query: Vec<(&str, &str)> =
+            vec![("channel", &req.channel), ("include_all_metadata", "true")];
+        if req.limit > 0 {
+            query.push(("limit", &limit));
+        }
+        if let Some(oldest) = &req.oldest {
+            query.push(("oldest", oldest));
+        }
+        if let Some(cursor) = &req.cursor {
+            query.push(("cursor", cursor));
+        }
+        let answer: HistoryAnswer = self.get(methods::HISTORY, &query).await?;
+        let messages = answer
+            .messages
+            .into_iter()
+            .map(|m| HistoryMessage {
+                metadata: m.metadata.and_then(|v| match serde_json::from_value::<Metadata>(v) {
+                    Ok(md) => Some(md),
+                    Err(e) => {
+                        tracing::debug!(ts = %m.ts, error = %e, "ignoring message metadata of unexpected shape");
+                        None
+                    }
+                }),
+                ts: m.ts,
+                text: m.text.unwrap_or_default(),
+                thread_ts: m.thread_ts,
+            })
+            .collect();
+        let next_cursor = answer
+            .response_metadata
+            .and_then(|r| r.next_cursor)
+            .filter(|c| !c.is_empty());
+        Ok(HistoryPage {
+            messages,
+            next_cursor,
+        })
+    }
+
+    /// `auth.test`: who the token belongs to.
+    pub async fn auth_test(&self) -> Result<AuthTest, SlackError> {
+        self.post_json(methods::AUTH_TEST, &serde_json::Map::new())
+            .await
+    }
+
+    fn url(&self, method: &str) -> String {
+        format!("{}/{method}", self.base)
+    }
+
+    async fn post_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        body: &B,
+    ) -> Result<T, SlackError> {
+        let bytes = serde_json::to_vec(body).map_err(|e| SlackError::InvalidConfig {
+            reason: format!("{method}: cannot encode request: {e}"),
+        })?;
+        let sent = self
+            .http
+            .post(self.url(method))
+            .header(AUTHORIZATION, self.auth.clone())
+            .header(CONTENT_TYPE, JSON_UTF8)
+            .body(bytes)
+            .send()
+            .await;
+        finish(method, sent).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        query: &[(&str, &str)],
+    ) -> Result<T, SlackError> {
+        let sent = self
+            .http
+            .get(self.url(method))
+            .header(AUTHORIZATION, self.auth.clone())
+            .query(query)
+            .send()
+            .await;
+        finish(method, sent).await
+    }
+}
+
+/// Turn a sent request into a typed answer or a classified error.
+async fn finish<T: DeserializeOwned>(
+    method: &'static str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<T, SlackError> {
+    let mut resp = sent.map_err(|e| SlackError::from_reqwest(method, e))?;
+    let status = resp.status();
+    if status.as_u16() == 429 {
+        let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
+        return Err(SlackError::RateLimited { retry_after });
+    }
+    if !status.is_success() {
+        return Err(SlackError::Status {
+            method,
+            status: status.as_u16(),
+        });
+    }
+    // Read the body in chunks so a runaway answer cannot exhaust memory.
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(SlackError::Decode {
+                        method,
+                        detail: format!("answer larger than {MAX_RESPONSE_BYTES} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            // The status line arrived, so the request certainly reached the
+            // server: whatever breaks now leaves the outcome unknown.
+            Err(e) => {
+                let e = e.without_url();
+                return Err(if e.is_timeout() {
+                    SlackError::Timeout { method }
+                } else {
+                    SlackError::Connect {
+                        method,
+                        maybe_sent: true,
+                        detail: error_chain(&e),
+                    }
+                });
+            }
+        }
+    }
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
+        method,
+        detail: e.to_string(),
+    })?;
+    if !envelope.ok {
+        return Err(SlackError::Api {
+            method,
+            error: envelope.error.unwrap_or_else(|| "unknown_error".to_owned()),
+        });
+    }
+    if let Some(warning) = envelope.warning {
+        tracing::debug!(method, warning, "slack answered with a warning");
+    }
+    serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
+        method,
+        detail: e.to_string(),
+    })
+}
+
+fn parse_retry_after(value: Option<&HeaderValue>) -> Duration {
+    value
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+        .unwrap_or(DEFAULT_RETRY_AFTER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(error: &str) -> SlackError {
+        SlackError::Api {
+            method: methods::POST_MESSAGE,
+            error: error.to_owned(),
+        }
+    }
+
+    fn status(status: u16) -> SlackError {
+        SlackError::Status {
+            method: methods::POST_MESSAGE,
+            status,
+        }
+    }
+
+    #[test]
+    fn retry_classification_table() {
+        let table: Vec<(SlackError, Retry, bool)> = vec![
+            (
+                SlackError::RateLimited {
+                    retry_after: Duration::from_secs(3),
+                },
+                Retry::After(Duration::from_secs(3)),
+                false,
+            ),
+            (api("internal_error"), Retry::Backoff, true),
+            (api("fatal_error"), Retry::Backoff, true),
+            (api("service_unavailable"), Retry::Backoff, true),
+            (api("request_timeout"), Retry::Backoff, true),
+            (api("ratelimited"), Retry::Backoff, false),
+            (api("channel_not_found"), Retry::Never, false),
+            (api("not_in_channel"), Retry::Never, false),
+            (api("is_archived"), Retry::Never, false),
+            (api("invalid_blocks"), Retry::Never, false),
+            (api("msg_blocks_too_long"), Retry::Never, false),
+            (api("no_text"), Retry::Never, false),
+            (api("invalid_auth"), Retry::Never, false),
+            (api("not_authed"), Retry::Never, false),
+            (api("token_revoked"), Retry::Never, false),
+            (api("missing_scope"), Retry::Never, false),
+            (api("message_not_found"), Retry::Never, false),
+            (api("cant_update_message"), Retry::Never, false),
+            (api("edit_window_closed"), Retry::Never, false),
+            (api("msg_too_long"), Retry::Never, false),
+            (api("some_code_we_never_saw"), Retry::Never, false),
+            (status(500), Retry::Backoff, true),
+            (status(502), Retry::Backoff, true),
+            (status(503), Retry::Backoff, true),
+            (status(504), Retry::Backoff, true),
+            (status(408), Retry::Backoff, true),
+            (status(400), Retry::Never, false),
+            (status(403), Retry::Never, false),
+            (status(404), Retry::Never, false),
+            (status(410), Retry::Never, false),
+            (status(302), Retry::Never, false),
+            (SlackError::Timeout { method: "x" }, Retry::Backoff, true),
+            (
+                SlackError::Connect {
+                    method: "x",
+                    maybe_sent: false,
+                    detail: "refused".into(),
+                },
+                Retry::Backoff,
+                false,
+            ),
+            (
+                SlackError::Connect {
+                    method: "x",
+                    maybe_sent: true,
+                    detail: "reset".into(),
+                },
+                Retry::Backoff,
+                true,
+            ),
+            (
+                SlackError::Decode {
+                    method: "x",
+                    detail: "eof".into(),
+                },
+                Retry::Backoff,
+                true,
+            ),
+            (
+                SlackError::InvalidConfig { reason: "x".into() },
+                Retry::Never,
+                false,
+            ),
+        ];
+        for (err, retry, unknown) in table {
+            assert_eq!(err.retry(), retry, "retry of {err:?}");
+            assert_eq!(err.outcome_unknown(), unknown, "outcome_unknown of {err:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_header_is_parsed_and_bounded() {
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("7"))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static(" 0 "))),
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("soon"))),
+            DEFAULT_RETRY_AFTER
+        );
+        assert_eq!(parse_retry_after(None), DEFAULT_RETRY_AFTER);
+        assert_eq!(
+            parse_retry_after(Some(&HeaderValue::from_static("999999999"))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_rejected_without_echoing_the_token() {
+        let t = Duration::from_secs(1);
+        assert!(matches!(
+            SlackClient::new("not a url", "xoxb-1", t),
+            Err(SlackError::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            SlackClient::new("ftp://x/api", "xoxb-1", t),
+            Err(SlackError::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            SlackClient::new("https://slack.com/api", "  ", t),
+            Err(SlackError::InvalidConfig { .. })
+        ));
+        assert!(matches!(
+            SlackClient::new("https://slack.com/api", "xoxb-1", Duration::ZERO),
+            Err(SlackError::InvalidConfig { .. })
+        ));
+        let err = SlackClient::new("https://slack.com/api", "xoxb-secret\nvalue", t)
+            .err()
+            .map(|e| format!("{e} {e:?}"))
+            .unwrap_or_default();
+        assert!(err.contains("bot token"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn client_debug_never_shows_the_token() {
+        let c = SlackClient::new(
+            "https://slack.com/api/",
+            "xoxb-very-secret",
+            Duration::from_secs(1),
+        );
+        let c = match c {
+            Ok(c) => c,
+            Err(e) => panic!("client: {e}"),
+        };
+        assert_eq!(c.api_url(), "https://slack.com/api");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("very-secret"), "{dbg}");
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_definitely_not_sent() {
+        // Bind then drop a listener to get a port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string());
+            match l.and_then(|l| l.local_addr().map_err(|e| e.to_string())) {
+                Ok(a) => a.port(),
+                Err(e) => panic!("bind: {e}"),
+            }
+        };
+        let c = match SlackClient::new(
+            &format!("http://127.0.0.1:{port}/api"),
+            "xoxb-refused-token",
+            Duration::from_secs(2),
+        ) {
+            Ok(c) => c,
+            Err(e) => panic!("client: {e}"),
+        };
+        let err = match c.auth_test().await {
+            Ok(a) => panic!("unexpected answer {a:?}"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(
+                err,
+                SlackError::Connect {
+                    maybe_sent: false,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.retry(), Retry::Backoff);
+        assert!(!err.outcome_unknown());
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("refused-token"), "{shown}");
+    }
+}
