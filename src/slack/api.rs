@@ -273,27 +273,27 @@ impl fmt::Debug for SlackClient {
     }
 }
 
+/// `Message` is flattened in, so this client depends only on it serializing
+/// as `{text, blocks, metadata?}`.
 #[derive(Serialize)]
 struct PostMessageBody<'a> {
     channel: &'a str,
-    text: &'a str,
-    blocks: &'a [crate::slack::blocks::Block],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a Metadata>,
+    #[serde(flatten)]
+    message: &'a Message,
     #[serde(skip_serializing_if = "Option::is_none")]
     thread_ts: Option<&'a str>,
     unfurl_links: bool,
     unfurl_media: bool,
 }
 
+/// `metadata` is only present when the message has some: omitting it keeps
+/// the metadata already on the message.
 #[derive(Serialize)]
 struct UpdateBody<'a> {
     channel: &'a str,
     ts: &'a str,
-    text: &'a str,
-    blocks: &'a [crate::slack::blocks::Block],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a Metadata>,
+    #[serde(flatten)]
+    message: &'a Message,
 }
 
 #[derive(Deserialize)]
@@ -414,9 +414,7 @@ impl SlackClient {
     ) -> Result<PostedMessage, SlackError> {
         let body = PostMessageBody {
             channel,
-            text: &msg.text,
-            blocks: &msg.blocks,
-            metadata: msg.metadata.as_ref(),
+            message: msg,
             thread_ts,
             unfurl_links: false,
             unfurl_media: false,
@@ -439,9 +437,7 @@ impl SlackClient {
         let body = UpdateBody {
             channel,
             ts,
-            text: &msg.text,
-            blocks: &msg.blocks,
-            metadata: msg.metadata.as_ref(),
+            message: msg,
         };
         let _: serde::de::IgnoredAny = self.post_json(methods::UPDATE, &body).await?;
         Ok(())
@@ -822,5 +818,188 @@ mod tests {
         assert!(!err.outcome_unknown());
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("refused-token"), "{shown}");
+    }
+
+    /// What a fake Slack saw of one request.
+    #[derive(Debug, Default, Clone)]
+    struct Seen {
+        method: String,
+        uri: String,
+        content_type: Option<String>,
+        authorization: Option<String>,
+        body: String,
+    }
+
+    /// Serve a fake Slack that records requests and answers `answer`.
+    async fn recorder(
+        answer: serde_json::Value,
+    ) -> (
+        String,
+        Arc<std::sync::Mutex<Vec<Seen>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        use axum::extract::{Request, State};
+        type Log = Arc<std::sync::Mutex<Vec<Seen>>>;
+        let log: Log = Arc::default();
+        async fn handle(
+            State((log, answer)): State<(Log, serde_json::Value)>,
+            req: Request,
+        ) -> axum::Json<serde_json::Value> {
+            // Scoped: `&Request` is not Send and must not live across the await.
+            let mut seen = {
+                let header = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                Seen {
+                    method: req.method().to_string(),
+                    uri: req.uri().to_string(),
+                    content_type: header("content-type"),
+                    authorization: header("authorization"),
+                    body: String::new(),
+                }
+            };
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            seen.body = String::from_utf8_lossy(&body).into_owned();
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
+            axum::Json(answer)
+        }
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state((log.clone(), answer));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (format!("http://{addr}/api"), log, task)
+    }
+
+    #[tokio::test]
+    async fn post_message_sends_json_with_bearer_token_only_in_the_header() {
+        let answer = serde_json::json!({"ok": true, "channel": "C1", "ts": "1.000001",
+            "permalink": "p", "messages": [], "team_id": "T", "user_id": "U"});
+        let (base, log, task) = recorder(answer).await;
+        let token = "xoxb-wire-check-token";
+        let c = SlackClient::new(&base, token, Duration::from_secs(5)).expect("client");
+        let msg = Message {
+            text: "fallback".into(),
+            blocks: Vec::new(),
+            metadata: Some(Metadata {
+                event_type: "ackbar_card".into(),
+                event_payload: serde_json::json!({"k": 1}),
+            }),
+        };
+        let posted = c
+            .post_message("C1", &msg, Some("0.000001"))
+            .await
+            .expect("post");
+        assert_eq!(
+            posted,
+            PostedMessage {
+                channel: "C1".into(),
+                ts: "1.000001".into()
+            }
+        );
+        c.update_message(
+            "C1",
+            "1.000001",
+            &Message {
+                metadata: None,
+                ..msg.clone()
+            },
+        )
+        .await
+        .expect("update");
+        c.get_permalink("C1", "1.000001").await.expect("permalink");
+        c.conversations_history(&HistoryRequest {
+            channel: "C1".into(),
+            oldest: Some("1.5".into()),
+            limit: 5,
+            cursor: Some("abc=".into()),
+        })
+        .await
+        .expect("history");
+        task.abort();
+
+        let seen = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(seen.len(), 4);
+        for s in &seen {
+            assert_eq!(
+                s.authorization.as_deref(),
+                Some("Bearer xoxb-wire-check-token")
+            );
+            assert!(!s.uri.contains(token) && !s.body.contains(token), "{s:?}");
+        }
+        let post = &seen[0];
+        assert_eq!(post.method, "POST");
+        assert_eq!(post.uri, "/api/chat.postMessage");
+        assert_eq!(
+            post.content_type.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
+        let body: serde_json::Value = serde_json::from_str(&post.body).expect("json body");
+        assert_eq!(
+            body,
+            serde_json::json!({"channel": "C1", "text": "fallback", "blocks": [],
+                "metadata": {"event_type": "ackbar_card", "event_payload": {"k": 1}},
+                "thread_ts": "0.000001", "unfurl_links": false, "unfurl_media": false})
+        );
+        let update: serde_json::Value = serde_json::from_str(&seen[1].body).expect("json body");
+        assert_eq!(
+            update,
+            serde_json::json!({"channel": "C1", "ts": "1.000001", "text": "fallback", "blocks": []})
+        );
+        assert_eq!(seen[2].method, "GET");
+        assert_eq!(
+            seen[2].uri,
+            "/api/chat.getPermalink?channel=C1&message_ts=1.000001"
+        );
+        assert_eq!(seen[3].method, "GET");
+        assert_eq!(
+            seen[3].uri,
+            "/api/conversations.history?channel=C1&include_all_metadata=true&limit=5&oldest=1.5&cursor=abc%3D"
+        );
+    }
+
+    #[tokio::test]
+    async fn ok_false_and_undecodable_answers_are_classified() {
+        let (base, _log, task) =
+            recorder(serde_json::json!({"ok": false, "error": "is_archived"})).await;
+        let c = SlackClient::new(&base, "xoxb-1", Duration::from_secs(5)).expect("client");
+        let err = c.auth_test().await.expect_err("ok:false");
+        assert_eq!(
+            err,
+            SlackError::Api {
+                method: methods::AUTH_TEST,
+                error: "is_archived".into()
+            }
+        );
+        task.abort();
+
+        let (base, _log, task) = recorder(serde_json::json!({"ok": true})).await;
+        let c = SlackClient::new(&base, "xoxb-1", Duration::from_secs(5)).expect("client");
+        let err = c
+            .post_message(
+                "C1",
+                &Message {
+                    text: "t".into(),
+                    blocks: Vec::new(),
+                    metadata: None,
+                },
+                None,
+            )
+            .await
+            .expect_err("missing ts");
+        assert!(matches!(err, SlackError::Decode { .. }), "{err:?}");
+        assert_eq!(err.retry(), Retry::Backoff);
+        assert!(err.outcome_unknown());
+        task.abort();
     }
 }

@@ -1,1 +1,301 @@
 //! A local Slack Web API emulator.
+//!
+//! Used by the integration tests and by `ackbar serve` in sandbox mode (no
+//! bot token), where the server mounts it with
+//! `Router::nest("/sandbox", sandbox::router(s))`; the API base URL is then
+//! `http://HOST:PORT/sandbox/api`. Tests can also serve it alone, see
+//! [`serve_standalone`] and [`spawn_standalone`] (base URL
+//! `http://127.0.0.1:PORT/api`).
+//!
+//! # Routes (relative to the mount point)
+//! - `POST|GET /api/{method}`: `chat.postMessage`, `chat.update`,
+//!   `chat.getPermalink`, `conversations.history`, `auth.test`. Other
+//!   methods answer HTTP 404 `{ok:false, error:"unknown_method"}`. POST takes
+//!   JSON or form bodies (in forms `blocks` and `metadata` are JSON strings);
+//!   GET takes a query string.
+//! - `GET /api/state`: [`SandboxState`] as JSON.
+//! - `POST /api/_faults`: a [`Faults`] JSON to change fault injection.
+//! - `POST /api/_reset`: forget messages, calls, counts and rate windows.
+//!
+//! # Behaviour
+//! Like Slack: `ts` values are unique and strictly increasing per channel;
+//! `thread_ts` must name a top-level message of the channel; messages are
+//! validated ([`validate`]); `conversations.history` pages newest first and
+//! returns metadata only with `include_all_metadata=true`.
+//!
+//! Rate limits follow the sliding-window model in [`limits`]; a 429 answer is
+//! remembered, and any call to the same scope before its `Retry-After`
+//! elapsed is counted in `retry_after_violations`.
+//!
+//! Faults are drawn per call: `error_rate` answers HTTP 500/503 before doing
+//! anything; `drop_rate` cuts the connection without a complete answer, half
+//! of the time before and half *after* applying the call (the message then
+//! exists although the client saw a transport error).
+//!
+//! Everything is bounded: see the `MAX_*` constants in [`state`].
+
+pub mod limits;
+mod server;
+pub mod state;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+pub use limits::RateLimit;
+pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
+
+use limits::Limiter;
+use state::Workspace;
+
+/// Longest artificial delay a [`Faults`] may ask for.
+pub const MAX_FAULT_DELAY: Duration = Duration::from_secs(60);
+
+/// How the emulator is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Channel ids that exist. Posting elsewhere answers `channel_not_found`
+    /// unless `auto_create_channels` is set.
+    pub channels: Vec<String>,
+    /// Accept any well-formed conversation id (`C...`, `G...`, `D...`) and
+    /// create the channel on first use (sandbox mode of `ackbar serve`).
+    pub auto_create_channels: bool,
+    /// When set, calls must carry `Authorization: Bearer <token>` (or a
+    /// form `token`); when unset any non-empty bearer token is accepted.
+    pub token: Option<String>,
+    /// `chat.postMessage` per channel.
+    pub post_per_channel: RateLimit,
+    /// `chat.update` across the workspace.
+    pub update_limit: RateLimit,
+    pub faults: Faults,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            channels: Vec::new(),
+            auto_create_channels: false,
+            token: None,
+            post_per_channel: RateLimit::POST_PER_CHANNEL,
+            update_limit: RateLimit::UPDATE_WORKSPACE,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl SandboxOptions {
+    /// Options for `ackbar serve` without a bot token: any channel id, any
+    /// token, Slack-like rate limits, no faults.
+    pub fn serve_mode() -> SandboxOptions {
+        SandboxOptions {
+            auto_create_channels: true,
+            ..SandboxOptions::default()
+        }
+    }
+
+    /// Options with these channels and default limits.
+    pub fn with_channels<I, S>(channels: I) -> SandboxOptions
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        SandboxOptions {
+            channels: channels.into_iter().map(Into::into).collect(),
+            ..SandboxOptions::default()
+        }
+    }
+}
+
+/// Fault injection, drawn independently for every API call. JSON form (all
+/// fields optional): `{"error_rate":0.1, "drop_rate":0.1, "delay_ms":200,
+/// "delay_rate":0.5, "seed":42}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Fraction of calls answered HTTP 500 or 503 before doing anything.
+    pub error_rate: f64,
+    /// Fraction of calls whose connection is cut without an answer, half
+    /// before and half after applying the call.
+    pub drop_rate: f64,
+    /// Latency added to a `delay_rate` fraction of calls.
+    #[serde(rename = "delay_ms", with = "duration_ms")]
+    pub delay: Duration,
+    pub delay_rate: f64,
+    /// Seed for reproducible draws; `None` seeds randomly.
+    pub seed: Option<u64>,
+}
+
+impl Faults {
+    /// Reject rates outside `0..=1` and delays above [`MAX_FAULT_DELAY`].
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [
+            ("error_rate", self.error_rate),
+            ("drop_rate", self.drop_rate),
+            ("delay_rate", self.delay_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be within 0..=1, got {rate}"));
+            }
+        }
+        if self.delay > MAX_FAULT_DELAY {
+            return Err(format!(
+                "delay must be at most {}ms",
+                MAX_FAULT_DELAY.as_millis()
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// The emulator. Cheap to clone; all clones share one workspace.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    started: Instant,
+    token: Option<String>,
+    post_per_channel: RateLimit,
+    update_limit: RateLimit,
+    faults: Faults,
+    rng: fastrand::Rng,
+    workspace: Workspace,
+    limiter: Limiter,
+    calls: std::collections::VecDeque<CallRecord>,
+    counts: std::collections::BTreeMap<String, MethodCounts>,
+    retry_after_violations: u64,
+}
+
+/// Rejected `Faults`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid faults: {0}")]
+pub struct InvalidFaults(pub String);
+
+impl Sandbox {
+    /// A sandbox with these options. Invalid fault settings are replaced
+    /// by no faults (use [`Sandbox::set_faults`] to get the error).
+    pub fn new(options: SandboxOptions) -> Sandbox {
+        let faults = if options.faults.validate().is_ok() {
+            options.faults
+        } else {
+            tracing::warn!("sandbox: invalid fault settings ignored");
+            Faults::default()
+        };
+        let rng = rng_for(&faults);
+        Sandbox {
+            inner: Arc::new(Mutex::new(Inner {
+                started: Instant::now(),
+                token: options.token,
+                post_per_channel: options.post_per_channel,
+                update_limit: options.update_limit,
+                faults,
+                rng,
+                workspace: Workspace::new(options.channels, options.auto_create_channels),
+                limiter: Limiter::default(),
+                calls: Default::default(),
+                counts: Default::default(),
+                retry_after_violations: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics while holding the lock, but a poisoned workspace is
+        // still the best data a test can get.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Snapshot of the whole state (what `GET /api/state` returns).
+    pub fn state(&self) -> SandboxState {
+        let inner = self.lock();
+        SandboxState {
+            channels: inner.workspace.snapshot(),
+            calls: inner.calls.iter().cloned().collect(),
+            counts: inner.counts.clone(),
+            retry_after_violations: inner.retry_after_violations,
+        }
+    }
+
+    /// Change fault injection from now on.
+    pub fn set_faults(&self, faults: Faults) -> Result<(), InvalidFaults> {
+        faults.validate().map_err(InvalidFaults)?;
+        let mut inner = self.lock();
+        inner.rng = rng_for(&faults);
+        inner.faults = faults;
+        Ok(())
+    }
+
+    /// The current fault settings.
+    pub fn faults(&self) -> Faults {
+        self.lock().faults.clone()
+    }
+
+    /// Forget all messages, calls, counts, violations and rate windows;
+    /// keep options and faults.
+    pub fn reset(&self) {
+        let mut inner = self.lock();
+        inner.workspace.clear();
+        inner.limiter.clear();
+        inner.calls.clear();
+        inner.counts.clear();
+        inner.retry_after_violations = 0;
+    }
+}
+
+fn rng_for(faults: &Faults) -> fastrand::Rng {
+    match faults.seed {
+        Some(seed) => fastrand::Rng::with_seed(seed),
+        None => fastrand::Rng::new(),
+    }
+}
+
+/// The emulator's routes, to be mounted (e.g. under `/sandbox`).
+pub fn router(sandbox: Sandbox) -> axum::Router {
+    server::router(sandbox)
+}
+
+/// Serve the emulator alone on `listener`, routes under `/api`. Runs until
+/// the listener fails; abort the task to stop it.
+pub async fn serve_standalone(
+    sandbox: Sandbox,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sandbox)).await
+}
+
+/// Bind `127.0.0.1:0`, serve the emulator there in a background task, and
+/// return its API base URL (`http://127.0.0.1:PORT/api`) and the task.
+pub async fn spawn_standalone(
+    sandbox: Sandbox,
+) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(serve_standalone(sandbox, listener));
+    Ok((format!("http://{addr}/api"), task))
+}

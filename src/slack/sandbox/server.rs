@@ -1,0 +1,549 @@
+//! HTTP side of the emulator: routes, argument decoding, auth, rate limits,
+//! fault injection and call recording.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::state::{ApiError, HistoryArgs, MessageArgs, Outcome, parse_ts};
+use super::validate::validate_message;
+use super::{Faults, Inner, Sandbox};
+use crate::slack::api::methods;
+use crate::slack::blocks::Metadata;
+
+/// Largest request body the emulator reads.
+pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
+/// Longest method name or channel id kept in the call log.
+const MAX_LOGGED_CHARS: usize = 100;
+
+pub(super) fn router(sandbox: Sandbox) -> axum::Router {
+    axum::Router::new()
+        .route("/api/state", get(get_state))
+        .route("/api/_faults", post(post_faults).get(get_faults))
+        .route("/api/_reset", post(post_reset))
+        .route("/api/{method}", get(api).post(api))
+        .with_state(sandbox)
+}
+
+async fn get_state(State(sb): State<Sandbox>) -> Response {
+    Json(sb.state()).into_response()
+}
+
+async fn get_faults(State(sb): State<Sandbox>) -> Response {
+    Json(sb.faults()).into_response()
+}
+
+async fn post_faults(State(sb): State<Sandbox>, Json(faults): Json<Faults>) -> Response {
+    match sb.set_faults(faults.clone()) {
+        Ok(()) => Json(json!({"ok": true, "faults": faults})).into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"ok": false, "error": "invalid_faults", "detail": e.0})),
+        )
+            .into_response(),
+    }
+}
+
+async fn post_reset(State(sb): State<Sandbox>) -> Response {
+    sb.reset();
+    Json(json!({"ok": true})).into_response()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiMethod {
+    PostMessage,
+    Update,
+    Permalink,
+    History,
+    AuthTest,
+}
+
+impl ApiMethod {
+    fn parse(name: &str) -> Option<ApiMethod> {
+        match name {
+            methods::POST_MESSAGE => Some(ApiMethod::PostMessage),
+            methods::UPDATE => Some(ApiMethod::Update),
+            methods::GET_PERMALINK => Some(ApiMethod::Permalink),
+            methods::HISTORY => Some(ApiMethod::History),
+            methods::AUTH_TEST => Some(ApiMethod::AuthTest),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ApiMethod::PostMessage => methods::POST_MESSAGE,
+            ApiMethod::Update => methods::UPDATE,
+            ApiMethod::Permalink => methods::GET_PERMALINK,
+            ApiMethod::History => methods::HISTORY,
+            ApiMethod::AuthTest => methods::AUTH_TEST,
+        }
+    }
+}
+
+/// Decoded arguments, whatever their encoding (JSON body, form, query).
+struct Params {
+    map: Map<String, Value>,
+    /// Form bodies may carry `token` (Slack allows it there only).
+    from_form: bool,
+}
+
+impl Params {
+    fn from_pairs(pairs: HashMap<String, String>, from_form: bool) -> Params {
+        Params {
+            map: pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+            from_form,
+        }
+    }
+
+    fn str(&self, key: &str) -> Option<String> {
+        match self.map.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    fn bool(&self, key: &str) -> bool {
+        match self.map.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => matches!(s.as_str(), "true" | "1"),
+            Some(Value::Number(n)) => n.as_u64().is_some_and(|n| n != 0),
+            _ => false,
+        }
+    }
+
+    /// A JSON-valued argument; in forms and queries it is a JSON string.
+    fn json(&self, key: &str) -> Result<Option<Value>, ()> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => serde_json::from_str(s).map(Some).map_err(|_| ()),
+            Some(v) => Ok(Some(v.clone())),
+        }
+    }
+
+    fn message_args(&self) -> Result<MessageArgs, ApiError> {
+        let text = self.str("text");
+        let blocks = self
+            .json("blocks")
+            .map_err(|()| ApiError::new("invalid_blocks_format"))?;
+        let metadata = match self
+            .json("metadata")
+            .map_err(|()| ApiError::new("invalid_metadata_format"))?
+        {
+            None => None,
+            Some(v) => Some(
+                serde_json::from_value::<Metadata>(v)
+                    .ok()
+                    .filter(|m| !m.event_type.is_empty() && m.event_payload.is_object())
+                    .ok_or_else(|| ApiError::new("invalid_metadata_format"))?,
+            ),
+        };
+        validate_message(text.as_deref(), blocks.as_ref()).map_err(|r| ApiError {
+            error: r.error.to_owned(),
+            details: r.details,
+        })?;
+        Ok(MessageArgs {
+            text,
+            blocks,
+            metadata,
+        })
+    }
+}
+
+async fn read_params(req: Request) -> Result<Params, &'static str> {
+    if req.method() != Method::POST {
+        return Query::<HashMap<String, String>>::try_from_uri(req.uri())
+            .map(|Query(q)| Params::from_pairs(q, false))
+            .map_err(|_| "invalid_arguments");
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let query = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    let body = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| "request_too_large")?;
+    if body.is_empty() {
+        return Ok(Params::from_pairs(query, false));
+    }
+    if content_type.starts_with("application/json") {
+        serde_json::from_slice::<Map<String, Value>>(&body)
+            .map(|map| Params {
+                map,
+                from_form: false,
+            })
+            .map_err(|_| "invalid_json")
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let form_req = Request::builder()
+            .method(Method::POST)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .map_err(|_| "invalid_form_data")?;
+        axum::Form::<HashMap<String, String>>::from_request(form_req, &())
+            .await
+            .map(|axum::Form(f)| Params::from_pairs(f, true))
+            .map_err(|_| "invalid_form_data")
+    } else {
+        Err("invalid_form_data")
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+/// Where a dropped connection happens relative to applying the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drop {
+    Before,
+    After,
+}
+
+/// The faults drawn for one call.
+#[derive(Debug, Default)]
+struct Plan {
+    delay: Option<Duration>,
+    error_status: Option<StatusCode>,
+    drop: Option<Drop>,
+}
+
+/// What the emulator answers, before faults.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    retry_after: Option<u64>,
+    outcome: Outcome,
+    applied: bool,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply {
+            status: StatusCode::OK,
+            body,
+            retry_after: None,
+            outcome: Outcome::Ok,
+            applied: false,
+        }
+    }
+
+    fn err(e: ApiError) -> Reply {
+        let mut body = json!({"ok": false, "error": e.error});
+        if !e.details.is_empty() {
+            if let Some(o) = body.as_object_mut() {
+                o.insert("errors".into(), json!(e.details));
+                o.insert(
+                    "response_metadata".into(),
+                    json!({"messages": e.details.iter().map(|d| format!("[ERROR] {d}")).collect::<Vec<_>>()}),
+                );
+            }
+        }
+        Reply {
+            status: StatusCode::OK,
+            body,
+            retry_after: None,
+            outcome: Outcome::Error(e.error),
+            applied: false,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(self.body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(MAX_LOGGED_CHARS).collect()
+}
+
+impl Sandbox {
+    pub(super) fn record(
+        &self,
+        method: &str,
+        counts_key: &str,
+        channel: Option<&str>,
+        outcome: Outcome,
+        applied: bool,
+    ) {
+        let mut inner = self.lock();
+        let at_ms = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let counts = inner.counts.entry(counts_key.to_owned()).or_default();
+        match &outcome {
+            Outcome::Ok => counts.ok += 1,
+            Outcome::Error(_) => counts.error += 1,
+            Outcome::RateLimited => counts.ratelimited += 1,
+            Outcome::FaultStatus(_) | Outcome::FaultDrop => counts.fault += 1,
+        }
+        if inner.calls.len() >= super::state::MAX_CALL_LOG {
+            inner.calls.pop_front();
+        }
+        inner.calls.push_back(super::CallRecord {
+            method: truncate(method),
+            channel: channel.map(truncate),
+            outcome,
+            applied,
+            at_ms,
+        });
+    }
+
+    /// Note Retry-After violations and draw this call's faults.
+    fn plan(&self, method: ApiMethod, channel: Option<&str>) -> Plan {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if let Some(scope) = scope(method, channel) {
+            if inner.limiter.violates_retry_after(&scope, now) {
+                inner.retry_after_violations += 1;
+                tracing::warn!(scope, "sandbox: call before Retry-After elapsed");
+            }
+        }
+        let faults = inner.faults.clone();
+        let rng = &mut inner.rng;
+        let mut plan = Plan::default();
+        if faults.delay_rate > 0.0 && !faults.delay.is_zero() && rng.f64() < faults.delay_rate {
+            plan.delay = Some(faults.delay);
+        }
+        if faults.error_rate > 0.0 && rng.f64() < faults.error_rate {
+            plan.error_status = Some(if rng.bool() {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            });
+        } else if faults.drop_rate > 0.0 && rng.f64() < faults.drop_rate {
+            plan.drop = Some(if rng.bool() {
+                Drop::Before
+            } else {
+                Drop::After
+            });
+        }
+        plan
+    }
+
+    /// Authenticate, rate-limit and apply one call.
+    fn apply(&self, method: ApiMethod, params: &Params, bearer: Option<&str>) -> Reply {
+        let mut guard = self.lock();
+        let inner: &mut Inner = &mut guard;
+        let form_token = if params.from_form {
+            params.str("token")
+        } else {
+            None
+        };
+        let presented = bearer
+            .map(str::to_owned)
+            .or(form_token)
+            .filter(|t| !t.is_empty());
+        match (&presented, &inner.token) {
+            (None, _) => return Reply::err(ApiError::new("not_authed")),
+            (Some(p), Some(expected)) if p != expected => {
+                return Reply::err(ApiError::new("invalid_auth"));
+            }
+            _ => {}
+        }
+        let channel = params.str("channel").unwrap_or_default();
+        let needs_channel = method != ApiMethod::AuthTest;
+        if needs_channel && !inner.workspace.channel_exists_or_creatable(&channel) {
+            return Reply::err(ApiError::new("channel_not_found"));
+        }
+        let limit = match method {
+            ApiMethod::PostMessage => Some(inner.post_per_channel),
+            ApiMethod::Update => Some(inner.update_limit),
+            _ => None,
+        };
+        if let (Some(limit), Some(scope)) = (limit, scope(method, Some(&channel))) {
+            if let Err(secs) = inner.limiter.admit(&scope, limit, Instant::now()) {
+                return Reply {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    body: json!({"ok": false, "error": "ratelimited"}),
+                    retry_after: Some(secs),
+                    outcome: Outcome::RateLimited,
+                    applied: false,
+                };
+            }
+        }
+        let result = match method {
+            ApiMethod::AuthTest => Ok(json!({
+                "ok": true,
+                "url": super::state::WORKSPACE_URL,
+                "team": "ackbar sandbox",
+                "user": "ackbar",
+                "team_id": super::state::TEAM_ID,
+                "user_id": super::state::USER_ID,
+                "bot_id": super::state::BOT_ID,
+            })),
+            ApiMethod::PostMessage => params.message_args().and_then(|args| {
+                let thread_ts = params.str("thread_ts");
+                inner.workspace.post(&channel, args, thread_ts.as_deref())
+            }),
+            ApiMethod::Update => params.message_args().and_then(|args| {
+                let ts = params.str("ts").unwrap_or_default();
+                inner.workspace.update(&channel, &ts, args)
+            }),
+            ApiMethod::Permalink => {
+                let ts = params.str("message_ts").unwrap_or_default();
+                inner.workspace.permalink(&channel, &ts)
+            }
+            ApiMethod::History => {
+                history_args(params).and_then(|args| inner.workspace.history(&channel, &args))
+            }
+        };
+        match result {
+            Ok(body) => Reply {
+                applied: matches!(method, ApiMethod::PostMessage | ApiMethod::Update),
+                ..Reply::ok(body)
+            },
+            Err(e) => Reply::err(e),
+        }
+    }
+}
+
+fn history_args(params: &Params) -> Result<HistoryArgs, ApiError> {
+    let ts_arg = |key: &str, error: &str| -> Result<Option<u64>, ApiError> {
+        match params.str(key).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => parse_ts(&s).map(Some).ok_or_else(|| ApiError::new(error)),
+        }
+    };
+    let limit = match params.str("limit").filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| ApiError::new("invalid_limit"))?,
+    };
+    Ok(HistoryArgs {
+        oldest: ts_arg("oldest", "invalid_ts_oldest")?,
+        latest: ts_arg("latest", "invalid_ts_latest")?,
+        inclusive: params.bool("inclusive"),
+        limit,
+        cursor: params.str("cursor"),
+        include_metadata: params.bool("include_all_metadata"),
+    })
+}
+
+/// Rate-limit scope of a call: per channel for posts, workspace for updates.
+fn scope(method: ApiMethod, channel: Option<&str>) -> Option<String> {
+    match method {
+        ApiMethod::PostMessage => Some(format!("{}:{}", methods::POST_MESSAGE, channel?)),
+        ApiMethod::Update => Some(methods::UPDATE.to_owned()),
+        _ => None,
+    }
+}
+
+/// A response that promises more body than it sends: hyper sends the head,
+/// then aborts the connection, and the client sees a transport error with
+/// no complete answer.
+fn dropped_connection() -> Response {
+    let partial = Body::from_stream(Body::from("{\"ok\":").into_data_stream());
+    let mut resp = Response::new(partial);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from_static("4096"));
+    resp
+}
+
+async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) -> Response {
+    let Some(method) = ApiMethod::parse(&name) else {
+        sb.record(
+            &name,
+            "unknown",
+            None,
+            Outcome::Error("unknown_method".into()),
+            false,
+        );
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"ok": false, "error": "unknown_method"})),
+        )
+            .into_response();
+    };
+    let token = bearer(req.headers());
+    let params = match read_params(req).await {
+        Ok(p) => p,
+        Err(code) => {
+            sb.record(
+                method.name(),
+                method.name(),
+                None,
+                Outcome::Error(code.into()),
+                false,
+            );
+            return Reply::err(ApiError::new(code)).into_response();
+        }
+    };
+    let channel = params.str("channel");
+    let plan = sb.plan(method, channel.as_deref());
+    if let Some(delay) = plan.delay {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = plan.error_status {
+        sb.record(
+            method.name(),
+            method.name(),
+            channel.as_deref(),
+            Outcome::FaultStatus(status.as_u16()),
+            false,
+        );
+        let error = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "service_unavailable"
+        } else {
+            "internal_error"
+        };
+        return (status, Json(json!({"ok": false, "error": error}))).into_response();
+    }
+    if plan.drop == Some(Drop::Before) {
+        sb.record(
+            method.name(),
+            method.name(),
+            channel.as_deref(),
+            Outcome::FaultDrop,
+            false,
+        );
+        return dropped_connection();
+    }
+    let reply = sb.apply(method, &params, token.as_deref());
+    if plan.drop == Some(Drop::After) {
+        sb.record(
+            method.name(),
+            method.name(),
+            channel.as_deref(),
+            Outcome::FaultDrop,
+            reply.applied,
+        );
+        return dropped_connection();
+    }
+    sb.record(
+        method.name(),
+        method.name(),
+        channel.as_deref(),
+        reply.outcome.clone(),
+        reply.applied,
+    );
+    reply.into_response()
+}
