@@ -179,7 +179,10 @@ pub struct DeliveryConfig {
     pub update_burst: u32,
     /// Thread replies for one card wait this long so that a storm of
     /// changes becomes one reply.
-    #[serde(default = "default_reply_batch_window", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_reply_batch_window",
+        deserialize_with = "de_duration"
+    )]
     pub reply_batch_window: Duration,
     /// Attempts before a retryable failure becomes a dead letter.
     #[serde(default = "default_max_attempts")]
@@ -190,7 +193,10 @@ pub struct DeliveryConfig {
     pub backoff_max: Duration,
     /// On shutdown, keep delivering for at most this long; what is left stays
     /// in the store for the next start.
-    #[serde(default = "default_shutdown_deadline", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_shutdown_deadline",
+        deserialize_with = "de_duration"
+    )]
     pub shutdown_deadline: Duration,
 }
 
@@ -335,9 +341,16 @@ impl Default for CardConfig {
 }
 
 fn default_key_labels() -> Vec<String> {
-    ["severity", "cluster", "namespace", "service", "job", "instance"]
-        .map(String::from)
-        .to_vec()
+    [
+        "severity",
+        "cluster",
+        "namespace",
+        "service",
+        "job",
+        "instance",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn default_max_alerts() -> u32 {
@@ -376,13 +389,18 @@ impl Secret {
             Secret::Env { env } => std::env::var(env.as_str()).map_err(|_| {
                 ConfigError::invalid(
                     path,
-                    format!("environment variable {env} is not set (set it, or give the secret inline)"),
+                    format!(
+                        "environment variable {env} is not set (set it, or give the secret inline)"
+                    ),
                 )
             })?,
             Secret::File { file } => std::fs::read_to_string(&*file)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
                 .map_err(|e| {
-                    ConfigError::invalid(path, format!("cannot read secret file {}: {e}", file.display()))
+                    ConfigError::invalid(
+                        path,
+                        format!("cannot read secret file {}: {e}", file.display()),
+                    )
                 })?,
         };
         if value.is_empty() {
@@ -417,7 +435,11 @@ impl Config {
         let de = &mut serde_json::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
-            let path = if path == "." { "config".to_owned() } else { path };
+            let path = if path == "." {
+                "config".to_owned()
+            } else {
+                path
+            };
             ConfigError::invalid(path, e.into_inner().to_string())
         })?;
         config.resolve_secrets()?;
@@ -459,7 +481,9 @@ impl Config {
         }
         match &mut self.ingest.auth {
             Some(IngestAuth::Bearer(s)) => s.resolve("ingest.auth.bearer")?,
-            Some(IngestAuth::Basic { password, .. }) => password.resolve("ingest.auth.basic.password")?,
+            Some(IngestAuth::Basic { password, .. }) => {
+                password.resolve("ingest.auth.basic.password")?
+            }
             None => {}
         }
         Ok(())
@@ -470,10 +494,14 @@ impl Config {
         if !(url.starts_with("sqlite:")) {
             return Err(ConfigError::invalid(
                 "store.url",
-                format!("unsupported store {url:?}: use sqlite://PATH (postgres:// is not supported yet)"),
+                format!(
+                    "unsupported store {url:?}: use sqlite://PATH (postgres:// is not supported yet)"
+                ),
             ));
         }
-        if !(self.slack.api_url.starts_with("http://") || self.slack.api_url.starts_with("https://")) {
+        if !(self.slack.api_url.starts_with("http://")
+            || self.slack.api_url.starts_with("https://"))
+        {
             return Err(ConfigError::invalid(
                 "slack.api_url",
                 "must be an http:// or https:// URL such as https://slack.com/api",
@@ -488,14 +516,23 @@ impl Config {
             }
         }
         if self.ingest.max_body_bytes < 1024 {
-            return Err(ConfigError::invalid("ingest.max_body_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "ingest.max_body_bytes",
+                "must be at least 1024",
+            ));
         }
         let d = &self.delivery;
         if d.post_burst == 0 || d.update_burst == 0 {
-            return Err(ConfigError::invalid("delivery", "post_burst and update_burst must be at least 1"));
+            return Err(ConfigError::invalid(
+                "delivery",
+                "post_burst and update_burst must be at least 1",
+            ));
         }
         if d.max_attempts == 0 {
-            return Err(ConfigError::invalid("delivery.max_attempts", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "delivery.max_attempts",
+                "must be at least 1",
+            ));
         }
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
@@ -506,7 +543,10 @@ impl Config {
             if !names.insert(route.name.as_str()) {
                 return Err(ConfigError::invalid(
                     at("name"),
-                    format!("route name {:?} is used twice; names must be unique", route.name),
+                    format!(
+                        "route name {:?} is used twice; names must be unique",
+                        route.name
+                    ),
                 ));
             }
             if !is_channel_id(&route.channel) {
@@ -535,7 +575,8 @@ pub fn is_channel_id(s: &str) -> bool {
     s.len() >= 9
         && s.len() <= 24
         && matches!(s.as_bytes()[0], b'C' | b'G' | b'D')
-        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 /// Durations are written as `"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, `"2d"`, or
@@ -553,7 +594,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("invalid duration {s:?}: expected a number in {rest:?}"));
+            return Err(format!(
+                "invalid duration {s:?}: expected a number in {rest:?}"
+            ));
         }
         let n: u64 = rest[..digits]
             .parse()
@@ -568,8 +611,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => Duration::from_secs(n * 60),
             "h" => Duration::from_secs(n * 3600),
             "d" => Duration::from_secs(n * 86_400),
-            "" => return Err(format!("invalid duration {s:?}: missing unit after {n} (use ms, s, m, h or d)")),
-            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h or d)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration {s:?}: missing unit after {n} (use ms, s, m, h or d)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+                ));
+            }
         };
         total += part;
     }
@@ -602,8 +653,10 @@ mod tests {
 
     #[test]
     fn minimal_config_is_valid_and_in_sandbox_mode() {
-        let c = Config::from_json(r#"{"listen": "127.0.0.1:9094", "store": {"url": "sqlite://ackbar.db"}}"#)
-            .unwrap();
+        let c = Config::from_json(
+            r#"{"listen": "127.0.0.1:9094", "store": {"url": "sqlite://ackbar.db"}}"#,
+        )
+        .unwrap();
         assert!(c.sandbox_mode());
         assert_eq!(c.effective_routes().len(), 1);
         assert_eq!(c.effective_routes()[0].channel, DEFAULT_CHANNEL);
@@ -611,9 +664,11 @@ mod tests {
 
     #[test]
     fn unknown_field_error_names_its_path() {
-        let err = Config::from_json(r#"{"routes": [{"name": "a", "channel": "C0123ABCD", "chanel": "x"}]}"#)
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_json(
+            r#"{"routes": [{"name": "a", "channel": "C0123ABCD", "chanel": "x"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("routes[0]"), "{err}");
         assert!(err.contains("unknown field `chanel`"), "{err}");
     }
@@ -637,17 +692,24 @@ mod tests {
             file.display().to_string()
         );
         let c = Config::from_json(&json).unwrap();
-        assert_eq!(c.slack.bot_token.as_ref().unwrap().expose(), "xoxb-from-file");
+        assert_eq!(
+            c.slack.bot_token.as_ref().unwrap().expose(),
+            "xoxb-from-file"
+        );
         assert!(!format!("{c:?}").contains("xoxb-from-file"));
         assert!(!c.sandbox_mode());
     }
 
     #[test]
     fn missing_env_secret_is_an_error_naming_the_variable() {
-        let err = Config::from_json(r#"{"slack": {"bot_token": {"env": "ACKBAR_SURELY_UNSET_VAR"}}}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("slack.bot_token") && err.contains("ACKBAR_SURELY_UNSET_VAR"), "{err}");
+        let err =
+            Config::from_json(r#"{"slack": {"bot_token": {"env": "ACKBAR_SURELY_UNSET_VAR"}}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("slack.bot_token") && err.contains("ACKBAR_SURELY_UNSET_VAR"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,7 +70,9 @@ impl FromStr for AlertStatus {
         match s {
             "firing" => Ok(AlertStatus::Firing),
             "resolved" => Ok(AlertStatus::Resolved),
-            other => Err(format!("unknown alert status {other:?} (expected firing or resolved)")),
+            other => Err(format!(
+                "unknown alert status {other:?} (expected firing or resolved)"
+            )),
         }
     }
 }
@@ -230,7 +232,11 @@ pub struct CardId(pub String);
 impl CardId {
     /// 128 random bits as 32 hex digits.
     pub fn random() -> CardId {
-        CardId(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+        CardId(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ))
     }
 }
 
@@ -368,7 +374,10 @@ mod tests {
     #[test]
     fn fingerprint_prints_as_sixteen_hex_digits() {
         assert_eq!(Fingerprint(0xab).to_string(), "00000000000000ab");
-        assert_eq!("00000000000000ab".parse::<Fingerprint>().unwrap(), Fingerprint(0xab));
+        assert_eq!(
+            "00000000000000ab".parse::<Fingerprint>().unwrap(),
+            Fingerprint(0xab)
+        );
     }
 
     #[test]
