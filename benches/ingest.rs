@@ -1,1 +1,136 @@
-fn main() {}
+//! Ingest hot paths.
+//!
+//! `cargo bench --bench ingest -- --warm-up-time 1 --measurement-time 2`
+//!
+//! * `decode_benches`: Alertmanager webhook decoding and fingerprints, on
+//!   payloads shaped like the load harness's `webhook-N.json`
+//!   (`../shared/bench/gen_payloads.py`), generated here so the bench needs no
+//!   Python.
+
+use std::hint::black_box;
+
+use ackbar::ingest::alertmanager::{decode, fingerprint};
+use ackbar::model::Labels;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------
+// Decode benchmarks.
+
+const SIZES: [usize; 3] = [1, 10, 100];
+
+const DEPLOYMENTS: [&str; 8] = [
+    "checkout-api",
+    "payment-gateway",
+    "ledger-writer",
+    "fraud-scorer",
+    "invoice-renderer",
+    "refund-worker",
+    "card-tokenizer",
+    "settlement-batch",
+];
+const GENERATOR_URL: &str = "http://prometheus-k8s-0.prometheus-operated.monitoring.svc:9090/graph?g0.expr=max_over_time%28kube_pod_container_status_waiting_reason%7Breason%3D%22CrashLoopBackOff%22%2Cjob%3D%22kube-state-metrics%22%7D%5B5m%5D%29+%3E%3D+1&g0.tab=1";
+
+/// A webhook v4 body like `webhook-N.json`: N firing `KubePodCrashLooping`
+/// alerts with 8 labels and 3 annotations each, Go's JSON escaping of `&`
+/// (so `generatorURL` is an escaped, hence owned, string as in production).
+fn webhook(n: usize, with_fingerprints: bool) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(20261128);
+    let alnum: Vec<char> = "bcdfghjklmnpqrstvwxz2456789".chars().collect();
+    let mut word = |len: usize| {
+        (0..len)
+            .map(|_| alnum[rng.usize(..alnum.len())])
+            .collect::<String>()
+    };
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            let dep = DEPLOYMENTS[i % DEPLOYMENTS.len()];
+            let pod = format!("{dep}-{}-{}", word(10), word(5));
+            let labels: Labels = [
+                ("alertname", "KubePodCrashLooping"),
+                ("cluster", "prod-eu-west-1"),
+                ("container", dep),
+                ("instance", "10.42.7.19:8080"),
+                ("job", "kube-state-metrics"),
+                ("namespace", "payments"),
+                ("pod", pod.as_str()),
+                ("severity", "warning"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            let mut alert = json!({
+                "status": "firing",
+                "labels": labels,
+                "annotations": {
+                    "description": format!("Pod payments/{pod} ({dep}) is in waiting state (reason: \"CrashLoopBackOff\") for more than 15 minutes on cluster prod-eu-west-1. Restarts in the last hour: {}.", 4 + i % 37),
+                    "runbook_url": "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping",
+                    "summary": "Pod is crash looping.",
+                },
+                "startsAt": format!("2026-11-28T11:{:02}:{:02}.{:09}Z", (i / 60) % 60, i % 60, 203_921_424 + i),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": GENERATOR_URL,
+            });
+            if with_fingerprints {
+                alert["fingerprint"] = json!(fingerprint(&labels).to_string());
+            }
+            alert
+        })
+        .collect();
+    let body = json!({
+        "receiver": "alert-ingest",
+        "status": "firing",
+        "alerts": alerts,
+        "groupLabels": {"alertname": "KubePodCrashLooping", "namespace": "payments"},
+        "commonLabels": {"alertname": "KubePodCrashLooping", "cluster": "prod-eu-west-1", "job": "kube-state-metrics", "namespace": "payments", "severity": "warning"},
+        "commonAnnotations": {"runbook_url": "https://runbooks.prometheus-operator.dev/runbooks/kubernetes/kubepodcrashlooping", "summary": "Pod is crash looping."},
+        "externalURL": "http://alertmanager-main-0.alertmanager-operated.monitoring.svc:9093",
+        "version": "4",
+        "groupKey": "{}:{alertname=\"KubePodCrashLooping\", namespace=\"payments\"}",
+        "truncatedAlerts": 0,
+    });
+    // Go's encoding/json escapes & < > inside strings; they occur nowhere else.
+    body.to_string().replace('&', "\\u0026").into_bytes()
+}
+
+fn decode_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("alertmanager");
+    for n in SIZES {
+        let with = webhook(n, true);
+        let without = webhook(n, false);
+        let label_sets: Vec<Labels> = match decode(&without) {
+            Ok(notification) => notification.alerts.into_iter().map(|a| a.labels).collect(),
+            Err(e) => panic!("generated payload does not decode: {e}"),
+        };
+        assert_eq!(label_sets.len(), n);
+        group.throughput(Throughput::Elements(n as u64));
+        // Floor: serde_json validating the body without building anything.
+        group.bench_with_input(BenchmarkId::new("json_scan_only", n), &with, |b, body| {
+            b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body)).is_ok())
+        });
+        // Alertmanager's fingerprint in the payload: parsed, not computed.
+        group.bench_with_input(BenchmarkId::new("decode", n), &with, |b, body| {
+            b.iter(|| decode(black_box(body)))
+        });
+        // No fingerprint field: decode computes every alert's.
+        group.bench_with_input(
+            BenchmarkId::new("decode_computing_fingerprints", n),
+            &without,
+            |b, body| b.iter(|| decode(black_box(body))),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("fingerprint", n),
+            &label_sets,
+            |b, sets| {
+                b.iter(|| {
+                    sets.iter()
+                        .fold(0u64, |x, l| x ^ fingerprint(black_box(l)).0)
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, decode_benches);
+criterion_main!(benches);

@@ -420,7 +420,7 @@ impl RawAlert<'_> {
 }
 
 /// Converts a label or annotation set, enforcing the limits. Duplicate names
-/// (invalid JSON for Alertmanager, accepted by serde): the last one wins.
+/// (never sent by Alertmanager, accepted by serde): the last one wins.
 fn convert_labels(
     raw: RawLabels<'_>,
     path: &dyn Fn() -> String,
@@ -434,7 +434,7 @@ fn convert_labels(
             limit: MAX_LABELS,
         });
     }
-    let mut out = Labels::new();
+    let mut pairs = Vec::with_capacity(raw.pairs.len());
     for (name, value) in raw.pairs {
         let name = name.as_str();
         if name.len() > MAX_NAME_BYTES {
@@ -448,9 +448,11 @@ fn convert_labels(
         check_len(value.as_str(), max_value, "bytes in the value", &|| {
             format!("{}.{}", path(), snippet(name))
         })?;
-        out.insert(name.to_owned(), value.into_string());
+        pairs.push((name.to_owned(), value.into_string()));
     }
-    Ok(out)
+    // Bulk-builds the tree after one (stable) sort, cheaper than inserting
+    // one by one; of duplicate names the last wins, as with inserts.
+    Ok(Labels::from_iter(pairs))
 }
 
 fn label_set(
@@ -779,6 +781,18 @@ mod tests {
         assert!(matches!(raw.pairs[0].1.0, Cow::Borrowed("plain")));
         assert!(matches!(raw.pairs[1].1.0, Cow::Owned(_)));
         assert_eq!(raw.pairs[1].1.as_str(), "esc\"aped");
+    }
+
+    #[test]
+    fn duplicate_label_names_keep_the_last_value() {
+        let body =
+            br#"{"version":"4","alerts":[{"status":"firing","startsAt":"2026-01-02T15:04:05Z",
+            "labels":{"b":"1","a":"x","b":"2","a":"y","c":"z"}}]}"#;
+        let n = decode(body).unwrap();
+        assert_eq!(
+            n.alerts[0].labels,
+            labels(&[("a", "y"), ("b", "2"), ("c", "z")])
+        );
     }
 
     #[test]
