@@ -52,11 +52,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .body(webhook(status).to_string())
             .send()
             .await?;
-        println!("webhook ({status}): HTTP {} {}", answer.status(), answer.text().await?);
+        println!(
+            "webhook ({status}): HTTP {} {}",
+            answer.status(),
+            answer.text().await?
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 
-    let state: Value = client.get(format!("{base}/sandbox/api/state")).send().await?.json().await?;
+    let state: Value = client
+        .get(format!("{base}/sandbox/api/state"))
+        .send()
+        .await?
+        .json()
+        .await?;
     println!("{}", serde_json::to_string_pretty(&state["channels"])?);
 
     let _ = stop.send(());

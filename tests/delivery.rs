@@ -39,11 +39,14 @@ async fn storm(url: &str) {
         let url = url.to_owned();
         tasks.push(tokio::spawn(async move {
             for &n in &steps {
-                let alerts: Vec<_> = (0..n).map(|i| firing("StormAlert", &format!("host-{i:03}"))).collect();
+                let alerts: Vec<_> = (0..n)
+                    .map(|i| firing("StormAlert", &format!("host-{i:03}")))
+                    .collect();
                 send_until_accepted(&client, &url, &webhook(&group(g), &alerts)).await;
             }
-            let alerts: Vec<_> =
-                (0..ALERTS_PER_GROUP).map(|i| resolved("StormAlert", &format!("host-{i:03}"))).collect();
+            let alerts: Vec<_> = (0..ALERTS_PER_GROUP)
+                .map(|i| resolved("StormAlert", &format!("host-{i:03}")))
+                .collect();
             send_until_accepted(&client, &url, &webhook(&group(g), &alerts)).await;
         }));
     }
@@ -76,13 +79,27 @@ fn assert_final_state(state: &SandboxState) {
     for channel in [CHANNEL, CHANNEL_B] {
         for (ts, _, card) in cards(state, channel) {
             let text = message_text(&card);
-            let key = card["metadata"]["event_payload"]["card_key"].as_str().unwrap_or_default().to_owned();
-            let g = (0..GROUPS).map(group).find(|g| key.contains(&format!("\"{g}\"")));
+            let key = card["metadata"]["event_payload"]["card_key"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let g = (0..GROUPS)
+                .map(group)
+                .find(|g| key.contains(&format!("\"{g}\"")));
             let g = g.unwrap_or_else(|| panic!("card key names no storm group: {key}"));
             *by_group.entry(g.clone()).or_default() += 1;
-            assert!(text.to_lowercase().contains("resolved"), "{g}: card is not resolved: {text}");
-            assert!(!card.to_string().contains("ackbar_acknowledge"), "{g}: resolved card keeps its buttons");
-            let thread: Vec<String> = replies(state, channel, &ts).iter().map(message_text).collect();
+            assert!(
+                text.to_lowercase().contains("resolved"),
+                "{g}: card is not resolved: {text}"
+            );
+            assert!(
+                !card.to_string().contains("ackbar_acknowledge"),
+                "{g}: resolved card keeps its buttons"
+            );
+            let thread: Vec<String> = replies(state, channel, &ts)
+                .iter()
+                .map(message_text)
+                .collect();
             assert!(
                 thread.iter().any(|r| r.to_lowercase().contains("resolved")),
                 "{g}: no resolve reply in the thread: {thread:?}"
@@ -90,7 +107,10 @@ fn assert_final_state(state: &SandboxState) {
         }
     }
     assert_eq!(by_group.len(), GROUPS, "one card per group: {by_group:?}");
-    assert!(by_group.values().all(|&n| n == 1), "duplicate cards: {by_group:?}");
+    assert!(
+        by_group.values().all(|&n| n == 1),
+        "duplicate cards: {by_group:?}"
+    );
 }
 
 fn settled(state: &SandboxState) -> bool {
@@ -115,7 +135,10 @@ async fn storm_of_2000_alerts_in_20_groups_is_paced_and_honours_429() {
     let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
 
     storm(&ackbar.url("/webhook/alertmanager")).await;
-    eventually(Duration::from_secs(90), "every card resolved", || settled(&slack.sandbox.state())).await;
+    eventually(Duration::from_secs(90), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
     // Let the last replies go out.
     eventually_async(Duration::from_secs(30), "outbox drained", || async {
         metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
@@ -123,15 +146,26 @@ async fn storm_of_2000_alerts_in_20_groups_is_paced_and_honours_429() {
     .await;
     let state = slack.sandbox.state();
     assert_final_state(&state);
-    assert_eq!(state.retry_after_violations, 0, "a request was sent before its Retry-After elapsed");
+    assert_eq!(
+        state.retry_after_violations, 0,
+        "a request was sent before its Retry-After elapsed"
+    );
     let ratelimited = metric(&ackbar.base(), "ackbar_slack_ratelimited_total").await;
-    assert!(ratelimited > 0.0, "the storm should have met the sandbox's rate limit");
+    assert!(
+        ratelimited > 0.0,
+        "the storm should have met the sandbox's rate limit"
+    );
     // Batching: far fewer replies than alert changes (2,000 resolves).
-    let replies_total: usize = [CHANNEL, CHANNEL_B]
-        .iter()
-        .flat_map(|c| cards(&state, c).into_iter().map(move |(ts, _, _)| replies(&state, c, &ts).len()))
-        .sum();
-    assert!(replies_total <= GROUPS * 4, "replies were not batched: {replies_total}");
+    let mut replies_total = 0;
+    for channel in [CHANNEL, CHANNEL_B] {
+        for (ts, _, _) in cards(&state, channel) {
+            replies_total += replies(&state, channel, &ts).len();
+        }
+    }
+    assert!(
+        replies_total <= GROUPS * 4,
+        "replies were not batched: {replies_total}"
+    );
     ackbar.stop().await;
 }
 
@@ -148,14 +182,21 @@ async fn slack_failing_one_call_in_five_reaches_the_same_final_state_without_dup
     let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
 
     storm(&ackbar.url("/webhook/alertmanager")).await;
-    eventually(Duration::from_secs(120), "every card resolved", || settled(&slack.sandbox.state())).await;
+    eventually(Duration::from_secs(120), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
     eventually_async(Duration::from_secs(60), "outbox drained", || async {
         metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
     })
     .await;
     let state = slack.sandbox.state();
     assert_final_state(&state);
-    assert_eq!(metric(&ackbar.base(), "ackbar_outbox_dead").await, 0.0, "no dead letters");
+    assert_eq!(
+        metric(&ackbar.base(), "ackbar_outbox_dead").await,
+        0.0,
+        "no dead letters"
+    );
     ackbar.stop().await;
 }
 
@@ -191,14 +232,20 @@ async fn sigkill_in_the_middle_of_a_storm_then_restart_loses_nothing_and_duplica
         let state = slack.sandbox.state();
         cards(&state, CHANNEL).len() + cards(&state, CHANNEL_B).len()
     };
-    assert!(posted_before_kill < GROUPS, "the kill should land mid-storm");
+    assert!(
+        posted_before_kill < GROUPS,
+        "the kill should land mid-storm"
+    );
 
     let second = start_ackbar_process(&config, dir.path(), port).await;
     tokio::time::timeout(Duration::from_secs(90), storm_task)
         .await
         .expect("storm finished")
         .unwrap();
-    eventually(Duration::from_secs(90), "every card resolved", || settled(&slack.sandbox.state())).await;
+    eventually(Duration::from_secs(90), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
     eventually_async(Duration::from_secs(60), "outbox drained", || async {
         metric(&format!("http://{}", second.addr), "ackbar_outbox_pending").await == 0.0
     })

@@ -47,7 +47,9 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
 async fn open() -> (tempfile::TempDir, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
+    let store = SqliteStore::open(&url, Duration::from_secs(5))
+        .await
+        .unwrap();
     (dir, store)
 }
 
@@ -73,11 +75,20 @@ async fn new_card_writes_one_post_and_dedupes_the_repeat() {
 #[tokio::test]
 async fn updates_wait_for_the_post_and_coalesce() {
     let (_dir, store) = open().await;
-    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+    store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap();
     // While the post is pending, a change needs no update (the post renders
     // the latest state).
     let out = store
-        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)])], t(1))
+        .apply(
+            &[batch(
+                "k",
+                vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
+            )],
+            t(1),
+        )
         .await
         .unwrap();
     assert!(!out[0].ops_pushed.contains(&OpKind::Update));
@@ -92,15 +103,29 @@ async fn updates_wait_for_the_post_and_coalesce() {
         .apply(
             &[batch(
                 "k",
-                vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing), alert(3, AlertStatus::Firing)],
+                vec![
+                    alert(1, AlertStatus::Firing),
+                    alert(2, AlertStatus::Firing),
+                    alert(3, AlertStatus::Firing),
+                ],
             )],
             t(1),
         )
         .await
         .unwrap();
-    assert_eq!(store.next_op("C0STORETST", t(1)).await.unwrap(), NextOp::Idle);
+    assert_eq!(
+        store.next_op("C0STORETST", t(1)).await.unwrap(),
+        NextOp::Idle
+    );
     store
-        .complete(&post, Completion::Posted { ts: "1.000001".into(), refresh: false }, t(1))
+        .complete(
+            &post,
+            Completion::Posted {
+                ts: "1.000001".into(),
+                refresh: false,
+            },
+            t(1),
+        )
         .await
         .unwrap();
     let update = ready(&store, t(1)).await;
@@ -118,10 +143,23 @@ async fn updates_wait_for_the_post_and_coalesce() {
 async fn thread_events_batch_into_one_pending_reply() {
     let (_dir, store) = open().await;
     let first: Vec<_> = (0..3).map(|i| alert(i, AlertStatus::Firing)).collect();
-    store.apply(&[batch("k", first.clone())], t(0)).await.unwrap();
+    store
+        .apply(&[batch("k", first.clone())], t(0))
+        .await
+        .unwrap();
     let post = ready(&store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap();
-    store.complete(&post, Completion::Posted { ts: "9.1".into(), refresh: false }, t(0)).await.unwrap();
+    store
+        .complete(
+            &post,
+            Completion::Posted {
+                ts: "9.1".into(),
+                refresh: false,
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
 
     for i in 0..3 {
         let mut alerts = first.clone();
@@ -134,32 +172,69 @@ async fn thread_events_batch_into_one_pending_reply() {
     let update = ready(&store, t(1)).await;
     assert_eq!(update.kind, OpKind::Update);
     store.begin_attempt(update.id, t(1)).await.unwrap();
-    store.complete(&update, Completion::Done, t(1)).await.unwrap();
-    assert!(matches!(store.next_op("C0STORETST", t(1)).await.unwrap(), NextOp::WaitUntil(_)));
+    store
+        .complete(&update, Completion::Done, t(1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.next_op("C0STORETST", t(1)).await.unwrap(),
+        NextOp::WaitUntil(_)
+    ));
     let reply = ready(&store, t(4)).await;
     assert_eq!(reply.kind, OpKind::Reply);
-    let resolved = reply.events.iter().filter(|e| matches!(e, ThreadEvent::AlertResolved { .. })).count();
-    assert_eq!(resolved, 3, "three resolves in one reply: {:?}", reply.events);
-    assert!(reply.events.iter().any(|e| matches!(e, ThreadEvent::CardResolved { .. })));
+    let resolved = reply
+        .events
+        .iter()
+        .filter(|e| matches!(e, ThreadEvent::AlertResolved { .. }))
+        .count();
+    assert_eq!(
+        resolved, 3,
+        "three resolves in one reply: {:?}",
+        reply.events
+    );
+    assert!(
+        reply
+            .events
+            .iter()
+            .any(|e| matches!(e, ThreadEvent::CardResolved { .. }))
+    );
 }
 
 #[tokio::test]
 async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried() {
     let (_dir, store) = open().await;
-    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
     store
-        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)])], t(0))
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap();
+    store
+        .apply(
+            &[batch(
+                "k",
+                vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
+            )],
+            t(0),
+        )
         .await
         .unwrap();
     let post = ready(&store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap();
     store
-        .complete(&post, Completion::Dead { error: "channel_not_found".into() }, t(0))
+        .complete(
+            &post,
+            Completion::Dead {
+                error: "channel_not_found".into(),
+            },
+            t(0),
+        )
         .await
         .unwrap();
     let summary = store.outbox_summary().await.unwrap();
     assert_eq!((summary.pending, summary.dead), (0, 2));
-    assert_eq!(store.next_op("C0STORETST", t(100)).await.unwrap(), NextOp::Idle);
+    assert_eq!(
+        store.next_op("C0STORETST", t(100)).await.unwrap(),
+        NextOp::Idle
+    );
     let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 2);
     let post_letter = letters.iter().find(|l| l.kind == OpKind::Post).unwrap();
@@ -172,28 +247,47 @@ async fn inflight_post_is_recovered_for_reconciliation_after_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     {
-        let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
-        store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
+        let store = SqliteStore::open(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        store
+            .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+            .await
+            .unwrap();
         let post = ready(&store, t(0)).await;
         store.begin_attempt(post.id, t(0)).await.unwrap();
         store.close().await; // the process dies here, mid-call
     }
-    let store = SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap();
+    let store = SqliteStore::open(&url, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(store.recover_inflight().await.unwrap(), 1);
     let post = ready(&store, t(1)).await;
-    assert!(post.reconcile, "a post of unknown outcome is reconciled before posting again");
+    assert!(
+        post.reconcile,
+        "a post of unknown outcome is reconciled before posting again"
+    );
     assert_eq!(post.attempts, 1);
 }
 
 #[tokio::test]
 async fn resolved_card_reopens_inside_window_and_renders_latest_state() {
     let (_dir, store) = open().await;
-    store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0)).await.unwrap();
-    let out = store.apply(&[batch("k", vec![alert(1, AlertStatus::Resolved)])], t(10)).await.unwrap();
+    store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap();
+    let out = store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Resolved)])], t(10))
+        .await
+        .unwrap();
     assert!(out[0].resolved);
     let (id, state, _) = store.card_by_key("k").await.unwrap().unwrap();
     assert_eq!(state, CardState::Resolved);
-    let out = store.apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(20)).await.unwrap();
+    let out = store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(20))
+        .await
+        .unwrap();
     assert!(out[0].reopened);
     assert_eq!(out[0].card.as_ref(), Some(&id));
     let view = store.card_view(&id, 10).await.unwrap().unwrap();
@@ -207,7 +301,10 @@ async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(
     let (_dir, store) = open().await;
     let out = store
         .apply(
-            &[batch("a", vec![alert(1, AlertStatus::Firing)]), batch("b", vec![alert(2, AlertStatus::Firing)])],
+            &[
+                batch("a", vec![alert(1, AlertStatus::Firing)]),
+                batch("b", vec![alert(2, AlertStatus::Firing)]),
+            ],
             t(0),
         )
         .await
@@ -215,5 +312,10 @@ async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(
     assert!(out.iter().all(|o| o.opened));
     assert_eq!(store.outbox_summary().await.unwrap().pending, 2);
     store.close().await;
-    assert!(store.apply(&[batch("c", vec![alert(3, AlertStatus::Firing)])], t(1)).await.is_err());
+    assert!(
+        store
+            .apply(&[batch("c", vec![alert(3, AlertStatus::Firing)])], t(1))
+            .await
+            .is_err()
+    );
 }

@@ -10,7 +10,9 @@ use common::*;
 use serde_json::json;
 
 async fn count_rows(db: &std::path::Path, table: &str) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
     let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
         .fetch_one(&pool)
         .await
@@ -100,8 +102,13 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
             what: "oversized body",
             auth: Some("Bearer s3cret-token"),
             content_type: Some("application/json"),
-            body: webhook("g1", &(0..40).map(|i| firing("A", &format!("instance-{i}"))).collect::<Vec<_>>())
-                .to_string(),
+            body: webhook(
+                "g1",
+                &(0..40)
+                    .map(|i| firing("A", &format!("instance-{i}")))
+                    .collect::<Vec<_>>(),
+            )
+            .to_string(),
             status: 413,
             message: "max_body_bytes",
         },
@@ -118,15 +125,27 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         assert_eq!(status, case.status, "{}: {text}", case.what);
-        assert!(text.contains(case.message), "{}: message {text:?} should mention {:?}", case.what, case.message);
+        assert!(
+            text.contains(case.message),
+            "{}: message {text:?} should mention {:?}",
+            case.what,
+            case.message
+        );
     }
     assert!(good.len() < 4096, "the good payload fits the limit");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     for table in ["cards", "alerts", "outbox"] {
-        assert_eq!(count_rows(&db, table).await, 0, "{table} must be empty after rejected requests");
+        assert_eq!(
+            count_rows(&db, table).await,
+            0,
+            "{table} must be empty after rejected requests"
+        );
     }
-    assert!(slack.sandbox.state().calls.is_empty(), "no Slack call for rejected requests");
+    assert!(
+        slack.sandbox.state().calls.is_empty(),
+        "no Slack call for rejected requests"
+    );
 
     // The same good payload with the right credentials is accepted.
     let ok = client
@@ -184,25 +203,34 @@ async fn refire_inside_reopen_window_reuses_the_card_and_after_it_opens_a_new_on
     };
 
     send(vec![firing("Flap", "x")]).await;
-    eventually(Duration::from_secs(10), "first card", || cards(&slack.sandbox.state(), CHANNEL).len() == 1).await;
+    eventually(Duration::from_secs(10), "first card", || {
+        cards(&slack.sandbox.state(), CHANNEL).len() == 1
+    })
+    .await;
     send(vec![resolved("Flap", "x")]).await;
     send(vec![firing("Flap", "x")]).await;
-    eventually(Duration::from_secs(10), "reopen noted in the thread", || {
-        let state = slack.sandbox.state();
-        let all = cards(&state, CHANNEL);
-        all.len() == 1
-            && replies(&state, CHANNEL, &all[0].0)
-                .iter()
-                .any(|r| message_text(r).to_lowercase().contains("reopen"))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "reopen noted in the thread",
+        || {
+            let state = slack.sandbox.state();
+            let all = cards(&state, CHANNEL);
+            all.len() == 1
+                && replies(&state, CHANNEL, &all[0].0)
+                    .iter()
+                    .any(|r| message_text(r).to_lowercase().contains("reopen"))
+        },
+    )
     .await;
 
     send(vec![resolved("Flap", "x")]).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     send(vec![firing("Flap", "x")]).await;
-    eventually(Duration::from_secs(10), "a second card after the window", || {
-        cards(&slack.sandbox.state(), CHANNEL).len() == 2
-    })
+    eventually(
+        Duration::from_secs(10),
+        "a second card after the window",
+        || cards(&slack.sandbox.state(), CHANNEL).len() == 2,
+    )
     .await;
     let state = slack.sandbox.state();
     let all = cards(&state, CHANNEL);
@@ -216,16 +244,46 @@ async fn health_readiness_and_metrics_answer() {
     let dir = tempfile::tempdir().unwrap();
     let ackbar = start_ackbar(&test_config(&slack.api_url, &dir.path().join("a.db"))).await;
     let client = http();
-    assert_eq!(client.get(ackbar.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
-    assert_eq!(client.get(ackbar.url("/readyz")).send().await.unwrap().status().as_u16(), 200);
-    let r = post_webhook(&client, &ackbar.url("/webhook/alertmanager"), &webhook("g", &[firing("A", "1")])).await;
+    assert_eq!(
+        client
+            .get(ackbar.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(ackbar.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let r = post_webhook(
+        &client,
+        &ackbar.url("/webhook/alertmanager"),
+        &webhook("g", &[firing("A", "1")]),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
-    eventually(Duration::from_secs(10), "card posted", || cards(&slack.sandbox.state(), CHANNEL).len() == 1).await;
-    eventually_async(Duration::from_secs(10), "metrics count the card and the call", || async {
-        metric(&ackbar.base(), "ackbar_cards_opened_total").await == 1.0
-            && metric(&ackbar.base(), "ackbar_slack_calls_total").await >= 1.0
-            && metric(&ackbar.base(), "ackbar_outbox_popped_total").await >= 1.0
+    eventually(Duration::from_secs(10), "card posted", || {
+        cards(&slack.sandbox.state(), CHANNEL).len() == 1
     })
+    .await;
+    eventually_async(
+        Duration::from_secs(10),
+        "metrics count the card and the call",
+        || async {
+            metric(&ackbar.base(), "ackbar_cards_opened_total").await == 1.0
+                && metric(&ackbar.base(), "ackbar_slack_calls_total").await >= 1.0
+                && metric(&ackbar.base(), "ackbar_outbox_popped_total").await >= 1.0
+        },
+    )
     .await;
     ackbar.stop().await;
 }
@@ -237,15 +295,28 @@ async fn permanent_slack_error_becomes_a_visible_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let ackbar = start_ackbar(&test_config(&slack.api_url, &dir.path().join("a.db"))).await;
     let client = http();
-    let r = post_webhook(&client, &ackbar.url("/webhook/alertmanager"), &webhook("g", &[firing("A", "1")])).await;
+    let r = post_webhook(
+        &client,
+        &ackbar.url("/webhook/alertmanager"),
+        &webhook("g", &[firing("A", "1")]),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
-    eventually_async(Duration::from_secs(10), "a dead letter in metrics", || async {
-        metric(&ackbar.base(), "ackbar_outbox_dead").await == 1.0
-            && metric(&ackbar.base(), "ackbar_outbox_dead_letters_total").await == 1.0
-    })
+    eventually_async(
+        Duration::from_secs(10),
+        "a dead letter in metrics",
+        || async {
+            metric(&ackbar.base(), "ackbar_outbox_dead").await == 1.0
+                && metric(&ackbar.base(), "ackbar_outbox_dead_letters_total").await == 1.0
+        },
+    )
     .await;
     let calls = slack.sandbox.state().calls.len();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(slack.sandbox.state().calls.len(), calls, "a dead letter is not retried");
+    assert_eq!(
+        slack.sandbox.state().calls.len(),
+        calls,
+        "a dead letter is not retried"
+    );
     ackbar.stop().await;
 }

@@ -226,7 +226,10 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(check().await, "timed out after {timeout:?} waiting for: {what}");
+    assert!(
+        check().await,
+        "timed out after {timeout:?} waiting for: {what}"
+    );
 }
 
 /// A counter or gauge from ackbar's `/metrics`, summed over label sets.
@@ -256,7 +259,10 @@ pub fn cards(state: &SandboxState, channel: &str) -> Vec<(String, String, Value)
         .filter_map(|m| {
             let meta = m.metadata.as_ref()?;
             (meta.event_type == "ackbar_card").then(|| {
-                let id = meta.event_payload["card_id"].as_str().unwrap_or_default().to_owned();
+                let id = meta.event_payload["card_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 (m.ts.clone(), id, serde_json::to_value(m).unwrap())
             })
         })
@@ -269,7 +275,12 @@ pub fn replies(state: &SandboxState, channel: &str, ts: &str) -> Vec<Value> {
         .channels
         .get(channel)
         .and_then(|ch| ch.messages.iter().find(|m| m.ts == ts))
-        .map(|m| m.replies.iter().map(|r| serde_json::to_value(r).unwrap()).collect())
+        .map(|m| {
+            m.replies
+                .iter()
+                .map(|r| serde_json::to_value(r).unwrap())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -409,7 +420,11 @@ impl Alertmanager {
             .send()
             .await
             .expect("post alerts to Alertmanager");
-        assert!(r.status().is_success(), "Alertmanager refused alerts: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "Alertmanager refused alerts: {}",
+            r.status()
+        );
     }
 
     pub async fn stop(mut self) {
@@ -419,7 +434,11 @@ impl Alertmanager {
 
 /// Starts Alertmanager on a free loopback port, clustering off, routing
 /// everything (grouped by `group`) to ackbar's webhook.
-pub async fn start_alertmanager(binary: &Path, webhook_url: &str, repeat_interval: &str) -> Alertmanager {
+pub async fn start_alertmanager(
+    binary: &Path,
+    webhook_url: &str,
+    repeat_interval: &str,
+) -> Alertmanager {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = format!(
@@ -440,7 +459,10 @@ receivers:
     std::fs::write(&config_path, config).unwrap();
     let child = tokio::process::Command::new(binary)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--cluster.listen-address=")
         .arg("--log.level=warn")
