@@ -285,21 +285,6 @@ async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, Sto
 }
 
 async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
-    let view = match load_view(inner, &op.card).await {
-        Ok(Some(view)) => view,
-        Ok(None) => {
-            let error = format!("card {} is not in the store", op.card);
-            record(inner, &op, Completion::Dead { error }).await;
-            return;
-        }
-        Err(e) => {
-            m::store_error();
-            warn!(error = %e, "cannot load card for delivery; retrying");
-            tokio::time::sleep(STORE_RETRY).await;
-            return;
-        }
-    };
-
     if op.kind == OpKind::Post && op.reconcile {
         match find_posted_card(inner, &op).await {
             Ok(Some(ts)) => {
@@ -325,12 +310,36 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
         tokio::time::sleep(wait).await;
     }
 
+    // Mark the operation `sending` before reading the card: a change
+    // committed after this point sees no pending post or update to coalesce
+    // into and enqueues its own update, so no change is rendered stale.
     if let Err(e) = inner.store.begin_attempt(op.id, Utc::now()).await {
         m::store_error();
         warn!(error = %e, "cannot record delivery attempt; retrying");
         tokio::time::sleep(STORE_RETRY).await;
         return;
     }
+    let view = match load_view(inner, &op.card).await {
+        Ok(Some(view)) => view,
+        Ok(None) => {
+            let error = format!("card {} is not in the store", op.card);
+            record(inner, &op, Completion::Dead { error }).await;
+            return;
+        }
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot load card for delivery; retrying");
+            let completion = Completion::Retry {
+                not_before: Utc::now()
+                    + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(),
+                error: e.to_string(),
+                counts: false,
+                outcome_unknown: false,
+            };
+            record(inner, &op, completion).await;
+            return;
+        }
+    };
 
     let now = Utc::now();
     let result = match op.kind {

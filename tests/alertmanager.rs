@@ -62,8 +62,7 @@ async fn alert_fires_joins_and_resolves_as_one_threaded_card() {
         || {
             let state = slack.sandbox.state();
             let card = &cards(&state, CHANNEL)[0].2;
-            replies(&state, CHANNEL, &ts).len() == 2
-                && message_text(card).to_lowercase().contains("resolved")
+            replies(&state, CHANNEL, &ts).len() == 2 && is_resolved(card)
         },
     )
     .await;

@@ -88,10 +88,7 @@ fn assert_final_state(state: &SandboxState) {
                 .find(|g| key.contains(&format!("\"{g}\"")));
             let g = g.unwrap_or_else(|| panic!("card key names no storm group: {key}"));
             *by_group.entry(g.clone()).or_default() += 1;
-            assert!(
-                text.to_lowercase().contains("resolved"),
-                "{g}: card is not resolved: {text}"
-            );
+            assert!(is_resolved(&card), "{g}: card is not resolved: {text}");
             assert!(
                 !card.to_string().contains("ackbar_acknowledge"),
                 "{g}: resolved card keeps its buttons"
@@ -117,7 +114,7 @@ fn settled(state: &SandboxState) -> bool {
     let resolved_cards = [CHANNEL, CHANNEL_B]
         .iter()
         .flat_map(|c| cards(state, c))
-        .filter(|(_, _, card)| message_text(card).to_lowercase().contains("resolved"))
+        .filter(|(_, _, card)| is_resolved(card))
         .count();
     resolved_cards >= GROUPS
 }

@@ -269,6 +269,13 @@ pub fn cards(state: &SandboxState, channel: &str) -> Vec<(String, String, Value)
         .collect()
 }
 
+/// The card's fallback text says `[RESOLVED]` only once the card is.
+pub fn is_resolved(card: &Value) -> bool {
+    card["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("[RESOLVED]"))
+}
+
 /// Thread replies under `ts`.
 pub fn replies(state: &SandboxState, channel: &str, ts: &str) -> Vec<Value> {
     state
