@@ -6,6 +6,11 @@
 //!   payloads shaped like the load harness's `webhook-N.json`
 //!   (`../shared/bench/gen_payloads.py`), generated here so the bench needs no
 //!   Python.
+//! * `pipeline_benches`: decode + the ingest pipeline with the SQLite store
+//!   (durable: WAL, `synchronous = FULL`), in the two load-harness modes:
+//!   `repeat` (the same alerts again: the dedupe path, no write) and `unique`
+//!   (new alerts joining 100 cycling groups: state, alerts and outbox rows
+//!   written in one transaction per notification).
 
 use std::hint::black_box;
 
@@ -132,5 +137,100 @@ fn decode_benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode_benches);
+// ---------------------------------------------------------------------------
+// Pipeline benchmarks.
+
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    pipeline: ackbar::pipeline::Pipeline,
+    _dir: tempfile::TempDir,
+}
+
+fn pipeline_with_sqlite() -> Bench {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let store = runtime
+        .block_on(ackbar::store::open(&url, Duration::from_secs(5)))
+        .expect("open store");
+    let config = ackbar::config::Config::from_json("{}").expect("default config");
+    let router = Arc::new(ackbar::pipeline::route::Router::new(
+        config.effective_routes(),
+    ));
+    let pipeline = ackbar::pipeline::Pipeline::new(router, store, Duration::from_secs(2));
+    Bench {
+        runtime,
+        pipeline,
+        _dir: dir,
+    }
+}
+
+fn pipeline_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline_sqlite");
+    group.sample_size(30);
+    for n in SIZES {
+        let body = webhook(n, true);
+        group.throughput(Throughput::Elements(n as u64));
+
+        let bench = pipeline_with_sqlite();
+        let first = decode(&body).expect("decode");
+        bench
+            .runtime
+            .block_on(bench.pipeline.ingest(&first, chrono::Utc::now()))
+            .expect("first ingest");
+        group.bench_with_input(BenchmarkId::new("repeat", n), &body, |b, body| {
+            b.iter(|| {
+                let notification = decode(black_box(body)).expect("decode");
+                bench
+                    .runtime
+                    .block_on(bench.pipeline.ingest(&notification, chrono::Utc::now()))
+                    .expect("ingest")
+            })
+        });
+
+        let bench = pipeline_with_sqlite();
+        let mut counter = 0u64;
+        group.bench_with_input(BenchmarkId::new("unique", n), &first, |b, base| {
+            b.iter_batched(
+                || {
+                    counter += 1;
+                    unique_variant(base, counter)
+                },
+                |notification| {
+                    bench
+                        .runtime
+                        .block_on(bench.pipeline.ingest(&notification, chrono::Utc::now()))
+                        .expect("ingest")
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// The notification with never-seen alerts (a new `seq` label, hence a new
+/// fingerprint) in one of 100 groups, as in the harness's unique mode.
+fn unique_variant(base: &ackbar::model::Notification, counter: u64) -> ackbar::model::Notification {
+    let mut n = base.clone();
+    let namespace = format!("payments-{:02}", counter % 100);
+    let ackbar::model::Source::Alertmanager { group_key, .. } = &mut n.source;
+    *group_key = format!("{{}}:{{alertname=\"KubePodCrashLooping\", namespace=\"{namespace}\"}}");
+    n.group_labels.insert("namespace".into(), namespace.clone());
+    n.common_labels
+        .insert("namespace".into(), namespace.clone());
+    for (i, alert) in n.alerts.iter_mut().enumerate() {
+        alert.labels.insert("namespace".into(), namespace.clone());
+        alert.labels.insert("seq".into(), format!("{counter}-{i}"));
+        alert.fingerprint = fingerprint(&alert.labels);
+    }
+    n
+}
+
+criterion_group!(benches, decode_benches, pipeline_benches);
 criterion_main!(benches);

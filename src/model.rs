@@ -145,15 +145,8 @@ impl Alert {
     pub fn digest(&self) -> u64 {
         let mut h = Fnv64::new();
         h.write(self.status.as_str().as_bytes());
-        for map in [&self.labels, &self.annotations] {
-            h.write(&[0xfe]);
-            for (k, v) in map {
-                h.write(k.as_bytes());
-                h.write(&[0xff]);
-                h.write(v.as_bytes());
-                h.write(&[0xff]);
-            }
-        }
+        h.write_labels(&self.labels);
+        h.write_labels(&self.annotations);
         h.write(&[0xfe]);
         h.write(&self.starts_at.timestamp_millis().to_le_bytes());
         if self.status == AlertStatus::Resolved {
@@ -186,6 +179,18 @@ impl Fnv64 {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    /// Hashes a label set unambiguously: a 0xfe marker, then each name and
+    /// value followed by the separator 0xff (which UTF-8 never contains).
+    pub fn write_labels(&mut self, labels: &Labels) {
+        self.write(&[0xfe]);
+        for (k, v) in labels {
+            self.write(k.as_bytes());
+            self.write(&[0xff]);
+            self.write(v.as_bytes());
+            self.write(&[0xff]);
         }
     }
 

@@ -320,3 +320,47 @@ async fn permanent_slack_error_becomes_a_visible_dead_letter() {
     );
     ackbar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_keeps_undelivered_work_for_the_next_start() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("a.db"));
+    // One card per second and a short shutdown deadline: five cards cannot
+    // all go out before the process stops.
+    config["delivery"]["post_interval"] = json!("1s");
+    config["delivery"]["post_burst"] = json!(1);
+    config["delivery"]["shutdown_deadline"] = json!("500ms");
+    let ackbar = start_ackbar(&config).await;
+    let client = http();
+    for g in 0..5 {
+        let r = post_webhook(
+            &client,
+            &ackbar.url("/webhook/alertmanager"),
+            &webhook(&format!("g{g}"), &[firing("A", "1")]),
+        )
+        .await;
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    ackbar.stop().await;
+    let delivered = cards(&slack.sandbox.state(), CHANNEL).len();
+    assert!(
+        delivered < 5,
+        "shutdown should have left work behind (delivered {delivered})"
+    );
+
+    let ackbar = start_ackbar(&config).await;
+    eventually(
+        Duration::from_secs(20),
+        "the rest delivered after restart",
+        || cards(&slack.sandbox.state(), CHANNEL).len() == 5,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        cards(&slack.sandbox.state(), CHANNEL).len(),
+        5,
+        "no card posted twice"
+    );
+    ackbar.stop().await;
+}

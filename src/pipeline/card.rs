@@ -43,18 +43,12 @@ impl CardBatch {
     /// Digest of the group-level data a card shows.
     pub fn group_digest(&self) -> u64 {
         let mut h = Fnv64::new();
-        for map in [
+        for labels in [
             &self.group_labels,
             &self.common_labels,
             &self.common_annotations,
         ] {
-            h.write(&[0xfe]);
-            for (k, v) in map {
-                h.write(k.as_bytes());
-                h.write(&[0xff]);
-                h.write(v.as_bytes());
-                h.write(&[0xff]);
-            }
+            h.write_labels(labels);
         }
         if let Some(url) = &self.external_url {
             h.write(url.as_bytes());
