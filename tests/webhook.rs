@@ -364,3 +364,42 @@ async fn graceful_shutdown_keeps_undelivered_work_for_the_next_start() {
     );
     ackbar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_that_cannot_commit_answers_503_and_the_retry_succeeds() {
+    use sqlx::Connection;
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let ackbar = start_ackbar(&test_config(&slack.api_url, &db)).await;
+    let client = http();
+    let body = webhook("locked", &[firing("A", "1")]);
+
+    // Another process holds SQLite's write lock past ackbar's busy timeout.
+    let mut blocker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let r = post_webhook(&client, &ackbar.url("/webhook/alertmanager"), &body).await;
+    assert_eq!(
+        r.status().as_u16(),
+        503,
+        "not durable, so Alertmanager must retry"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    blocker.close().await.unwrap();
+    assert_eq!(count_rows(&db, "cards").await, 0, "nothing half-written");
+
+    // Alertmanager's retry is accepted and makes the card.
+    let r = post_webhook(&client, &ackbar.url("/webhook/alertmanager"), &body).await;
+    assert_eq!(r.status().as_u16(), 200);
+    eventually(Duration::from_secs(10), "card posted", || {
+        cards(&slack.sandbox.state(), CHANNEL).len() == 1
+    })
+    .await;
+    ackbar.stop().await;
+}

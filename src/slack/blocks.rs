@@ -26,8 +26,8 @@
 //!
 //! [`Message`] keeps public fields for the Web API client; build it with
 //! [`MessageBuilder`] (or [`Message::new`]) to get the message-wide limits,
-//! and use [`check_limits`] / [`check_blocks_json`] to verify a message (or a
-//! body received by the Slack emulator) independently of how it was built.
+//! and use [`check_limits`] to verify a message against Slack's rules as the
+//! emulator applies them, independently of how it was built.
 //!
 //! Text helpers: [`escape_mrkdwn`] for text we wrote, [`untrusted`] for
 //! anything that came from an alert (escapes, and neutralises mentions),
@@ -38,7 +38,6 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 /// Blocks per message.
 pub const MAX_BLOCKS: usize = 50;
@@ -250,10 +249,6 @@ fn mrkdwn_safe_cut(s: &str, cut: usize) -> usize {
 
 fn fits(s: &str, max_chars: usize) -> bool {
     s.len() <= max_chars || s.chars().nth(max_chars).is_none()
-}
-
-fn char_len(s: &str) -> usize {
-    s.chars().count()
 }
 
 /// Whether `url` is an absolute http(s) URL with something after the scheme.
@@ -857,301 +852,40 @@ fn unique_id(id: &str, seen: &mut HashSet<String>) -> String {
 // Limit checking
 // ---------------------------------------------------------------------------
 
-/// A way in which a message breaks Slack's Block Kit limits. `path` points
-/// into the JSON, e.g. `blocks[3].fields[2].text`.
+/// Why a message breaks Slack's limits: Slack's error code and, for
+/// `invalid_blocks`, what is wrong where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LimitError {
-    #[error("{path}: {len} chars, limit {max}")]
-    TooLong {
-        path: String,
-        len: usize,
-        max: usize,
-    },
-    #[error("{path}: must not be empty")]
-    Empty { path: String },
-    #[error("{path}: {count} items, limit {max}")]
-    TooMany {
-        path: String,
-        count: usize,
-        max: usize,
-    },
-    #[error("{path}: duplicate {kind} {id:?}")]
-    Duplicate {
-        path: String,
-        kind: &'static str,
-        id: String,
-    },
-    #[error("{path}: {reason}")]
-    Invalid { path: String, reason: String },
+#[error("{error}: {}", details.join("; "))]
+pub struct LimitError {
+    pub error: &'static str,
+    pub details: Vec<String>,
 }
 
-/// Checks a message against every limit ackbar knows, on its serialized
-/// JSON, i.e. what Slack would receive.
+/// Checks a message the way Slack would, on its serialized JSON, plus
+/// ackbar's own cap on the fallback text ([`MAX_FALLBACK_TEXT`]).
+///
+/// The block rules are the Slack emulator's
+/// ([`crate::slack::sandbox::validate`]): it stands in for Slack and is
+/// written independently of this builder, so checking the builder's output
+/// against it is a check, not a restatement.
 pub fn check_limits(message: &Message) -> Result<(), LimitError> {
-    check_fallback_text(&message.text)?;
-    let blocks = serde_json::to_value(&message.blocks).map_err(|e| LimitError::Invalid {
-        path: "blocks".into(),
-        reason: e.to_string(),
+    let len = message.text.chars().count();
+    if len > MAX_FALLBACK_TEXT {
+        return Err(LimitError {
+            error: "fallback_text_too_long",
+            details: vec![format!("text: {len} chars, limit {MAX_FALLBACK_TEXT}")],
+        });
+    }
+    let blocks = serde_json::to_value(&message.blocks).map_err(|e| LimitError {
+        error: "invalid_blocks",
+        details: vec![e.to_string()],
     })?;
-    check_blocks_json(&blocks)
-}
-
-/// Checks the top-level `text` of a message (at most 4000 chars).
-pub fn check_fallback_text(text: &str) -> Result<(), LimitError> {
-    check_len("text", text, MAX_FALLBACK_TEXT)
-}
-
-/// Checks a `blocks` array as received in a `chat.postMessage` or
-/// `chat.update` body (usable by the Slack emulator). Covers the block and
-/// element types ackbar produces (header, section, context, divider, actions
-/// with buttons; image context elements and section accessories are
-/// accepted without further checks); anything else is reported as invalid.
-pub fn check_blocks_json(blocks: &Value) -> Result<(), LimitError> {
-    let list = blocks
-        .as_array()
-        .ok_or_else(|| invalid("blocks", "must be an array"))?;
-    if list.len() > MAX_BLOCKS {
-        return Err(LimitError::TooMany {
-            path: "blocks".into(),
-            count: list.len(),
-            max: MAX_BLOCKS,
-        });
-    }
-    let mut block_ids = HashSet::new();
-    let mut action_ids = HashSet::new();
-    for (i, block) in list.iter().enumerate() {
-        let path = format!("blocks[{i}]");
-        let obj = block
-            .as_object()
-            .ok_or_else(|| invalid(&path, "must be an object"))?;
-        let kind = obj
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(&path, "missing type"))?;
-        if let Some(id) = obj.get("block_id") {
-            let id_path = format!("{path}.block_id");
-            let id = check_id(&id_path, id)?;
-            if !block_ids.insert(id.to_owned()) {
-                return Err(LimitError::Duplicate {
-                    path: id_path,
-                    kind: "block_id",
-                    id: id.to_owned(),
-                });
-            }
-        }
-        let allowed: &[&str] = match kind {
-            "header" => &["type", "block_id", "text"],
-            "section" => &["type", "block_id", "text", "fields", "accessory"],
-            "context" => &["type", "block_id", "elements"],
-            "divider" => &["type", "block_id"],
-            "actions" => &["type", "block_id", "elements"],
-            other => return Err(invalid(&path, &format!("unsupported block type {other:?}"))),
-        };
-        check_keys(&path, obj, allowed)?;
-        match kind {
-            "header" => {
-                let text = required(&path, obj, "text")?;
-                check_text(&format!("{path}.text"), text, MAX_HEADER_TEXT, true)?;
-            }
-            "section" => {
-                let text = obj.get("text");
-                let fields = obj.get("fields");
-                if text.is_none() && fields.is_none() {
-                    return Err(invalid(&path, "needs text or fields"));
-                }
-                if let Some(text) = text {
-                    check_text(&format!("{path}.text"), text, MAX_TEXT, false)?;
-                }
-                if let Some(fields) = fields {
-                    let fpath = format!("{path}.fields");
-                    let items = check_list(&fpath, fields, MAX_SECTION_FIELDS)?;
-                    for (j, f) in items.iter().enumerate() {
-                        check_text(&format!("{fpath}[{j}]"), f, MAX_FIELD_TEXT, false)?;
-                    }
-                }
-                if let Some(acc) = obj.get("accessory") {
-                    if !acc.is_object() {
-                        return Err(invalid(&format!("{path}.accessory"), "must be an object"));
-                    }
-                }
-            }
-            "context" => {
-                let epath = format!("{path}.elements");
-                let items = check_list(
-                    &epath,
-                    required(&path, obj, "elements")?,
-                    MAX_CONTEXT_ELEMENTS,
-                )?;
-                for (j, e) in items.iter().enumerate() {
-                    let el_path = format!("{epath}[{j}]");
-                    if e.get("type").and_then(Value::as_str) == Some("image") {
-                        continue;
-                    }
-                    check_text(&el_path, e, MAX_TEXT, false)?;
-                }
-            }
-            "actions" => {
-                let epath = format!("{path}.elements");
-                let items = check_list(
-                    &epath,
-                    required(&path, obj, "elements")?,
-                    MAX_ACTIONS_ELEMENTS,
-                )?;
-                for (j, e) in items.iter().enumerate() {
-                    check_button(&format!("{epath}[{j}]"), e, &mut action_ids)?;
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn invalid(path: &str, reason: &str) -> LimitError {
-    LimitError::Invalid {
-        path: path.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-fn required<'a>(
-    path: &str,
-    obj: &'a serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<&'a Value, LimitError> {
-    obj.get(key)
-        .ok_or_else(|| invalid(&format!("{path}.{key}"), "is required"))
-}
-
-fn check_keys(
-    path: &str,
-    obj: &serde_json::Map<String, Value>,
-    allowed: &[&str],
-) -> Result<(), LimitError> {
-    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(invalid(&format!("{path}.{k}"), "unsupported field")),
-        None => Ok(()),
-    }
-}
-
-fn check_len(path: &str, s: &str, max: usize) -> Result<(), LimitError> {
-    if fits(s, max) {
-        Ok(())
-    } else {
-        Err(LimitError::TooLong {
-            path: path.to_owned(),
-            len: char_len(s),
-            max,
-        })
-    }
-}
-
-fn check_list<'a>(path: &str, v: &'a Value, max: usize) -> Result<&'a Vec<Value>, LimitError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| invalid(path, "must be an array"))?;
-    if items.is_empty() {
-        return Err(LimitError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    if items.len() > max {
-        return Err(LimitError::TooMany {
-            path: path.to_owned(),
-            count: items.len(),
-            max,
-        });
-    }
-    Ok(items)
-}
-
-fn check_id<'a>(path: &str, id: &'a Value) -> Result<&'a str, LimitError> {
-    let id = id
-        .as_str()
-        .ok_or_else(|| invalid(path, "must be a string"))?;
-    if id.is_empty() {
-        return Err(LimitError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    check_len(path, id, MAX_ID)?;
-    Ok(id)
-}
-
-fn check_text(path: &str, v: &Value, max: usize, plain_only: bool) -> Result<(), LimitError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| invalid(path, "must be a text object"))?;
-    let kind = obj.get("type").and_then(Value::as_str);
-    match kind {
-        Some("plain_text") => check_keys(path, obj, &["type", "text", "emoji"])?,
-        Some("mrkdwn") if !plain_only => check_keys(path, obj, &["type", "text", "verbatim"])?,
-        Some("mrkdwn") => return Err(invalid(path, "must be plain_text")),
-        _ => return Err(invalid(path, "type must be plain_text or mrkdwn")),
-    }
-    for flag in ["emoji", "verbatim"] {
-        if obj.get(flag).is_some_and(|f| !f.is_boolean()) {
-            return Err(invalid(&format!("{path}.{flag}"), "must be a boolean"));
-        }
-    }
-    let tpath = format!("{path}.text");
-    let text = obj
-        .get("text")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid(&tpath, "must be a string"))?;
-    if text.trim().is_empty() {
-        return Err(LimitError::Empty { path: tpath });
-    }
-    check_len(&tpath, text, max.min(MAX_TEXT))
-}
-
-fn check_button(path: &str, v: &Value, action_ids: &mut HashSet<String>) -> Result<(), LimitError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| invalid(path, "must be an object"))?;
-    if obj.get("type").and_then(Value::as_str) != Some("button") {
-        return Err(invalid(path, "only button elements are supported"));
-    }
-    check_keys(
-        path,
-        obj,
-        &["type", "text", "action_id", "value", "url", "style"],
-    )?;
-    check_text(
-        &format!("{path}.text"),
-        required(path, obj, "text")?,
-        MAX_BUTTON_TEXT,
-        true,
-    )?;
-    if let Some(id) = obj.get("action_id") {
-        let id_path = format!("{path}.action_id");
-        let id = check_id(&id_path, id)?;
-        if !action_ids.insert(id.to_owned()) {
-            return Err(LimitError::Duplicate {
-                path: id_path,
-                kind: "action_id",
-                id: id.to_owned(),
-            });
-        }
-    }
-    for (key, max) in [("value", MAX_BUTTON_VALUE), ("url", MAX_BUTTON_URL)] {
-        if let Some(s) = obj.get(key) {
-            let kpath = format!("{path}.{key}");
-            let s = s
-                .as_str()
-                .ok_or_else(|| invalid(&kpath, "must be a string"))?;
-            check_len(&kpath, s, max)?;
-        }
-    }
-    if let Some(style) = obj.get("style") {
-        if !matches!(style.as_str(), Some("primary" | "danger")) {
-            return Err(invalid(
-                &format!("{path}.style"),
-                "must be primary or danger",
-            ));
-        }
-    }
-    Ok(())
+    crate::slack::sandbox::validate::validate_message(Some(&message.text), Some(&blocks)).map_err(
+        |r| LimitError {
+            error: r.error,
+            details: r.details,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -1424,56 +1158,22 @@ mod tests {
     }
 
     #[test]
-    fn check_limits_reports_what_and_where() {
+    fn check_limits_catches_a_long_fallback_and_invalid_blocks() {
         let m = Message {
             text: "x".repeat(4001),
             blocks: vec![],
             metadata: None,
         };
-        assert!(matches!(
-            check_limits(&m),
-            Err(LimitError::TooLong { max: 4000, .. })
-        ));
-        let too_many = json!(
-            (0..51)
-                .map(|_| json!({"type":"divider"}))
-                .collect::<Vec<_>>()
-        );
-        assert!(matches!(
-            check_blocks_json(&too_many),
-            Err(LimitError::TooMany { max: 50, .. })
-        ));
-        let long_header =
-            json!([{"type":"header","text":{"type":"plain_text","text":"h".repeat(151)}}]);
         assert_eq!(
-            check_blocks_json(&long_header),
-            Err(LimitError::TooLong {
-                path: "blocks[0].text.text".into(),
-                len: 151,
-                max: 150
-            })
+            check_limits(&m).unwrap_err().error,
+            "fallback_text_too_long"
         );
-        let mrkdwn_header = json!([{"type":"header","text":{"type":"mrkdwn","text":"h"}}]);
-        assert!(check_blocks_json(&mrkdwn_header).is_err());
-        let dup = json!([{"type":"divider","block_id":"a"},{"type":"divider","block_id":"a"}]);
-        assert!(matches!(
-            check_blocks_json(&dup),
-            Err(LimitError::Duplicate { .. })
-        ));
-        let empty_text = json!([{"type":"section","text":{"type":"mrkdwn","text":" "}}]);
-        assert!(matches!(
-            check_blocks_json(&empty_text),
-            Err(LimitError::Empty { .. })
-        ));
-        let bad_style = json!([{"type":"actions","elements":[{"type":"button","text":{"type":"plain_text","text":"b"},"style":"red"}]}]);
-        assert!(check_blocks_json(&bad_style).is_err());
-        let unknown = json!([{"type":"section","text":{"type":"mrkdwn","text":"a"},"extra":1}]);
-        assert!(check_blocks_json(&unknown).is_err());
-        let fields = json!([{"type":"section","fields":(0..11).map(|_| json!({"type":"mrkdwn","text":"f"})).collect::<Vec<_>>()}]);
-        assert!(matches!(
-            check_blocks_json(&fields),
-            Err(LimitError::TooMany { max: 10, .. })
-        ));
+        let m = Message {
+            text: "x".into(),
+            blocks: (0..51).map(|_| Block::Divider).collect(),
+            metadata: None,
+        };
+        assert_eq!(check_limits(&m).unwrap_err().error, "invalid_blocks");
     }
 
     fn any_text() -> impl Strategy<Value = String> {
