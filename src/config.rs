@@ -62,6 +62,9 @@ pub struct Config {
     /// Empty means one catch-all route into [`DEFAULT_CHANNEL`].
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// On-call rotations that escalation steps can notify (`oncall:NAME`).
+    #[serde(default)]
+    pub oncall: Vec<crate::pipeline::oncall::RotationConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -106,6 +109,13 @@ pub struct SlackConfig {
     /// Per-request timeout for Web API calls.
     #[serde(default = "default_request_timeout", deserialize_with = "de_duration")]
     pub request_timeout: Duration,
+    /// The slash command ackbar answers (as registered in the Slack app).
+    #[serde(default = "default_command")]
+    pub command: String,
+}
+
+fn default_command() -> String {
+    "/ackbar".to_owned()
 }
 
 impl Default for SlackConfig {
@@ -116,6 +126,7 @@ impl Default for SlackConfig {
             signing_secret: None,
             app_token: None,
             request_timeout: default_request_timeout(),
+            command: default_command(),
         }
     }
 }
@@ -285,6 +296,100 @@ pub struct RouteConfig {
     pub replies: ReplyConfig,
     #[serde(default)]
     pub card: CardConfig,
+    /// Escalation policy: ordered steps; an unacknowledged card climbs to
+    /// step N once `after` has passed since it opened.
+    #[serde(default)]
+    pub escalation: Vec<EscalationStep>,
+    /// Who may act on this route's cards. An absent list means anyone.
+    #[serde(default)]
+    pub allowed: Permissions,
+    /// Alertmanager to create silences on (`POST /api/v2/silences`).
+    #[serde(default)]
+    pub alertmanager_url: Option<String>,
+}
+
+/// One step of an escalation policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationStep {
+    /// Delay since the card opened.
+    #[serde(deserialize_with = "de_duration")]
+    pub after: Duration,
+    /// Who to notify: `U…` (user), `S…` (user group) or `oncall:NAME`.
+    pub notify: Vec<Target>,
+    /// Also send each notified user a direct message with the card's link.
+    #[serde(default)]
+    pub dm: bool,
+}
+
+/// Someone to notify or to allow: a user, a user group, or whoever is on
+/// call in a rotation. Written `U0123ABCD`, `S0123ABCD` or `oncall:NAME`
+/// (Slack's `<@U…>` and `<!subteam^S…>` forms are accepted too).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    User(String),
+    Group(String),
+    Rotation(String),
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(name) = s.strip_prefix("oncall:") {
+            if name.is_empty() {
+                return Err("oncall: needs a rotation name, e.g. oncall:primary".to_owned());
+            }
+            return Ok(Target::Rotation(name.to_owned()));
+        }
+        let id = s
+            .strip_prefix("<@")
+            .or_else(|| s.strip_prefix("<!subteam^"))
+            .and_then(|rest| rest.strip_suffix('>'))
+            .map(|inner| inner.split('|').next().unwrap_or(inner))
+            .unwrap_or(s);
+        let valid = id.len() >= 3
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        match id.as_bytes().first() {
+            Some(b'U' | b'W') if valid => Ok(Target::User(id.to_owned())),
+            Some(b'S') if valid => Ok(Target::Group(id.to_owned())),
+            _ => Err(format!(
+                "{s:?} is not a Slack user id (U…), user group id (S…) or oncall:NAME"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::User(id) | Target::Group(id) => f.write_str(id),
+            Target::Rotation(name) => write!(f, "oncall:{name}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(de)?;
+        Target::from_str(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Per action, who may take it; `None` means anyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permissions {
+    #[serde(default)]
+    pub acknowledge: Option<Vec<Target>>,
+    #[serde(default)]
+    pub escalate: Option<Vec<Target>>,
+    #[serde(default)]
+    pub silence: Option<Vec<Target>>,
+    #[serde(default)]
+    pub resolve: Option<Vec<Target>>,
 }
 
 fn default_reopen_window() -> Duration {
@@ -471,6 +576,9 @@ impl Config {
             reopen_window: default_reopen_window(),
             replies: ReplyConfig::default(),
             card: CardConfig::default(),
+            escalation: Vec::new(),
+            allowed: Permissions::default(),
+            alertmanager_url: None,
         }]
     }
 
@@ -564,6 +672,52 @@ impl Config {
                     ),
                 ));
             }
+            let mut previous = Duration::ZERO;
+            for (j, step) in route.escalation.iter().enumerate() {
+                if step.after < previous {
+                    return Err(ConfigError::invalid(
+                        at(&format!("escalation[{j}].after")),
+                        "steps must be in order: each `after` at least the previous one",
+                    ));
+                }
+                previous = step.after;
+                if step.notify.is_empty() {
+                    return Err(ConfigError::invalid(
+                        at(&format!("escalation[{j}].notify")),
+                        "must not be empty",
+                    ));
+                }
+            }
+            let permissions = &route.allowed;
+            let referenced = route.escalation.iter().flat_map(|s| s.notify.iter()).chain(
+                [
+                    &permissions.acknowledge,
+                    &permissions.escalate,
+                    &permissions.silence,
+                    &permissions.resolve,
+                ]
+                .into_iter()
+                .flatten()
+                .flatten(),
+            );
+            for target in referenced {
+                if let Target::Rotation(name) = target {
+                    if !self.oncall.iter().any(|r| &r.name == name) {
+                        return Err(ConfigError::invalid(
+                            at("escalation"),
+                            format!("oncall:{name} names no rotation in `oncall`"),
+                        ));
+                    }
+                }
+            }
+            if let Some(url) = &route.alertmanager_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        at("alertmanager_url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
             if route.card.max_alerts == 0 || route.card.max_alerts > 30 {
                 return Err(ConfigError::invalid(
                     at("card.max_alerts"),
@@ -641,7 +795,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {

@@ -7,6 +7,7 @@
 //! transaction.
 
 pub mod card;
+pub mod oncall;
 pub mod route;
 
 use std::collections::BTreeMap;

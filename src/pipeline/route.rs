@@ -391,6 +391,9 @@ mod tests {
             reopen_window: Duration::from_secs(3600),
             replies: ReplyConfig::default(),
             card: CardConfig::default(),
+            escalation: Vec::new(),
+            allowed: Default::default(),
+            alertmanager_url: None,
         }
     }
 
