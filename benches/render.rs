@@ -80,6 +80,8 @@ fn view(n: usize, now: DateTime<Utc>) -> CardView {
         key_labels: vec!["cluster".into(), "namespace".into(), "severity".into()],
         firing_count: firing,
         resolved_count: n as u64 - firing,
+        acknowledged: None,
+        escalation_level: 0,
         alerts,
     }
 }

@@ -303,6 +303,19 @@ pub enum ThreadEvent {
     },
     /// A resolved card fired again inside the route's reopen window.
     CardReopened { at: DateTime<Utc> },
+    /// Someone acknowledged the card (`by` is a Slack user id).
+    Acknowledged { by: String, at: DateTime<Utc> },
+    /// Someone took the acknowledgement back.
+    Unacknowledged { by: String, at: DateTime<Utc> },
+    /// The card climbed to escalation step `level` (1-based), notifying
+    /// `notify` (Slack user or user-group ids); `by` is set when someone
+    /// pressed Escalate, absent when the policy's timer fired.
+    Escalated {
+        level: u32,
+        notify: Vec<String>,
+        by: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// One alert as a card shows it.
@@ -340,6 +353,24 @@ pub struct CardView {
     pub alerts: Vec<CardAlert>,
     pub firing_count: u64,
     pub resolved_count: u64,
+    /// Who acknowledged the card and when, while it is acknowledged.
+    pub acknowledged: Option<Acknowledgement>,
+    /// Escalation steps taken so far (0 = none).
+    pub escalation_level: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    /// Slack user id.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Whether a string is shaped like a Slack id (`U…`, `S…`, `C…`, `T…`):
+/// upper-case letters and digits only. Ids from Slack payloads are checked
+/// with this before they are stored or rendered into `<@…>` mentions.
+pub fn is_slack_id(s: &str) -> bool {
+    (2..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 impl CardView {

@@ -20,13 +20,15 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::{Config, IngestAuth};
+use crate::config::{Config, IngestAuth, Secret};
 use crate::deliver::Deliverer;
 use crate::ingest::alertmanager;
 use crate::metrics as m;
 use crate::pipeline::Pipeline;
 use crate::pipeline::route::Router as AlertRouter;
+use crate::pipeline::oncall::Rotations;
 use crate::slack::api::{SlackClient, SlackError};
+use crate::slack::interact::{InteractError, Interactions};
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
 use crate::store::{self, Store, StoreError};
 
@@ -34,6 +36,8 @@ use crate::store::{self, Store, StoreError};
 const STORE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The token ackbar uses against its own emulator.
 const SANDBOX_TOKEN: &str = "xoxb-sandbox";
+/// Requests from Slack (interactions carry the whole message) stay far below.
+const SLACK_REQUEST_MAX_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -43,9 +47,12 @@ pub enum ServerError {
     Slack(#[from] SlackError),
     #[error("cannot read the listener's address: {0}")]
     Io(#[from] std::io::Error),
+    #[error("invalid on-call rotation: {0}")]
+    Rotation(String),
 }
 
 struct App {
+    interactions: Interactions,
     pipeline: Pipeline,
     deliverer: Deliverer,
     store: Arc<dyn Store>,
@@ -67,10 +74,20 @@ pub async fn run(
     let routes = config.effective_routes();
     let router = Arc::new(AlertRouter::new(routes.clone()));
 
+    let rotations = Arc::new(Rotations::new(&config.oncall).map_err(ServerError::Rotation)?);
+    let mut signing_secret = config.slack.signing_secret.clone();
     let (slack, sandbox) = if config.sandbox_mode() {
+        // The emulator signs what it sends as Slack does; without a
+        // configured secret it and ackbar share a random one.
+        let secret = signing_secret
+            .get_or_insert_with(|| Secret::Resolved(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))))
+            .expose()
+            .to_owned();
         let sandbox = Sandbox::new(SandboxOptions {
             channels: routes.iter().map(|r| r.channel.clone()).collect(),
             auto_create_channels: true,
+            signing_secret: Some(secret),
+            app_url: Some(format!("http://{addr}")),
             ..SandboxOptions::default()
         });
         let api_url = format!("http://{addr}/sandbox/api");
@@ -99,7 +116,23 @@ pub async fn run(
         config.delivery.clone(),
     )
     .await?;
+    let (stop_timer, timer_stopped) = tokio::sync::watch::channel(false);
+    let escalation_timer = tokio::spawn(crate::pipeline::escalation::run_timer(
+        store.clone(),
+        router.clone(),
+        rotations.clone(),
+        deliverer.clone(),
+        timer_stopped,
+    ));
     let app = Arc::new(App {
+        interactions: Interactions::new(
+            store.clone(),
+            deliverer.clone(),
+            router.clone(),
+            rotations,
+            slack.clone(),
+            signing_secret,
+        ),
         pipeline: Pipeline::new(router, store.clone(), config.delivery.reply_batch_window),
         deliverer: deliverer.clone(),
         store,
@@ -111,6 +144,10 @@ pub async fn run(
         .route(
             "/webhook/alertmanager",
             post(alertmanager_webhook).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
+        )
+        .route(
+            "/slack/interactions",
+            post(slack_interactions).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -125,6 +162,8 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
+    let _ = stop_timer.send(true);
+    let _ = escalation_timer.await;
     deliverer.drain(config.delivery.shutdown_deadline).await;
     supervisor.abort();
     info!("ackbar stopped");
@@ -212,6 +251,27 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             response
+        }
+    }
+}
+
+async fn slack_interactions(State(app): State<Arc<App>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return error(rejection.status(), rejection.body_text()),
+    };
+    // Verify over the raw body before anything is parsed.
+    if let Err(e) = app.interactions.verify(&headers, &body) {
+        m::rejected("slack_signature");
+        return error(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    match app.interactions.interaction(&body).await {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(InteractError::Malformed(message)) => error(StatusCode::BAD_REQUEST, message),
+        Err(e) => {
+            warn!(error = %e, "cannot handle a Slack interaction");
+            error(StatusCode::SERVICE_UNAVAILABLE, "cannot handle the action right now; try again")
         }
     }
 }

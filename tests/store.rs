@@ -36,6 +36,7 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
         reopen_window: Duration::from_secs(600),
         replies: ReplyConfig::default(),
         reply_batch_window: Duration::from_secs(2),
+        first_escalation: None,
         group_labels: Labels::new(),
         common_labels: Labels::new(),
         common_annotations: Labels::new(),

@@ -32,6 +32,9 @@ pub struct CardBatch {
     pub replies: ReplyConfig,
     /// How long a new thread reply waits for more events to batch.
     pub reply_batch_window: Duration,
+    /// Delay of the route's first escalation step, if it has a policy: a
+    /// new or reopened card's first step is due this long after it (re)opens.
+    pub first_escalation: Option<Duration>,
     pub group_labels: Labels,
     pub common_labels: Labels,
     pub common_annotations: Labels,
@@ -273,6 +276,8 @@ fn wanted(replies: &ReplyConfig, event: &ThreadEvent) -> bool {
         ThreadEvent::AlertResolved { .. } => replies.alert_resolved,
         ThreadEvent::CardResolved { .. } => replies.card_resolved,
         ThreadEvent::CardReopened { .. } => replies.card_reopened,
+        // What people do always gets its line in the thread.
+        ThreadEvent::Acknowledged { .. } | ThreadEvent::Unacknowledged { .. } | ThreadEvent::Escalated { .. } => true,
     }
 }
 
@@ -332,6 +337,7 @@ mod tests {
             reopen_window: Duration::from_secs(600),
             replies: ReplyConfig::default(),
             reply_batch_window: Duration::from_secs(2),
+            first_escalation: None,
             group_labels: Labels::new(),
             common_labels: Labels::new(),
             common_annotations: Labels::new(),

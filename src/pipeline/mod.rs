@@ -7,6 +7,7 @@
 //! transaction.
 
 pub mod card;
+pub mod escalation;
 pub mod oncall;
 pub mod route;
 
@@ -86,6 +87,7 @@ impl Pipeline {
                     reopen_window: route.reopen_window,
                     replies: route.replies,
                     reply_batch_window: self.reply_batch_window,
+                    first_escalation: route.escalation.first().map(|step| step.after),
                     group_labels: notification.group_labels.clone(),
                     common_labels: notification.common_labels.clone(),
                     common_annotations: notification.common_annotations.clone(),

@@ -34,6 +34,7 @@ use crate::slack::blocks::{
 pub const ACK_ACTION_ID: &str = "ackbar_acknowledge";
 /// `action_id` of the Escalate button; its `value` is the card id.
 pub const ESCALATE_ACTION_ID: &str = "ackbar_escalate";
+pub const UNACK_ACTION_ID: &str = "ackbar_unacknowledge";
 /// `event_type` of the metadata attached to every card.
 pub const METADATA_EVENT_TYPE: &str = "ackbar_card";
 
@@ -163,10 +164,21 @@ pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
 
     if firing {
         let id = view.id.0.as_str();
-        let buttons = [
-            Button::new("Acknowledge", ACK_ACTION_ID, id).style(ButtonStyle::Primary),
-            Button::new("Escalate", ESCALATE_ACTION_ID, id).style(ButtonStyle::Danger),
-        ];
+        let buttons = match &view.acknowledged {
+            None => vec![
+                Button::new("Acknowledge", ACK_ACTION_ID, id).style(ButtonStyle::Primary),
+                // The level the card is at when rendered: pressing Escalate
+                // on this rendering climbs one step from it, so a double click
+                // climbs once.
+                Button::new(
+                    "Escalate",
+                    ESCALATE_ACTION_ID,
+                    &escalate_value(&view.id, view.escalation_level),
+                )
+                .style(ButtonStyle::Danger),
+            ],
+            Some(_) => vec![Button::new("Unacknowledge", UNACK_ACTION_ID, id)],
+        };
         if let Some(actions) = Actions::new(buttons) {
             b.push(actions.block_id("ackbar_actions"));
         }
@@ -202,6 +214,16 @@ fn card_context(view: &CardView, now: DateTime<Utc>) -> String {
         CardState::Firing => "*Firing*".to_owned(),
         CardState::Resolved => "*Resolved*".to_owned(),
     });
+    if let (CardState::Firing, Some(ack)) = (view.state, &view.acknowledged) {
+        parts.push(format!(
+            ":eyes: *acknowledged* by {} {}",
+            mention_user(&ack.by),
+            when(ack.at)
+        ));
+    }
+    if view.escalation_level > 0 {
+        parts.push(format!("escalated to step {}", view.escalation_level));
+    }
     parts.push(format!(
         "{} firing, {} resolved",
         view.firing_count, view.resolved_count
@@ -337,6 +359,8 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
     let mut firing: Vec<(&str, Option<&str>, DateTime<Utc>)> = Vec::new();
     let mut resolved: Vec<&str> = Vec::new();
     let mut card_resolved: Option<i64> = None;
+    // What people did, in the order it happened.
+    let mut actions: Vec<(String, String)> = Vec::new();
     for event in events {
         match event {
             ThreadEvent::CardReopened { .. } => reopened = true,
@@ -345,11 +369,35 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
             } => firing.push((name, summary.as_deref(), *at)),
             ThreadEvent::AlertResolved { name, .. } => resolved.push(name),
             ThreadEvent::CardResolved { duration_secs, .. } => card_resolved = Some(*duration_secs),
+            ThreadEvent::Acknowledged { by, at } => actions.push((
+                format!(":eyes: Acknowledged by {} {}", mention_user(by), when(*at)),
+                "acknowledged".to_owned(),
+            )),
+            ThreadEvent::Unacknowledged { by, at } => actions.push((
+                format!(":leftwards_arrow_with_hook: Acknowledgement taken back by {} {}", mention_user(by), when(*at)),
+                "unacknowledged".to_owned(),
+            )),
+            ThreadEvent::Escalated { level, notify, by, .. } => {
+                let who: Vec<String> = notify.iter().map(|id| mention(id)).collect();
+                let who = if who.is_empty() { "nobody (empty step)".to_owned() } else { who.join(" ") };
+                let cause = match by {
+                    Some(user) => format!(" by {}", mention_user(user)),
+                    None => " (not acknowledged in time)".to_owned(),
+                };
+                actions.push((
+                    format!(":rotating_light: Escalated to step {level}{cause}: {who}"),
+                    format!("escalated to step {level}"),
+                ));
+            }
         }
     }
 
     let mut lines: Vec<String> = Vec::new();
     let mut fallback: Vec<String> = Vec::new();
+    for (line, short) in actions {
+        lines.push(line);
+        fallback.push(short);
+    }
     if reopened {
         lines.push(":repeat: Fired again — card reopened".to_owned());
         fallback.push("card reopened".to_owned());
@@ -402,6 +450,40 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         b.push(Section::mrkdwn(line).block_id(&format!("ackbar_reply_{i}")));
     }
     b.build()
+}
+
+/// The Escalate button's value: `CARD_ID:LEVEL`.
+pub fn escalate_value(card: &crate::model::CardId, level: u32) -> String {
+    format!("{card}:{level}")
+}
+
+/// Parses an Escalate button's value back into card id and level.
+pub fn parse_escalate_value(value: &str) -> Option<(crate::model::CardId, u32)> {
+    let (id, level) = value.rsplit_once(':')?;
+    Some((crate::model::CardId(id.to_owned()), level.parse().ok()?))
+}
+
+/// `<@U…>` for a user id; ids come from Slack payloads or the config and
+/// are checked to be id-shaped, anything else is shown as escaped text.
+fn mention_user(id: &str) -> String {
+    if crate::model::is_slack_id(id) {
+        format!("<@{id}>")
+    } else {
+        crate::slack::blocks::escape_mrkdwn(id)
+    }
+}
+
+/// A mention for a user (`U…`/`W…`) or user group (`S…`) id.
+fn mention(id: &str) -> String {
+    match id.as_bytes().first() {
+        Some(b'S') if crate::model::is_slack_id(id) => format!("<!subteam^{id}>"),
+        _ => mention_user(id),
+    }
+}
+
+/// A Slack date token for "at 14:05" that each reader sees in their zone.
+fn when(at: DateTime<Utc>) -> String {
+    date(at, "at {time}", &format!("at {} UTC", at.format("%H:%M")))
 }
 
 /// `A (×3), B, C, and N more`: distinct names in first-seen order with their
@@ -515,6 +597,8 @@ mod tests {
             alerts: (0..n).map(|i| alert(i, AlertStatus::Firing)).collect(),
             firing_count: n,
             resolved_count: 0,
+            acknowledged: None,
+            escalation_level: 0,
         }
     }
 

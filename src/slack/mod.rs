@@ -4,4 +4,5 @@
 pub mod api;
 pub mod blocks;
 pub mod cards;
+pub mod interact;
 pub mod sandbox;

@@ -168,6 +168,60 @@ pub struct DeadLetter {
     pub error: String,
 }
 
+/// What the store knows about a card when someone acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardBrief {
+    pub id: CardId,
+    pub route: String,
+    pub channel: String,
+    pub state: CardState,
+    pub opened_at: DateTime<Utc>,
+    pub acked_by: Option<String>,
+    pub escalation_level: u32,
+    pub ts: Option<String>,
+}
+
+/// An action on a card from Slack or a timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Acknowledge {
+        by: String,
+    },
+    /// `next_escalation_at`: when the policy's next step becomes due again.
+    Unacknowledge {
+        by: String,
+        next_escalation_at: Option<DateTime<Utc>>,
+    },
+    /// Climb from step `from_level` to `from_level + 1`. Applied only if the
+    /// card is still at `from_level`, firing and unacknowledged, so a double
+    /// click, a retried delivery or two replicas' timers escalate once.
+    Escalate {
+        from_level: u32,
+        notify: Vec<String>,
+        by: Option<String>,
+        next_escalation_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// What an [`Action`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// State changed; the card update and thread reply are in the outbox.
+    Applied { channel: String },
+    /// Nothing to change (already acknowledged, already escalated, resolved…).
+    NoChange(CardBrief),
+    NotFound,
+}
+
+/// A card whose next escalation step is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEscalation {
+    pub card: CardId,
+    pub route: String,
+    pub level: u32,
+    pub opened_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies batches (one per card key) in one transaction: state changes
@@ -218,6 +272,23 @@ pub trait Store: Send + Sync + 'static {
     /// Puts a dead letter back to pending (and, for a post, its card's other
     /// dead operations with it). Returns false when there is no such letter.
     async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// The card's current state for someone about to act on it.
+    async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError>;
+
+    /// Applies an action and writes the card update and thread reply it
+    /// causes, in one transaction.
+    async fn act(&self, card: &CardId, action: Action, now: DateTime<Utc>) -> Result<ActionOutcome, StoreError>;
+
+    /// Firing, unacknowledged cards whose next escalation step is due.
+    async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError>;
+
+    /// When the earliest pending escalation step is due.
+    async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records an idempotency key (a Slack event id, a delivery of an
+    /// interaction). True the first time; false for a repeat.
+    async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// The latest card of a key, for tests and the CLI.
     async fn card_by_key(

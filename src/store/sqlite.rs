@@ -17,11 +17,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    ApplyOutcome, Completion, DeadLetter, NextOp, OpKind, OutboxOp, OutboxSummary, Store,
-    StoreError,
+    Action, ActionOutcome, ApplyOutcome, CardBrief, Completion, DeadLetter, DueEscalation, NextOp, OpKind,
+    OutboxOp, OutboxSummary, Store, StoreError,
 };
 use crate::model::{
-    AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent,
+    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent,
 };
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
@@ -327,8 +327,9 @@ async fn write_change(
     let seq: i64 = match (&change.target, latest) {
         (Target::New(id), _) => sqlx::query(
             "INSERT INTO cards (id, card_key, route, channel, state, opened_at, resolved_at, group_labels,
-                 common_labels, common_annotations, external_url, group_digest, firing_count, resolved_count, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                 common_labels, common_annotations, external_url, group_digest, firing_count, resolved_count, updated_at,
+                 next_escalation_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         )
         .bind(&id.0)
         .bind(&batch.key)
@@ -345,10 +346,28 @@ async fn write_change(
         .bind(change.firing_count as i64)
         .bind(change.resolved_count as i64)
         .bind(ms(now))
+        .bind(escalation_due(batch, change, now).map(ms))
         .fetch_one(&mut *conn)
         .await?
         .try_get("seq")?,
         (Target::Existing(_) | Target::Reopen(_), Some(card)) => {
+            if matches!(change.target, Target::Reopen(_)) {
+                // A reopened card starts over: not acknowledged, its policy
+                // from the first step.
+                sqlx::query(
+                    "UPDATE cards SET acked_by = NULL, acked_at = NULL, escalation_level = 0,
+                         next_escalation_at = ? WHERE seq = ?",
+                )
+                .bind(escalation_due(batch, change, now).map(ms))
+                .bind(card.seq)
+                .execute(&mut *conn)
+                .await?;
+            } else if change.state == CardState::Resolved {
+                sqlx::query("UPDATE cards SET next_escalation_at = NULL WHERE seq = ?")
+                    .bind(card.seq)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             sqlx::query(
                 "UPDATE cards SET state = ?, resolved_at = ?, group_labels = ?, common_labels = ?,
                      common_annotations = ?, external_url = ?, group_digest = ?, firing_count = ?,
@@ -430,6 +449,39 @@ async fn write_change(
         alerts_resolved: change.alerts_resolved,
         ops_pushed,
     })
+}
+
+/// When a new or reopened card's first escalation step is due.
+fn escalation_due(batch: &CardBatch, change: &card::Change, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if change.state != CardState::Firing {
+        return None;
+    }
+    let after = chrono::Duration::from_std(batch.first_escalation?).ok()?;
+    now.checked_add_signed(after)
+}
+
+async fn brief(conn: &mut SqliteConnection, card: &CardId) -> Result<Option<(i64, CardBrief)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq, route, channel, state, opened_at, acked_by, escalation_level, ts FROM cards WHERE id = ?",
+    )
+    .bind(&card.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let state: String = row.try_get("state")?;
+    Ok(Some((
+        row.try_get("seq")?,
+        CardBrief {
+            id: card.clone(),
+            route: row.try_get("route")?,
+            channel: row.try_get("channel")?,
+            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
+            opened_at: from_ms(row.try_get("opened_at")?)?,
+            acked_by: row.try_get("acked_by")?,
+            escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
+            ts: row.try_get("ts")?,
+        },
+    )))
 }
 
 fn op_from_row(row: &SqliteRow) -> Result<OutboxOp, StoreError> {
@@ -697,6 +749,14 @@ impl Store for SqliteStore {
             alerts,
             firing_count: row.try_get::<i64, _>("firing_count")? as u64,
             resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
+            acknowledged: match (
+                row.try_get::<Option<String>, _>("acked_by")?,
+                row.try_get::<Option<i64>, _>("acked_at")?,
+            ) {
+                (Some(by), Some(at)) => Some(Acknowledgement { by, at: from_ms(at)? }),
+                _ => None,
+            },
+            escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
         }))
     }
 
@@ -768,6 +828,124 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        brief(&mut conn, card).await.map(|b| b.map(|(_, brief)| brief))
+    }
+
+    async fn act(&self, card: &CardId, action: Action, now: DateTime<Utc>) -> Result<ActionOutcome, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let Some((seq, current)) = brief(&mut tx, card).await? else {
+            return Ok(ActionOutcome::NotFound);
+        };
+        let firing = current.state == CardState::Firing;
+        let (applies, event) = match &action {
+            Action::Acknowledge { by } => (
+                firing && current.acked_by.is_none(),
+                ThreadEvent::Acknowledged { by: by.clone(), at: now },
+            ),
+            Action::Unacknowledge { by, .. } => (
+                firing && current.acked_by.is_some(),
+                ThreadEvent::Unacknowledged { by: by.clone(), at: now },
+            ),
+            Action::Escalate { from_level, notify, by, .. } => (
+                firing && current.acked_by.is_none() && current.escalation_level == *from_level,
+                ThreadEvent::Escalated {
+                    level: from_level + 1,
+                    notify: notify.clone(),
+                    by: by.clone(),
+                    at: now,
+                },
+            ),
+        };
+        if !applies {
+            return Ok(ActionOutcome::NoChange(current));
+        }
+        let update = match &action {
+            Action::Acknowledge { by } => sqlx::query(
+                "UPDATE cards SET acked_by = ?, acked_at = ?, next_escalation_at = NULL, updated_at = ? WHERE seq = ?",
+            )
+            .bind(by)
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(seq),
+            Action::Unacknowledge { next_escalation_at, .. } => sqlx::query(
+                "UPDATE cards SET acked_by = NULL, acked_at = NULL, next_escalation_at = ?, updated_at = ?
+                 WHERE seq = ?",
+            )
+            .bind(next_escalation_at.map(ms))
+            .bind(ms(now))
+            .bind(seq),
+            Action::Escalate { next_escalation_at, .. } => sqlx::query(
+                "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
+                 WHERE seq = ?",
+            )
+            .bind(next_escalation_at.map(ms))
+            .bind(ms(now))
+            .bind(seq),
+        };
+        update.execute(&mut *tx).await?;
+        push_update(&mut tx, seq, &current.channel, now).await?;
+        // Actions are answers to a person: reply at once rather than after
+        // the batching window meant for alert storms.
+        push_reply(&mut tx, seq, &current.channel, &[event], Duration::ZERO, now).await?;
+        tx.commit().await?;
+        Ok(ActionOutcome::Applied {
+            channel: current.channel,
+        })
+    }
+
+    async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, route, escalation_level, opened_at FROM cards
+             WHERE next_escalation_at IS NOT NULL AND next_escalation_at <= ?
+               AND state = 'firing' AND acked_by IS NULL
+             ORDER BY next_escalation_at LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DueEscalation {
+                    card: CardId(r.try_get("id")?),
+                    route: r.try_get("route")?,
+                    level: r.try_get::<i64, _>("escalation_level")? as u32,
+                    opened_at: from_ms(r.try_get("opened_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query(
+            "SELECT MIN(next_escalation_at) AS next FROM cards
+             WHERE next_escalation_at IS NOT NULL AND state = 'firing' AND acked_by IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?
+        .try_get("next")?;
+        next.map(from_ms).transpose()
+    }
+
+    async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let day_ago = now - chrono::Duration::days(1);
+        sqlx::query("DELETE FROM requests_seen WHERE at < ?")
+            .bind(ms(day_ago))
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query("INSERT INTO requests_seen (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     async fn card_by_key(

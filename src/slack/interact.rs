@@ -1,0 +1,285 @@
+//! Requests from Slack: button clicks (block_actions) on cards.
+//!
+//! Every request is verified (v0 signature over the raw body, see
+//! [`crate::slack::verify`]) before anything is parsed. A click becomes a
+//! store [`Action`] (one transaction: card state, the card's update and a
+//! thread reply in the outbox) and is answered as soon as that commits, well
+//! inside Slack's 3 seconds. Whoever may not act gets an ephemeral refusal
+//! through the click's `response_url`, and nothing changes.
+//!
+//! Idempotency comes from the state, not from remembering requests: an
+//! acknowledgement applies only to an unacknowledged card, and an Escalate
+//! button carries the level the card was at when rendered, so a double click
+//! or a redelivered request changes state once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{debug, warn};
+
+use crate::config::{RouteConfig, Secret, Target};
+use crate::deliver::Deliverer;
+use crate::model::{CardId, is_slack_id};
+use crate::pipeline::escalation;
+use crate::pipeline::oncall::Rotations;
+use crate::pipeline::route::Router;
+use crate::slack::api::SlackClient;
+use crate::slack::cards::{ACK_ACTION_ID, ESCALATE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value};
+use crate::slack::verify;
+use crate::store::{Action, ActionOutcome, CardBrief, Store, StoreError};
+
+/// How long a user group's member list is trusted before asking Slack again.
+const GROUP_CACHE_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InteractError {
+    #[error("request signature rejected: {0}")]
+    Unsigned(#[from] verify::VerifyError),
+    #[error("slack.signing_secret is not configured, so requests from Slack cannot be verified")]
+    NoSigningSecret,
+    #[error("malformed interaction payload: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The part of a `block_actions` payload ackbar reads.
+#[derive(Debug, Deserialize)]
+struct BlockActions {
+    user: SlackUser,
+    #[serde(default)]
+    actions: Vec<ActionItem>,
+    #[serde(default)]
+    response_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlackUser {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ActionItem {
+    action_id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Payload {
+    BlockActions(BlockActions),
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+struct Form {
+    payload: String,
+}
+
+/// What the action handler decided, for the HTTP answer and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    Applied,
+    NoChange(String),
+    Refused(String),
+    Ignored,
+}
+
+pub struct Interactions {
+    store: Arc<dyn Store>,
+    deliverer: Deliverer,
+    router: Arc<Router>,
+    rotations: Arc<Rotations>,
+    slack: SlackClient,
+    signing_secret: Option<Secret>,
+    groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+impl Interactions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        deliverer: Deliverer,
+        router: Arc<Router>,
+        rotations: Arc<Rotations>,
+        slack: SlackClient,
+        signing_secret: Option<Secret>,
+    ) -> Interactions {
+        Interactions {
+            store,
+            deliverer,
+            router,
+            rotations,
+            slack,
+            signing_secret,
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies the request; call before looking at the body in any way.
+    pub fn verify(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), InteractError> {
+        let secret = self.signing_secret.as_ref().ok_or(InteractError::NoSigningSecret)?;
+        verify::verify(secret.expose().as_bytes(), headers, body, Utc::now().timestamp())?;
+        Ok(())
+    }
+
+    /// Handles a verified `POST /slack/interactions` body.
+    pub async fn interaction(&self, body: &[u8]) -> Result<Vec<Handled>, InteractError> {
+        let form: Form = serde_urlencoded::from_bytes(body)
+            .map_err(|e| InteractError::Malformed(format!("expected a form with a `payload` field: {e}")))?;
+        let payload: Payload = serde_json::from_str(&form.payload)
+            .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))?;
+        let Payload::BlockActions(actions) = payload else {
+            return Ok(vec![Handled::Ignored]);
+        };
+        let user = actions.user.id;
+        if !is_slack_id(&user) {
+            return Err(InteractError::Malformed("user.id is not a Slack user id".to_owned()));
+        }
+        let mut results = Vec::with_capacity(actions.actions.len());
+        for item in &actions.actions {
+            let handled = self.action(&user, item, Utc::now()).await?;
+            if let (Handled::Refused(text) | Handled::NoChange(text), Some(url)) = (&handled, &actions.response_url) {
+                self.tell(url, text);
+            }
+            results.push(handled);
+        }
+        Ok(results)
+    }
+
+    async fn action(&self, user: &str, item: &ActionItem, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+        let value = item.value.as_deref().unwrap_or_default();
+        let (card, escalate_from) = match item.action_id.as_str() {
+            ACK_ACTION_ID | UNACK_ACTION_ID => (CardId(value.to_owned()), None),
+            ESCALATE_ACTION_ID => match parse_escalate_value(value) {
+                Some((card, level)) => (card, Some(level)),
+                None => return Err(InteractError::Malformed("Escalate button value is not CARD:LEVEL".into())),
+            },
+            other => {
+                debug!(action_id = other, "ignoring an action ackbar did not render");
+                return Ok(Handled::Ignored);
+            }
+        };
+        let Some(brief) = self.store.card_brief(&card).await? else {
+            return Ok(Handled::NoChange("That card is no longer known to ackbar.".to_owned()));
+        };
+        let route = self.router.by_name(&brief.route);
+        let (verb, allowed) = match item.action_id.as_str() {
+            ESCALATE_ACTION_ID => ("escalate", route.and_then(|r| r.allowed.escalate.as_ref())),
+            _ => ("acknowledge", route.and_then(|r| r.allowed.acknowledge.as_ref())),
+        };
+        if let Some(allowed) = allowed {
+            if !self.is_allowed(user, allowed, now).await {
+                return Ok(Handled::Refused(format!(
+                    "You are not allowed to {verb} cards of route `{}`; nothing was changed.",
+                    brief.route
+                )));
+            }
+        }
+        let action = match (item.action_id.as_str(), escalate_from) {
+            (ESCALATE_ACTION_ID, Some(level)) => {
+                let step = route.and_then(|r| {
+                    escalation::next_step(r, &self.rotations, level, brief.opened_at, Some(user.to_owned()), now)
+                });
+                match step {
+                    Some(action) => action,
+                    None => return Ok(Handled::NoChange(no_further_step(route))),
+                }
+            }
+            (UNACK_ACTION_ID, _) => Action::Unacknowledge {
+                by: user.to_owned(),
+                next_escalation_at: route
+                    .and_then(|r| escalation::resume_at(r, brief.escalation_level, brief.opened_at, now)),
+            },
+            _ => Action::Acknowledge { by: user.to_owned() },
+        };
+        match self.store.act(&card, action, now).await? {
+            ActionOutcome::Applied { channel } => {
+                self.deliverer.wake(&channel);
+                Ok(Handled::Applied)
+            }
+            ActionOutcome::NoChange(now_brief) => Ok(Handled::NoChange(why_unchanged(&now_brief))),
+            ActionOutcome::NotFound => Ok(Handled::NoChange("That card is no longer known to ackbar.".to_owned())),
+        }
+    }
+
+    /// Whether `user` is one of `allowed`, directly, through a user group,
+    /// or by being on call in a listed rotation.
+    async fn is_allowed(&self, user: &str, allowed: &[Target], now: DateTime<Utc>) -> bool {
+        for target in allowed {
+            let ok = match target {
+                Target::User(id) => id == user,
+                Target::Rotation(name) => self
+                    .rotations
+                    .get(name)
+                    .and_then(|r| r.on_call(now))
+                    .is_some_and(|shift| shift.user == user),
+                Target::Group(group) => self.group_members(group).await.iter().any(|m| m == user),
+            };
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+
+    async fn group_members(&self, group: &str) -> Vec<String> {
+        if let Some((at, members)) = lock(&self.groups).get(group) {
+            if at.elapsed() < GROUP_CACHE_TTL {
+                return members.clone();
+            }
+        }
+        match self.slack.usergroups_users_list(group).await {
+            Ok(members) => {
+                lock(&self.groups).insert(group.to_owned(), (Instant::now(), members.clone()));
+                members
+            }
+            Err(e) => {
+                // Fail closed: without the member list nobody passes as a member.
+                warn!(group, error = %e, "cannot list user group members; treating as not a member");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Answers the clicking user alone, through the click's response_url,
+    /// without holding up the HTTP answer.
+    fn tell(&self, response_url: &str, text: &str) {
+        let slack = self.slack.clone();
+        let url = response_url.to_owned();
+        let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
+        tokio::spawn(async move {
+            if let Err(e) = slack.post_response_url(&url, &body).await {
+                warn!(error = %e, "cannot answer through response_url");
+            }
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn no_further_step(route: Option<&RouteConfig>) -> String {
+    match route {
+        Some(r) if r.escalation.is_empty() => {
+            format!("Route `{}` has no escalation policy; nothing was changed.", r.name)
+        }
+        _ => "The card is already at the last escalation step.".to_owned(),
+    }
+}
+
+fn why_unchanged(brief: &CardBrief) -> String {
+    if brief.state == crate::model::CardState::Resolved {
+        return "The card is resolved; nothing was changed.".to_owned();
+    }
+    match &brief.acked_by {
+        Some(by) => format!("Already acknowledged by <@{by}>; nothing was changed."),
+        None => "Someone acted on this card a moment ago; nothing more was changed.".to_owned(),
+    }
+}
