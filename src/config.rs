@@ -648,6 +648,11 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        crate::pipeline::oncall::Rotations::new(&self.oncall).map_err(|message| {
+            // Rotations::new prefixes its messages with `oncall[i].field`.
+            let (path, message) = message.split_once(": ").unwrap_or(("oncall", message.as_str()));
+            ConfigError::invalid(path, message)
+        })?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |field: &str| format!("routes[{i}].{field}");
@@ -769,6 +774,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let n: u64 = rest[..digits]
             .parse()
             .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+        let too_large = || format!("invalid duration {s:?}: too large");
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
@@ -776,9 +782,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let part = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_large)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_large)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(too_large)?),
             "" => {
                 return Err(format!(
                     "invalid duration {s:?}: missing unit after {n} (use ms, s, m, h or d)"
@@ -790,7 +796,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        total += part;
+        total = total.checked_add(part).ok_or_else(too_large)?;
     }
     Ok(total)
 }
