@@ -5,3 +5,4 @@ pub mod api;
 pub mod blocks;
 pub mod cards;
 pub mod sandbox;
+pub mod verify;
