@@ -30,6 +30,15 @@ pub mod methods {
     pub const GET_PERMALINK: &str = "chat.getPermalink";
     pub const HISTORY: &str = "conversations.history";
     pub const AUTH_TEST: &str = "auth.test";
+    pub const POST_EPHEMERAL: &str = "chat.postEphemeral";
+    pub const VIEWS_OPEN: &str = "views.open";
+    pub const VIEWS_UPDATE: &str = "views.update";
+    pub const VIEWS_PUSH: &str = "views.push";
+    pub const CONVERSATIONS_OPEN: &str = "conversations.open";
+    pub const USERGROUPS_USERS_LIST: &str = "usergroups.users.list";
+    /// Not a Web API method: a POST to an interaction's `response_url`,
+    /// named so its failures read like the others.
+    pub const RESPONSE_URL: &str = "response_url";
 }
 
 /// Longest a connection attempt may take, whatever the request timeout.
@@ -254,6 +263,14 @@ pub struct AuthTest {
     pub url: Option<String>,
 }
 
+/// A modal as `views.open`/`views.update`/`views.push` answer it: the id
+/// to update it by, and the hash that guards against lost updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewInfo {
+    pub id: String,
+    pub hash: String,
+}
+
 /// Slack Web API client. Cheap to clone (shares the connection pool).
 #[derive(Clone)]
 pub struct SlackClient {
@@ -294,6 +311,58 @@ struct UpdateBody<'a> {
     ts: &'a str,
     #[serde(flatten)]
     message: &'a Message,
+}
+
+/// `chat.postEphemeral`: only text and blocks (ephemeral messages carry no
+/// metadata).
+#[derive(Serialize)]
+struct PostEphemeralBody<'a> {
+    channel: &'a str,
+    user: &'a str,
+    text: &'a str,
+    blocks: &'a [crate::slack::blocks::Block],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thread_ts: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ViewsOpenBody<'a> {
+    trigger_id: &'a str,
+    view: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct ViewsUpdateBody<'a> {
+    view_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<&'a str>,
+    view: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct ConversationsOpenBody {
+    /// Comma-separated user ids, as Slack expects.
+    users: String,
+}
+
+#[derive(Deserialize)]
+struct ViewAnswer {
+    view: ViewInfo,
+}
+
+#[derive(Deserialize)]
+struct ConversationsOpenAnswer {
+    channel: ChannelId,
+}
+
+#[derive(Deserialize)]
+struct ChannelId {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct UsergroupUsersAnswer {
+    users: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -502,6 +571,127 @@ impl SlackClient {
         })
     }
 
+    /// `chat.postEphemeral`: show `msg` (text and blocks; metadata is not
+    /// sent) to `user` only, in `channel` or one of its threads.
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        msg: &Message,
+        thread_ts: Option<&str>,
+    ) -> Result<(), SlackError> {
+        let body = PostEphemeralBody {
+            channel,
+            user,
+            text: &msg.text,
+            blocks: &msg.blocks,
+            thread_ts,
+        };
+        let _: serde::de::IgnoredAny = self.post_json(methods::POST_EPHEMERAL, &body).await?;
+        Ok(())
+    }
+
+    /// `views.open`: open the modal `view` for the interaction that minted
+    /// `trigger_id` (valid 3 seconds, single use).
+    pub async fn views_open(
+        &self,
+        trigger_id: &str,
+        view: &serde_json::Value,
+    ) -> Result<ViewInfo, SlackError> {
+        let body = ViewsOpenBody { trigger_id, view };
+        let answer: ViewAnswer = self.post_json(methods::VIEWS_OPEN, &body).await?;
+        Ok(answer.view)
+    }
+
+    /// `views.update`: replace the modal `view_id`. With `hash`, Slack
+    /// refuses (`hash_conflict`) when the view changed since that hash.
+    pub async fn views_update(
+        &self,
+        view_id: &str,
+        hash: Option<&str>,
+        view: &serde_json::Value,
+    ) -> Result<ViewInfo, SlackError> {
+        let body = ViewsUpdateBody {
+            view_id,
+            hash,
+            view,
+        };
+        let answer: ViewAnswer = self.post_json(methods::VIEWS_UPDATE, &body).await?;
+        Ok(answer.view)
+    }
+
+    /// `views.push`: push `view` on top of the open modal stack (at most 3
+    /// deep) of the interaction that minted `trigger_id`.
+    pub async fn views_push(
+        &self,
+        trigger_id: &str,
+        view: &serde_json::Value,
+    ) -> Result<ViewInfo, SlackError> {
+        let body = ViewsOpenBody { trigger_id, view };
+        let answer: ViewAnswer = self.post_json(methods::VIEWS_PUSH, &body).await?;
+        Ok(answer.view)
+    }
+
+    /// `conversations.open`: the id of the DM (one user) or group DM
+    /// (several) with `users`, opening it if needed.
+    pub async fn conversations_open(&self, users: &[&str]) -> Result<String, SlackError> {
+        if users.is_empty() {
+            return Err(SlackError::InvalidConfig {
+                reason: format!("{}: no users given", methods::CONVERSATIONS_OPEN),
+            });
+        }
+        let body = ConversationsOpenBody {
+            users: users.join(","),
+        };
+        let answer: ConversationsOpenAnswer =
+            self.post_json(methods::CONVERSATIONS_OPEN, &body).await?;
+        Ok(answer.channel.id)
+    }
+
+    /// `usergroups.users.list`: the member user ids of a user group
+    /// (`S...`).
+    pub async fn usergroups_users_list(&self, usergroup: &str) -> Result<Vec<String>, SlackError> {
+        let answer: UsergroupUsersAnswer = self
+            .get(methods::USERGROUPS_USERS_LIST, &[("usergroup", usergroup)])
+            .await?;
+        Ok(answer.users)
+    }
+
+    /// POST `body` as JSON to an interaction's `response_url` (valid 30
+    /// minutes, at most 5 uses). No `Authorization` header: the URL is the
+    /// credential, so it is never logged or put in an error. Slack answers
+    /// a plain `ok` or `{"ok":true}`; `{"ok":false,"error":..}` and non-2xx
+    /// statuses are failures.
+    pub async fn post_response_url(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), SlackError> {
+        let method = methods::RESPONSE_URL;
+        let bytes = serde_json::to_vec(body).map_err(|e| SlackError::InvalidConfig {
+            reason: format!("{method}: cannot encode request: {e}"),
+        })?;
+        let sent = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, JSON_UTF8)
+            .body(bytes)
+            .send()
+            .await;
+        let resp = check_status(method, sent)?;
+        let answer = read_body(method, resp).await?;
+        match serde_json::from_slice::<Envelope>(&answer) {
+            Ok(Envelope {
+                ok: false, error, ..
+            }) => Err(SlackError::Api {
+                method,
+                error: error.unwrap_or_else(|| "unknown_error".to_owned()),
+            }),
+            // `{"ok":true}`, the plain-text `ok`, or an empty body.
+            _ => Ok(()),
+        }
+    }
+
     /// `auth.test`: who the token belongs to.
     pub async fn auth_test(&self) -> Result<AuthTest, SlackError> {
         self.post_json(methods::AUTH_TEST, &serde_json::Map::new())
@@ -552,7 +742,33 @@ async fn finish<T: DeserializeOwned>(
     method: &'static str,
     sent: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<T, SlackError> {
-    let mut resp = sent.map_err(|e| SlackError::from_reqwest(method, e))?;
+    let resp = check_status(method, sent)?;
+    let body = read_body(method, resp).await?;
+    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
+        method,
+        detail: e.to_string(),
+    })?;
+    if !envelope.ok {
+        return Err(SlackError::Api {
+            method,
+            error: envelope.error.unwrap_or_else(|| "unknown_error".to_owned()),
+        });
+    }
+    if let Some(warning) = envelope.warning {
+        tracing::debug!(method, warning, "slack answered with a warning");
+    }
+    serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
+        method,
+        detail: e.to_string(),
+    })
+}
+
+/// A sent request's transport error, 429 or non-2xx status as an error.
+fn check_status(
+    method: &'static str,
+    sent: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, SlackError> {
+    let resp = sent.map_err(|e| SlackError::from_reqwest(method, e))?;
     let status = resp.status();
     if status.as_u16() == 429 {
         let retry_after = parse_retry_after(resp.headers().get(RETRY_AFTER));
@@ -564,6 +780,14 @@ async fn finish<T: DeserializeOwned>(
             status: status.as_u16(),
         });
     }
+    Ok(resp)
+}
+
+/// The whole body of an answer, at most [`MAX_RESPONSE_BYTES`].
+async fn read_body(
+    method: &'static str,
+    mut resp: reqwest::Response,
+) -> Result<Vec<u8>, SlackError> {
     // Read the body in chunks so a runaway answer cannot exhaust memory.
     let mut body = Vec::new();
     loop {
@@ -594,23 +818,7 @@ async fn finish<T: DeserializeOwned>(
             }
         }
     }
-    let envelope: Envelope = serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
-        method,
-        detail: e.to_string(),
-    })?;
-    if !envelope.ok {
-        return Err(SlackError::Api {
-            method,
-            error: envelope.error.unwrap_or_else(|| "unknown_error".to_owned()),
-        });
-    }
-    if let Some(warning) = envelope.warning {
-        tracing::debug!(method, warning, "slack answered with a warning");
-    }
-    serde_json::from_slice(&body).map_err(|e| SlackError::Decode {
-        method,
-        detail: e.to_string(),
-    })
+    Ok(body)
 }
 
 fn parse_retry_after(value: Option<&HeaderValue>) -> Duration {
@@ -966,6 +1174,129 @@ mod tests {
             seen[3].uri,
             "/api/conversations.history?channel=C1&include_all_metadata=true&limit=5&oldest=1.5&cursor=abc%3D"
         );
+    }
+
+    #[tokio::test]
+    async fn interactivity_calls_send_slack_shaped_json_and_response_url_has_no_token() {
+        let answer = serde_json::json!({"ok": true, "view": {"id": "V1", "hash": "h1"},
+            "channel": {"id": "D0USER0001"}, "users": ["U1", "U2"], "message_ts": "1.2"});
+        let (base, log, task) = recorder(answer).await;
+        let token = "xoxb-interactive-token";
+        let c = SlackClient::new(&base, token, Duration::from_secs(5)).expect("client");
+        let msg = Message {
+            text: "only you".into(),
+            blocks: Vec::new(),
+            metadata: Some(Metadata {
+                event_type: "ackbar_card".into(),
+                event_payload: serde_json::json!({}),
+            }),
+        };
+        c.post_ephemeral("C1", "U1", &msg, Some("1.000001"))
+            .await
+            .expect("ephemeral");
+        let view =
+            serde_json::json!({"type": "modal", "title": {"type": "plain_text", "text": "Ack"}});
+        let info = c.views_open("trig.1", &view).await.expect("open");
+        assert_eq!(
+            info,
+            ViewInfo {
+                id: "V1".into(),
+                hash: "h1".into()
+            }
+        );
+        c.views_update("V1", Some("h1"), &view)
+            .await
+            .expect("update");
+        c.views_update("V1", None, &view).await.expect("update");
+        c.views_push("trig.2", &view).await.expect("push");
+        assert_eq!(
+            c.conversations_open(&["U1", "U2"]).await.expect("open dm"),
+            "D0USER0001"
+        );
+        assert!(matches!(
+            c.conversations_open(&[]).await,
+            Err(SlackError::InvalidConfig { .. })
+        ));
+        assert_eq!(
+            c.usergroups_users_list("S1").await.expect("group"),
+            vec!["U1".to_owned(), "U2".to_owned()]
+        );
+        let response_url = format!("{}/response/abc", base.trim_end_matches("/api"));
+        c.post_response_url(&response_url, &serde_json::json!({"text": "done"}))
+            .await
+            .expect("response_url");
+        task.abort();
+
+        let seen = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            [
+                "/api/chat.postEphemeral",
+                "/api/views.open",
+                "/api/views.update",
+                "/api/views.update",
+                "/api/views.push",
+                "/api/conversations.open",
+                "/api/usergroups.users.list?usergroup=S1",
+                "/response/abc",
+            ]
+        );
+        let body = |i: usize| -> serde_json::Value {
+            serde_json::from_str(&seen[i].body).expect("json body")
+        };
+        assert_eq!(
+            body(0),
+            serde_json::json!({"channel": "C1", "user": "U1", "text": "only you",
+                "blocks": [], "thread_ts": "1.000001"})
+        );
+        assert_eq!(
+            body(1),
+            serde_json::json!({"trigger_id": "trig.1", "view": view})
+        );
+        assert_eq!(
+            body(2),
+            serde_json::json!({"view_id": "V1", "hash": "h1", "view": view})
+        );
+        assert_eq!(body(3), serde_json::json!({"view_id": "V1", "view": view}));
+        assert_eq!(body(5), serde_json::json!({"users": "U1,U2"}));
+        assert_eq!(body(7), serde_json::json!({"text": "done"}));
+        for s in &seen[..7] {
+            assert_eq!(
+                s.authorization.as_deref(),
+                Some("Bearer xoxb-interactive-token")
+            );
+        }
+        let last = &seen[7];
+        assert_eq!(last.method, "POST");
+        assert_eq!(last.authorization, None);
+        assert!(!last.body.contains(token));
+        assert_eq!(
+            last.content_type.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
+    }
+
+    #[tokio::test]
+    async fn response_url_refusals_are_errors_without_the_url() {
+        let (base, _log, task) =
+            recorder(serde_json::json!({"ok": false, "error": "used_url"})).await;
+        let c = SlackClient::new(&base, "xoxb-1", Duration::from_secs(5)).expect("client");
+        let url = format!("{base}/secret-response-path");
+        let err = c
+            .post_response_url(&url, &serde_json::json!({"text": "x"}))
+            .await
+            .expect_err("ok:false");
+        assert_eq!(err.api_error(), Some("used_url"));
+        assert_eq!(err.retry(), Retry::Never);
+        task.abort();
+        // Nothing listens any more: a connect error that does not show the URL.
+        let err = c
+            .post_response_url(&url, &serde_json::json!({"text": "x"}))
+            .await
+            .expect_err("refused");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("secret-response-path"), "{shown}");
     }
 
     #[tokio::test]

@@ -6,3 +6,4 @@ pub mod blocks;
 pub mod cards;
 pub mod interact;
 pub mod sandbox;
+pub mod verify;
