@@ -316,6 +316,9 @@ pub enum ThreadEvent {
         by: Option<String>,
         at: DateTime<Utc>,
     },
+    /// Someone asked for the card's status (an @-mention in its thread); the
+    /// reply shows the card's state when it is sent.
+    StatusAsked { by: String, at: DateTime<Utc> },
 }
 
 /// One alert as a card shows it.

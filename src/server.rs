@@ -111,7 +111,7 @@ pub async fn run(
 
     let (deliverer, supervisor) = Deliverer::start(
         store.clone(),
-        slack,
+        slack.clone(),
         router.clone(),
         config.delivery.clone(),
     )
@@ -148,6 +148,14 @@ pub async fn run(
         .route(
             "/slack/interactions",
             post(slack_interactions).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
+        )
+        .route(
+            "/slack/commands",
+            post(slack_commands).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
+        )
+        .route(
+            "/slack/events",
+            post(slack_events).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -255,25 +263,55 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
     }
 }
 
-async fn slack_interactions(State(app): State<Arc<App>>, request: Request) -> Response {
+/// Reads a request from Slack and verifies its signature over the raw body,
+/// before anything is parsed.
+async fn verified_body(app: &App, request: Request) -> Result<Bytes, Response> {
     let headers = request.headers().clone();
-    let body = match Bytes::from_request(request, &()).await {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), rejection.body_text()),
-    };
-    // Verify over the raw body before anything is parsed.
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
     if let Err(e) = app.interactions.verify(&headers, &body) {
         m::rejected("slack_signature");
-        return error(StatusCode::UNAUTHORIZED, e.to_string());
+        return Err(error(StatusCode::UNAUTHORIZED, e.to_string()));
     }
-    match app.interactions.interaction(&body).await {
-        Ok(_) => StatusCode::OK.into_response(),
+    Ok(body)
+}
+
+/// Maps a handler's result to the answer Slack gets.
+fn slack_answer(result: Result<Option<serde_json::Value>, InteractError>) -> Response {
+    match result {
+        Ok(Some(body)) => (StatusCode::OK, Json(body)).into_response(),
+        Ok(None) => StatusCode::OK.into_response(),
         Err(InteractError::Malformed(message)) => error(StatusCode::BAD_REQUEST, message),
         Err(e) => {
-            warn!(error = %e, "cannot handle a Slack interaction");
-            error(StatusCode::SERVICE_UNAVAILABLE, "cannot handle the action right now; try again")
+            warn!(error = %e, "cannot handle a request from Slack");
+            error(StatusCode::SERVICE_UNAVAILABLE, "cannot handle this right now; try again")
         }
     }
+}
+
+async fn slack_interactions(State(app): State<Arc<App>>, request: Request) -> Response {
+    let body = match verified_body(&app, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    slack_answer(app.interactions.interaction(&body).await.map(|_| None))
+}
+
+async fn slack_commands(State(app): State<Arc<App>>, request: Request) -> Response {
+    let body = match verified_body(&app, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    slack_answer(app.interactions.command(&body).await)
+}
+
+async fn slack_events(State(app): State<Arc<App>>, request: Request) -> Response {
+    let body = match verified_body(&app, request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    slack_answer(app.interactions.event(&body).await)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

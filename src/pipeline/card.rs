@@ -277,7 +277,10 @@ fn wanted(replies: &ReplyConfig, event: &ThreadEvent) -> bool {
         ThreadEvent::CardResolved { .. } => replies.card_resolved,
         ThreadEvent::CardReopened { .. } => replies.card_reopened,
         // What people do always gets its line in the thread.
-        ThreadEvent::Acknowledged { .. } | ThreadEvent::Unacknowledged { .. } | ThreadEvent::Escalated { .. } => true,
+        ThreadEvent::Acknowledged { .. }
+        | ThreadEvent::Unacknowledged { .. }
+        | ThreadEvent::Escalated { .. }
+        | ThreadEvent::StatusAsked { .. } => true,
     }
 }
 

@@ -377,6 +377,10 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
                 format!(":leftwards_arrow_with_hook: Acknowledgement taken back by {} {}", mention_user(by), when(*at)),
                 "unacknowledged".to_owned(),
             )),
+            ThreadEvent::StatusAsked { by, .. } => actions.push((
+                format!("{}: {}", mention_user(by), status_line(view, now)),
+                "status".to_owned(),
+            )),
             ThreadEvent::Escalated { level, notify, by, .. } => {
                 let who: Vec<String> = notify.iter().map(|id| mention(id)).collect();
                 let who = if who.is_empty() { "nobody (empty step)".to_owned() } else { who.join(" ") };
@@ -450,6 +454,26 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         b.push(Section::mrkdwn(line).block_id(&format!("ackbar_reply_{i}")));
     }
     b.build()
+}
+
+/// One line on where a card stands, for status questions.
+pub fn status_line(view: &CardView, now: DateTime<Utc>) -> String {
+    let state = match (view.state, &view.acknowledged) {
+        (CardState::Resolved, _) => "*resolved*".to_owned(),
+        (CardState::Firing, Some(ack)) => format!("*firing*, acknowledged by {}", mention_user(&ack.by)),
+        (CardState::Firing, None) => "*firing*, not acknowledged".to_owned(),
+    };
+    let mut line = format!(
+        "{} is {state} · {} firing, {} resolved · opened {} ago",
+        untrusted(&truncate(&view.title(), 150)),
+        view.firing_count,
+        view.resolved_count,
+        format_duration((now - view.opened_at).num_seconds())
+    );
+    if view.escalation_level > 0 {
+        line.push_str(&format!(" · escalated to step {}", view.escalation_level));
+    }
+    line
 }
 
 /// The Escalate button's value: `CARD_ID:LEVEL`.

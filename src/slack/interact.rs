@@ -91,7 +91,14 @@ pub enum Handled {
     Ignored,
 }
 
+/// Handles every kind of request from Slack (interactions, slash commands,
+/// events). Cheap to clone.
+#[derive(Clone)]
 pub struct Interactions {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn Store>,
     deliverer: Deliverer,
     router: Arc<Router>,
@@ -111,19 +118,41 @@ impl Interactions {
         signing_secret: Option<Secret>,
     ) -> Interactions {
         Interactions {
-            store,
-            deliverer,
-            router,
-            rotations,
-            slack,
-            signing_secret,
-            groups: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                store,
+                deliverer,
+                router,
+                rotations,
+                slack,
+                signing_secret,
+                groups: Mutex::new(HashMap::new()),
+            }),
         }
+    }
+
+    pub(super) fn handle(&self) -> Interactions {
+        self.clone()
+    }
+
+    pub(super) fn store(&self) -> &dyn Store {
+        self.inner.store.as_ref()
+    }
+
+    pub(super) fn slack(&self) -> &SlackClient {
+        &self.inner.slack
+    }
+
+    pub(super) fn rotations(&self) -> &Rotations {
+        &self.inner.rotations
+    }
+
+    pub(super) fn deliverer(&self) -> &Deliverer {
+        &self.inner.deliverer
     }
 
     /// Verifies the request; call before looking at the body in any way.
     pub fn verify(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), InteractError> {
-        let secret = self.signing_secret.as_ref().ok_or(InteractError::NoSigningSecret)?;
+        let secret = self.inner.signing_secret.as_ref().ok_or(InteractError::NoSigningSecret)?;
         verify::verify(secret.expose().as_bytes(), headers, body, Utc::now().timestamp())?;
         Ok(())
     }
@@ -154,53 +183,78 @@ impl Interactions {
 
     async fn action(&self, user: &str, item: &ActionItem, now: DateTime<Utc>) -> Result<Handled, InteractError> {
         let value = item.value.as_deref().unwrap_or_default();
-        let (card, escalate_from) = match item.action_id.as_str() {
-            ACK_ACTION_ID | UNACK_ACTION_ID => (CardId(value.to_owned()), None),
+        match item.action_id.as_str() {
+            ACK_ACTION_ID => self.acknowledge(user, &CardId(value.to_owned()), now).await,
+            UNACK_ACTION_ID => self.unacknowledge(user, &CardId(value.to_owned()), now).await,
             ESCALATE_ACTION_ID => match parse_escalate_value(value) {
-                Some((card, level)) => (card, Some(level)),
-                None => return Err(InteractError::Malformed("Escalate button value is not CARD:LEVEL".into())),
+                Some((card, level)) => self.escalate(user, &card, level, now).await,
+                None => Err(InteractError::Malformed("Escalate button value is not CARD:LEVEL".into())),
             },
             other => {
                 debug!(action_id = other, "ignoring an action ackbar did not render");
-                return Ok(Handled::Ignored);
+                Ok(Handled::Ignored)
             }
-        };
-        let Some(brief) = self.store.card_brief(&card).await? else {
+        }
+    }
+
+    /// Acknowledges a card for `user`, if the route allows them.
+    pub async fn acknowledge(&self, user: &str, card: &CardId, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+        self.guarded(user, card, Verb::Acknowledge, now, |_, _| Some(Action::Acknowledge { by: user.to_owned() }))
+            .await
+    }
+
+    async fn unacknowledge(&self, user: &str, card: &CardId, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+        self.guarded(user, card, Verb::Acknowledge, now, |route, brief| {
+            Some(Action::Unacknowledge {
+                by: user.to_owned(),
+                next_escalation_at: route
+                    .and_then(|r| escalation::resume_at(r, brief.escalation_level, brief.opened_at, now)),
+            })
+        })
+        .await
+    }
+
+    async fn escalate(&self, user: &str, card: &CardId, level: u32, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+        let rotations = self.inner.rotations.clone();
+        self.guarded(user, card, Verb::Escalate, now, |route, brief| {
+            escalation::next_step(route?, &rotations, level, brief.opened_at, Some(user.to_owned()), now)
+        })
+        .await
+    }
+
+    /// Checks who may act, builds the action from the card's state and
+    /// applies it. `build` returning `None` means there is nothing to do.
+    async fn guarded(
+        &self,
+        user: &str,
+        card: &CardId,
+        verb: Verb,
+        now: DateTime<Utc>,
+        build: impl FnOnce(Option<&RouteConfig>, &CardBrief) -> Option<Action>,
+    ) -> Result<Handled, InteractError> {
+        let Some(brief) = self.inner.store.card_brief(card).await? else {
             return Ok(Handled::NoChange("That card is no longer known to ackbar.".to_owned()));
         };
-        let route = self.router.by_name(&brief.route);
-        let (verb, allowed) = match item.action_id.as_str() {
-            ESCALATE_ACTION_ID => ("escalate", route.and_then(|r| r.allowed.escalate.as_ref())),
-            _ => ("acknowledge", route.and_then(|r| r.allowed.acknowledge.as_ref())),
-        };
+        let route = self.inner.router.by_name(&brief.route);
+        let allowed = route.and_then(|r| match verb {
+            Verb::Acknowledge => r.allowed.acknowledge.as_ref(),
+            Verb::Escalate => r.allowed.escalate.as_ref(),
+        });
         if let Some(allowed) = allowed {
             if !self.is_allowed(user, allowed, now).await {
                 return Ok(Handled::Refused(format!(
-                    "You are not allowed to {verb} cards of route `{}`; nothing was changed.",
+                    "You are not allowed to {} cards of route `{}`; nothing was changed.",
+                    verb.as_str(),
                     brief.route
                 )));
             }
         }
-        let action = match (item.action_id.as_str(), escalate_from) {
-            (ESCALATE_ACTION_ID, Some(level)) => {
-                let step = route.and_then(|r| {
-                    escalation::next_step(r, &self.rotations, level, brief.opened_at, Some(user.to_owned()), now)
-                });
-                match step {
-                    Some(action) => action,
-                    None => return Ok(Handled::NoChange(no_further_step(route))),
-                }
-            }
-            (UNACK_ACTION_ID, _) => Action::Unacknowledge {
-                by: user.to_owned(),
-                next_escalation_at: route
-                    .and_then(|r| escalation::resume_at(r, brief.escalation_level, brief.opened_at, now)),
-            },
-            _ => Action::Acknowledge { by: user.to_owned() },
+        let Some(action) = build(route, &brief) else {
+            return Ok(Handled::NoChange(no_further_step(route)));
         };
-        match self.store.act(&card, action, now).await? {
+        match self.inner.store.act(card, action, now).await? {
             ActionOutcome::Applied { channel } => {
-                self.deliverer.wake(&channel);
+                self.inner.deliverer.wake(&channel);
                 Ok(Handled::Applied)
             }
             ActionOutcome::NoChange(now_brief) => Ok(Handled::NoChange(why_unchanged(&now_brief))),
@@ -215,6 +269,7 @@ impl Interactions {
             let ok = match target {
                 Target::User(id) => id == user,
                 Target::Rotation(name) => self
+                    .inner
                     .rotations
                     .get(name)
                     .and_then(|r| r.on_call(now))
@@ -229,14 +284,14 @@ impl Interactions {
     }
 
     async fn group_members(&self, group: &str) -> Vec<String> {
-        if let Some((at, members)) = lock(&self.groups).get(group) {
+        if let Some((at, members)) = lock(&self.inner.groups).get(group) {
             if at.elapsed() < GROUP_CACHE_TTL {
                 return members.clone();
             }
         }
-        match self.slack.usergroups_users_list(group).await {
+        match self.inner.slack.usergroups_users_list(group).await {
             Ok(members) => {
-                lock(&self.groups).insert(group.to_owned(), (Instant::now(), members.clone()));
+                lock(&self.inner.groups).insert(group.to_owned(), (Instant::now(), members.clone()));
                 members
             }
             Err(e) => {
@@ -250,7 +305,7 @@ impl Interactions {
     /// Answers the clicking user alone, through the click's response_url,
     /// without holding up the HTTP answer.
     fn tell(&self, response_url: &str, text: &str) {
-        let slack = self.slack.clone();
+        let slack = self.inner.slack.clone();
         let url = response_url.to_owned();
         let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
         tokio::spawn(async move {
@@ -258,6 +313,21 @@ impl Interactions {
                 warn!(error = %e, "cannot answer through response_url");
             }
         });
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Acknowledge,
+    Escalate,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Acknowledge => "acknowledge",
+            Verb::Escalate => "escalate",
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod blocks;
 pub mod cards;
+pub mod commands;
+pub mod events;
 pub mod interact;
 pub mod sandbox;
 pub mod verify;

@@ -192,6 +192,10 @@ pub enum Action {
         by: String,
         next_escalation_at: Option<DateTime<Utc>>,
     },
+    /// Thread a reply with the card's status (no state change).
+    Status {
+        asked_by: String,
+    },
     /// Climb from step `from_level` to `from_level + 1`. Applied only if the
     /// card is still at `from_level`, firing and unacknowledged, so a double
     /// click, a retried delivery or two replicas' timers escalate once.
@@ -211,6 +215,20 @@ pub enum ActionOutcome {
     /// Nothing to change (already acknowledged, already escalated, resolved…).
     NoChange(CardBrief),
     NotFound,
+}
+
+/// A firing card, as the slash command lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardSummary {
+    pub id: CardId,
+    pub route: String,
+    pub channel: String,
+    pub ts: Option<String>,
+    pub title: String,
+    pub firing_count: u64,
+    pub acked_by: Option<String>,
+    pub escalation_level: u32,
+    pub opened_at: DateTime<Utc>,
 }
 
 /// A card whose next escalation step is due.
@@ -279,6 +297,15 @@ pub trait Store: Send + Sync + 'static {
     /// Applies an action and writes the card update and thread reply it
     /// causes, in one transaction.
     async fn act(&self, card: &CardId, action: Action, now: DateTime<Utc>) -> Result<ActionOutcome, StoreError>;
+
+    /// Firing cards, oldest first.
+    async fn firing_cards(&self, limit: u32) -> Result<Vec<CardSummary>, StoreError>;
+
+    /// Cards whose id starts with `prefix` (at most `limit`).
+    async fn cards_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<CardId>, StoreError>;
+
+    /// The card posted as message `ts` in `channel`.
+    async fn card_by_message(&self, channel: &str, ts: &str) -> Result<Option<CardId>, StoreError>;
 
     /// Firing, unacknowledged cards whose next escalation step is due.
     async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError>;

@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Action, ActionOutcome, ApplyOutcome, CardBrief, Completion, DeadLetter, DueEscalation, NextOp, OpKind,
+    Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter, DueEscalation, NextOp, OpKind,
     OutboxOp, OutboxSummary, Store, StoreError,
 };
 use crate::model::{
@@ -850,6 +850,7 @@ impl Store for SqliteStore {
                 firing && current.acked_by.is_some(),
                 ThreadEvent::Unacknowledged { by: by.clone(), at: now },
             ),
+            Action::Status { asked_by } => (true, ThreadEvent::StatusAsked { by: asked_by.clone(), at: now }),
             Action::Escalate { from_level, notify, by, .. } => (
                 firing && current.acked_by.is_none() && current.escalation_level == *from_level,
                 ThreadEvent::Escalated {
@@ -864,30 +865,34 @@ impl Store for SqliteStore {
             return Ok(ActionOutcome::NoChange(current));
         }
         let update = match &action {
-            Action::Acknowledge { by } => sqlx::query(
+            Action::Acknowledge { by } => Some(sqlx::query(
                 "UPDATE cards SET acked_by = ?, acked_at = ?, next_escalation_at = NULL, updated_at = ? WHERE seq = ?",
             )
             .bind(by)
             .bind(ms(now))
             .bind(ms(now))
-            .bind(seq),
-            Action::Unacknowledge { next_escalation_at, .. } => sqlx::query(
+            .bind(seq)),
+            Action::Unacknowledge { next_escalation_at, .. } => Some(sqlx::query(
                 "UPDATE cards SET acked_by = NULL, acked_at = NULL, next_escalation_at = ?, updated_at = ?
                  WHERE seq = ?",
             )
             .bind(next_escalation_at.map(ms))
             .bind(ms(now))
-            .bind(seq),
-            Action::Escalate { next_escalation_at, .. } => sqlx::query(
+            .bind(seq)),
+            Action::Status { .. } => None,
+            Action::Escalate { next_escalation_at, .. } => Some(sqlx::query(
                 "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
                  WHERE seq = ?",
             )
             .bind(next_escalation_at.map(ms))
             .bind(ms(now))
-            .bind(seq),
+            .bind(seq)),
         };
-        update.execute(&mut *tx).await?;
-        push_update(&mut tx, seq, &current.channel, now).await?;
+        // A status question changes nothing on the card: only the reply.
+        if let Some(update) = update {
+            update.execute(&mut *tx).await?;
+            push_update(&mut tx, seq, &current.channel, now).await?;
+        }
         // Actions are answers to a person: reply at once rather than after
         // the batching window meant for alert storms.
         push_reply(&mut tx, seq, &current.channel, &[event], Duration::ZERO, now).await?;
@@ -895,6 +900,62 @@ impl Store for SqliteStore {
         Ok(ActionOutcome::Applied {
             channel: current.channel,
         })
+    }
+
+    async fn firing_cards(&self, limit: u32) -> Result<Vec<CardSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, route, channel, ts, common_labels, group_labels, firing_count, acked_by, escalation_level,
+                 opened_at
+             FROM cards WHERE state = 'firing' ORDER BY opened_at LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let common: Labels = from_json(r.try_get("common_labels")?)?;
+                let group: Labels = from_json(r.try_get("group_labels")?)?;
+                let title = common
+                    .get("alertname")
+                    .or_else(|| group.get("alertname"))
+                    .cloned()
+                    .unwrap_or_else(|| "Alert".to_owned());
+                Ok(CardSummary {
+                    id: CardId(r.try_get("id")?),
+                    route: r.try_get("route")?,
+                    channel: r.try_get("channel")?,
+                    ts: r.try_get("ts")?,
+                    title,
+                    firing_count: r.try_get::<i64, _>("firing_count")? as u64,
+                    acked_by: r.try_get("acked_by")?,
+                    escalation_level: r.try_get::<i64, _>("escalation_level")? as u32,
+                    opened_at: from_ms(r.try_get("opened_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cards_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<CardId>, StoreError> {
+        // Card ids are hex; anything else cannot match (and keeps LIKE
+        // wildcards out of the pattern).
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT id FROM cards WHERE id LIKE ? ORDER BY seq DESC LIMIT ?")
+            .bind(format!("{}%", prefix.to_ascii_lowercase()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| Ok(CardId(r.try_get("id")?))).collect()
+    }
+
+    async fn card_by_message(&self, channel: &str, ts: &str) -> Result<Option<CardId>, StoreError> {
+        let row = sqlx::query("SELECT id FROM cards WHERE channel = ? AND ts = ? LIMIT 1")
+            .bind(channel)
+            .bind(ts)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok(CardId(r.try_get("id")?))).transpose()
     }
 
     async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError> {

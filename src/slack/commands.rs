@@ -1,0 +1,182 @@
+//! The slash command (default `/ackbar`): `list`, `ack <card>`, `oncall`,
+//! `help`. Replies are ephemeral. Quick answers go in the HTTP response;
+//! `list`, which asks Slack for permalinks, answers through the command's
+//! `response_url`.
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::warn;
+
+use super::interact::{Handled, InteractError, Interactions};
+use crate::model::{CardId, is_slack_id};
+use crate::store::CardSummary;
+
+/// Cards `list` shows.
+const LIST_LIMIT: u32 = 20;
+/// Characters of a card id users type (`ack 3f2a9c1e`).
+pub const SHORT_ID_LEN: usize = 8;
+
+/// The form fields of a slash command ackbar reads.
+#[derive(Debug, Deserialize)]
+pub struct Command {
+    #[serde(default)]
+    pub command: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub response_url: Option<String>,
+    /// Slack's probe of the endpoint's certificate: answer 200, do nothing.
+    #[serde(default)]
+    pub ssl_check: Option<String>,
+}
+
+fn ephemeral(text: impl Into<String>) -> Value {
+    json!({ "response_type": "ephemeral", "text": text.into() })
+}
+
+/// `3f2a9c1e` for a card id.
+pub fn short_id(card: &CardId) -> &str {
+    card.0.get(..SHORT_ID_LEN).unwrap_or(&card.0)
+}
+
+const HELP: &str = "*ackbar* — alerts as Slack cards\n\
+• `list` — firing cards, with links\n\
+• `ack CARD` — acknowledge a card by the id `list` shows\n\
+• `oncall` — who is on call now, per rotation\n\
+• `help` — this message";
+
+impl Interactions {
+    /// Handles a verified `POST /slack/commands` body; returns the JSON to
+    /// answer with (`None`: an empty 200).
+    pub async fn command(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
+        let command: Command = serde_urlencoded::from_bytes(body)
+            .map_err(|e| InteractError::Malformed(format!("not a slash command form: {e}")))?;
+        if command.ssl_check.as_deref() == Some("1") {
+            return Ok(None);
+        }
+        if !is_slack_id(&command.user_id) {
+            return Err(InteractError::Malformed("user_id is not a Slack user id".to_owned()));
+        }
+        let mut words = command.text.split_whitespace();
+        let answer = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("help") => ephemeral(HELP),
+            Some("list") => match command.response_url.clone() {
+                Some(url) => {
+                    self.list_later(url);
+                    ephemeral("Looking up firing cards…")
+                }
+                None => ephemeral(self.list_text(false).await?),
+            },
+            Some("ack") => match words.next() {
+                Some(id) => ephemeral(self.ack_by_short_id(&command.user_id, id).await?),
+                None => ephemeral("Which card? `ack CARD` with the id `list` shows."),
+            },
+            Some("oncall") => ephemeral(self.oncall_text()),
+            Some(other) => ephemeral(format!(
+                "Unknown subcommand `{}`.\n{HELP}",
+                crate::slack::blocks::escape_mrkdwn(&crate::slack::blocks::truncate(other, 40))
+            )),
+        };
+        Ok(Some(answer))
+    }
+
+    fn list_later(&self, response_url: String) {
+        let this = self.handle();
+        tokio::spawn(async move {
+            let text = match this.list_text(true).await {
+                Ok(text) => text,
+                Err(e) => format!("Cannot list cards right now: {e}"),
+            };
+            if let Err(e) = this.slack().post_response_url(&response_url, &ephemeral(text)).await {
+                warn!(error = %e, "cannot answer /ackbar list through response_url");
+            }
+        });
+    }
+
+    async fn list_text(&self, with_links: bool) -> Result<String, InteractError> {
+        let cards = self.store().firing_cards(LIST_LIMIT).await?;
+        if cards.is_empty() {
+            return Ok(":white_check_mark: No firing cards.".to_owned());
+        }
+        let mut lines = vec![format!("*{} firing {}*", cards.len(), if cards.len() == 1 { "card" } else { "cards" })];
+        for card in &cards {
+            let link = if with_links { self.permalink(card).await } else { None };
+            lines.push(list_line(card, link.as_deref(), Utc::now()));
+        }
+        Ok(lines.join("\n"))
+    }
+
+    async fn permalink(&self, card: &CardSummary) -> Option<String> {
+        let ts = card.ts.as_deref()?;
+        self.slack().get_permalink(&card.channel, ts).await.ok()
+    }
+
+    async fn ack_by_short_id(&self, user: &str, short: &str) -> Result<String, InteractError> {
+        let matches = self.store().cards_by_prefix(short, 2).await?;
+        let card = match matches.as_slice() {
+            [card] => card.clone(),
+            [] => return Ok(format!("No card with id `{}`; `list` shows them.", escape(short))),
+            _ => return Ok(format!("`{}` matches several cards; give more of the id.", escape(short))),
+        };
+        Ok(match self.acknowledge(user, &card, Utc::now()).await? {
+            Handled::Applied => format!("Acknowledged card `{}`.", short_id(&card)),
+            Handled::NoChange(text) | Handled::Refused(text) => text,
+            Handled::Ignored => String::new(),
+        })
+    }
+
+    fn oncall_text(&self) -> String {
+        let now = Utc::now();
+        let rotations = self.rotations();
+        if rotations.is_empty() {
+            return "No on-call rotations are configured (`oncall` in ackbar's config).".to_owned();
+        }
+        let mut lines = Vec::new();
+        for rotation in rotations.iter() {
+            let line = match rotation.on_call(now) {
+                Some(shift) => format!(
+                    "• *{}*: <@{}> until {}",
+                    escape(rotation.name()),
+                    shift.user,
+                    crate::slack::blocks::date(
+                        shift.ends,
+                        "{date_short_pretty} {time}",
+                        &shift.ends.format("%Y-%m-%d %H:%M UTC").to_string()
+                    )
+                ),
+                None => format!("• *{}*: nobody yet (the rotation has not started)", escape(rotation.name())),
+            };
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+}
+
+fn escape(s: &str) -> String {
+    crate::slack::blocks::untrusted(&crate::slack::blocks::truncate(s, 80))
+}
+
+fn list_line(card: &CardSummary, link: Option<&str>, now: chrono::DateTime<Utc>) -> String {
+    let title = escape(&card.title);
+    let title = match link {
+        Some(url) => crate::slack::blocks::link(url, &card.title),
+        None => title,
+    };
+    let mut line = format!(
+        "• `{}` {title} — {} firing, open {}",
+        short_id(&card.id),
+        card.firing_count,
+        crate::slack::cards::format_duration((now - card.opened_at).num_seconds())
+    );
+    match &card.acked_by {
+        Some(by) if is_slack_id(by) => line.push_str(&format!(", acknowledged by <@{by}>")),
+        _ => line.push_str(", *not acknowledged*"),
+    }
+    if card.escalation_level > 0 {
+        line.push_str(&format!(", escalated to step {}", card.escalation_level));
+    }
+    line
+}

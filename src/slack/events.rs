@@ -1,0 +1,76 @@
+//! The Events API: `url_verification`, and `app_mention` in a card's thread,
+//! answered with a status reply in that thread. Slack retries a delivery it
+//! did not see answered (`X-Slack-Retry-Num`); every event is handled once,
+//! keyed by its `event_id` in the store.
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tracing::debug;
+
+use super::interact::{InteractError, Interactions};
+use crate::model::is_slack_id;
+use crate::store::{Action, ActionOutcome};
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Envelope {
+    UrlVerification {
+        challenge: String,
+    },
+    EventCallback {
+        event_id: String,
+        event: Event,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event {
+    AppMention {
+        #[serde(default)]
+        user: Option<String>,
+        channel: String,
+        #[serde(default)]
+        thread_ts: Option<String>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+impl Interactions {
+    /// Handles a verified `POST /slack/events` body; returns the JSON to
+    /// answer with (`None`: an empty 200).
+    pub async fn event(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
+        let envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|e| InteractError::Malformed(format!("not an Events API envelope: {e}")))?;
+        let (event_id, event) = match envelope {
+            Envelope::UrlVerification { challenge } => return Ok(Some(json!({ "challenge": challenge }))),
+            Envelope::EventCallback { event_id, event } => (event_id, event),
+            Envelope::Other => return Ok(None),
+        };
+        if !self.store().first_seen(&format!("event:{event_id}"), Utc::now()).await? {
+            debug!(event_id, "event already handled (a retried delivery)");
+            return Ok(None);
+        }
+        if let Event::AppMention {
+            user: Some(user),
+            channel,
+            thread_ts: Some(thread_ts),
+        } = event
+        {
+            if !is_slack_id(&user) {
+                return Ok(None);
+            }
+            if let Some(card) = self.store().card_by_message(&channel, &thread_ts).await? {
+                let outcome = self.store().act(&card, Action::Status { asked_by: user }, Utc::now()).await?;
+                if let ActionOutcome::Applied { channel } = outcome {
+                    self.deliverer().wake(&channel);
+                }
+            }
+        }
+        Ok(None)
+    }
+}
