@@ -64,13 +64,21 @@ async fn unsigned_wrongly_signed_stale_and_future_requests_are_refused_and_chang
         "actions": [{ "action_id": "ackbar_acknowledge", "value": card_id }]
     });
     let body = format!("payload={}", urlencode(&payload.to_string()));
-    for signing in [Signing::None, Signing::WrongSecret, Signing::Stale, Signing::Future] {
-        let r = slack
-            .sandbox
-            .send_raw("/slack/interactions", "application/x-www-form-urlencoded", body.as_bytes(), signing)
-            .await
-            .unwrap();
-        assert_eq!(r.status, 401, "{signing:?}: {}", r.body);
+    let event = json!({"type": "url_verification", "challenge": "c"}).to_string();
+    let command = "command=%2Fackbar&text=ack&user_id=U0ALICE01&channel_id=C0TESTCHAN".to_owned();
+    for (path, content_type, body) in [
+        ("/slack/interactions", "application/x-www-form-urlencoded", &body),
+        ("/slack/commands", "application/x-www-form-urlencoded", &command),
+        ("/slack/events", "application/json", &event),
+    ] {
+        for signing in [Signing::None, Signing::WrongSecret, Signing::Stale, Signing::Future] {
+            let r = slack
+                .sandbox
+                .send_raw(path, content_type, body.as_bytes(), signing)
+                .await
+                .unwrap();
+            assert_eq!(r.status, 401, "{path} {signing:?}: {}", r.body);
+        }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!has_button(&card(&slack), "ackbar_unacknowledge"), "no acknowledgement happened");
@@ -242,5 +250,72 @@ async fn pending_escalation_step_fires_after_a_restart() {
         thread(&slack, &ts).iter().any(|r| r.contains(&format!("<@{ALICE}>")))
     })
     .await;
+    ackbar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_command_lists_acknowledges_and_tells_who_is_on_call() {
+    let (slack, ackbar, _dir) = setup(|c| {
+        c["oncall"] = json!([{ "name": "primary", "members": [BOB], "shift": "7d", "handoff": "09:00",
+                               "timezone": "Europe/Berlin", "start": "2026-01-05" }]);
+    })
+    .await;
+    let ts = one_card(&slack, &ackbar).await;
+    let card_id = cards(&slack.sandbox.state(), CHANNEL)[0].1.clone();
+    let short = &card_id[..8];
+
+    let help = slack.sandbox.slash_command("/ackbar", "help", CHANNEL, ALICE).await.unwrap();
+    assert_eq!(help.status, 200);
+    assert!(help.body.contains("list") && help.body.contains("oncall"), "{}", help.body);
+
+    let list = slack.sandbox.slash_command("/ackbar", "list", CHANNEL, ALICE).await.unwrap();
+    assert_eq!(list.status, 200);
+    eventually(Duration::from_secs(10), "the list arrives through response_url", || {
+        slack.sandbox.state().ephemerals.iter().any(|e| e.user == ALICE && e.text.contains(short))
+    })
+    .await;
+
+    let ack = slack.sandbox.slash_command("/ackbar", &format!("ack {short}"), CHANNEL, ALICE).await.unwrap();
+    assert!(ack.body.contains("Acknowledged"), "{}", ack.body);
+    eventually(Duration::from_secs(10), "card acknowledged", || has_button(&card(&slack), "ackbar_unacknowledge")).await;
+    eventually(Duration::from_secs(10), "thread says so", || thread(&slack, &ts).len() == 1).await;
+
+    let oncall = slack.sandbox.slash_command("/ackbar", "oncall", CHANNEL, ALICE).await.unwrap();
+    assert!(oncall.body.contains("primary") && oncall.body.contains(BOB), "{}", oncall.body);
+
+    let unknown = slack.sandbox.slash_command("/ackbar", "frobnicate", CHANNEL, ALICE).await.unwrap();
+    assert!(unknown.body.contains("Unknown subcommand"), "{}", unknown.body);
+
+    let probe = slack
+        .sandbox
+        .send_raw("/slack/commands", "application/x-www-form-urlencoded", b"ssl_check=1&token=x", Signing::Valid)
+        .await
+        .unwrap();
+    assert_eq!(probe.status, 200);
+    ackbar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_verify_the_url_and_answer_a_mention_once_across_retries() {
+    let (slack, ackbar, _dir) = setup(|_| {}).await;
+    let ts = one_card(&slack, &ackbar).await;
+
+    let challenge = slack.sandbox.url_verification("abc123").await.unwrap();
+    assert_eq!(challenge.status, 200);
+    assert!(challenge.body.contains("abc123"), "{}", challenge.body);
+
+    let mention = json!({
+        "type": "app_mention", "user": ALICE, "channel": CHANNEL, "text": "<@U0ACKBAR> status?",
+        "ts": "1800000000.000200", "thread_ts": ts
+    });
+    let first = slack.sandbox.send_event(mention.clone(), Some("Ev0MENTION1"), None).await.unwrap();
+    let retry = slack.sandbox.send_event(mention, Some("Ev0MENTION1"), Some(1)).await.unwrap();
+    assert_eq!((first.status, retry.status), (200, 200));
+    eventually(Duration::from_secs(10), "a status reply in the thread", || {
+        thread(&slack, &ts).iter().any(|r| r.contains("not acknowledged"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(thread(&slack, &ts).len(), 1, "the retried delivery was handled once");
     ackbar.stop().await;
 }

@@ -128,3 +128,96 @@ pub async fn run_timer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EscalationStep};
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
+    }
+
+    fn route(steps: &[(u64, &str)]) -> RouteConfig {
+        let mut route = Config::from_json("{}").unwrap().effective_routes().remove(0);
+        route.escalation = steps
+            .iter()
+            .map(|(after, who)| EscalationStep {
+                after: Duration::from_secs(*after),
+                notify: vec![who.parse().unwrap()],
+                dm: false,
+            })
+            .collect();
+        route
+    }
+
+    fn no_rotations() -> Rotations {
+        Rotations::new(&[]).unwrap()
+    }
+
+    #[test]
+    fn next_step_notifies_the_step_and_schedules_the_following_one() {
+        let r = route(&[(60, "U0AAAAAAA"), (300, "S0BBBBBBB")]);
+        let action = next_step(&r, &no_rotations(), 0, t(0), None, t(60)).unwrap();
+        assert_eq!(
+            action,
+            Action::Escalate {
+                from_level: 0,
+                notify: vec!["U0AAAAAAA".into()],
+                by: None,
+                next_escalation_at: Some(t(300)),
+            }
+        );
+    }
+
+    #[test]
+    fn pressing_escalate_early_keeps_the_gap_to_the_following_step() {
+        let r = route(&[(600, "U0AAAAAAA"), (900, "U0BBBBBBB")]);
+        // Pressed 10 s after opening: step 1 now, step 2 no sooner than the
+        // 300 s gap between the steps, but at its scheduled 900 s here.
+        let Some(Action::Escalate { next_escalation_at, .. }) =
+            next_step(&r, &no_rotations(), 0, t(0), Some("U0CCCCCCC".into()), t(10))
+        else {
+            panic!("expected an escalation");
+        };
+        assert_eq!(next_escalation_at, Some(t(900)));
+        // Pressed late (step 2's time already passed): the gap holds.
+        let Some(Action::Escalate { next_escalation_at, .. }) =
+            next_step(&r, &no_rotations(), 0, t(0), None, t(2000))
+        else {
+            panic!("expected an escalation");
+        };
+        assert_eq!(next_escalation_at, Some(t(2300)));
+    }
+
+    #[test]
+    fn no_step_past_the_last() {
+        let r = route(&[(60, "U0AAAAAAA")]);
+        assert!(next_step(&r, &no_rotations(), 1, t(0), None, t(100)).is_none());
+        assert!(next_step(&route(&[]), &no_rotations(), 0, t(0), None, t(100)).is_none());
+    }
+
+    #[test]
+    fn resume_after_unacknowledge_is_never_in_the_past() {
+        let r = route(&[(60, "U0AAAAAAA"), (600, "U0BBBBBBB")]);
+        assert_eq!(resume_at(&r, 1, t(0), t(100)), Some(t(600)));
+        assert_eq!(resume_at(&r, 1, t(0), t(700)), Some(t(700)));
+        assert_eq!(resume_at(&r, 2, t(0), t(700)), None);
+    }
+
+    #[test]
+    fn rotation_targets_resolve_to_whoever_is_on_call() {
+        let config = Config::from_json(
+            r#"{"oncall": [{"name": "primary", "members": ["U0AAAAAAA", "U0BBBBBBB"], "shift": "1d",
+                "handoff": "09:00", "timezone": "UTC", "start": "2026-01-01"}]}"#,
+        )
+        .unwrap();
+        let rotations = Rotations::new(&config.oncall).unwrap();
+        let targets = vec!["oncall:primary".parse().unwrap(), "U0AAAAAAA".parse().unwrap()];
+        let jan_2_noon = Utc.with_ymd_and_hms(2026, 1, 2, 12, 0, 0).unwrap();
+        assert_eq!(resolve_targets(&targets, &rotations, jan_2_noon), vec!["U0BBBBBBB", "U0AAAAAAA"]);
+        let jan_1_noon = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        assert_eq!(resolve_targets(&targets, &rotations, jan_1_noon), vec!["U0AAAAAAA"], "no duplicates");
+    }
+}
