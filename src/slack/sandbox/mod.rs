@@ -43,6 +43,8 @@ pub mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_interact;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
