@@ -9,13 +9,32 @@
 //!
 //! # Routes (relative to the mount point)
 //! - `POST|GET /api/{method}`: `chat.postMessage`, `chat.update`,
-//!   `chat.getPermalink`, `conversations.history`, `auth.test`. Other
-//!   methods answer HTTP 404 `{ok:false, error:"unknown_method"}`. POST takes
-//!   JSON or form bodies (in forms `blocks` and `metadata` are JSON strings);
-//!   GET takes a query string.
+//!   `chat.getPermalink`, `conversations.history`, `auth.test`,
+//!   `chat.postEphemeral`, `views.open`, `views.update`, `views.push`,
+//!   `conversations.open`, `usergroups.users.list`. Other methods answer
+//!   HTTP 404 `{ok:false, error:"unknown_method"}`. POST takes JSON or form
+//!   bodies (in forms `blocks`, `metadata` and `view` are JSON strings); GET
+//!   takes a query string.
 //! - `GET /api/state`: [`SandboxState`] as JSON.
 //! - `POST /api/_faults`: a [`Faults`] JSON to change fault injection.
 //! - `POST /api/_reset`: forget messages, calls, counts and rate windows.
+//! - `POST /api/_act/{click|submit_view|slash_command|event|url_verification|raw|app_url}`:
+//!   act as a Slack user toward the app (see below).
+//! - `POST /api/_response/{id}`: the response_urls the sandbox mints.
+//!
+//! # Acting as Slack toward the app
+//! With [`SandboxOptions::app_url`] (or [`Sandbox::set_app_url`]) and a
+//! [`SandboxOptions::signing_secret`], [`Sandbox::click`],
+//! [`Sandbox::submit_view`], [`Sandbox::slash_command`],
+//! [`Sandbox::send_event`], [`Sandbox::url_verification`] and
+//! [`Sandbox::send_raw`] send what Slack sends, signed with
+//! [`crate::slack::verify::sign`], to `{app_url}/slack/interactions`,
+//! `/slack/commands` and `/slack/events`, within [`APP_TIMEOUT`]. Trigger
+//! ids they mint expire after `trigger_ttl` and are single use;
+//! response_urls are `{base}/api/_response/{id}` (base: see
+//! [`Sandbox::set_base_url`]; [`spawn_standalone`] sets it), valid
+//! `response_url_ttl`, at most 5 posts (then HTTP 410 `used_url`; expired:
+//! 410 `expired_url`; unknown: 404 `no_such_url`).
 //!
 //! # Behaviour
 //! Like Slack: `ts` values are unique and strictly increasing per channel;
