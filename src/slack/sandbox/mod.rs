@@ -9,13 +9,32 @@
 //!
 //! # Routes (relative to the mount point)
 //! - `POST|GET /api/{method}`: `chat.postMessage`, `chat.update`,
-//!   `chat.getPermalink`, `conversations.history`, `auth.test`. Other
-//!   methods answer HTTP 404 `{ok:false, error:"unknown_method"}`. POST takes
-//!   JSON or form bodies (in forms `blocks` and `metadata` are JSON strings);
-//!   GET takes a query string.
+//!   `chat.getPermalink`, `conversations.history`, `auth.test`,
+//!   `chat.postEphemeral`, `views.open`, `views.update`, `views.push`,
+//!   `conversations.open`, `usergroups.users.list`. Other methods answer
+//!   HTTP 404 `{ok:false, error:"unknown_method"}`. POST takes JSON or form
+//!   bodies (in forms `blocks`, `metadata` and `view` are JSON strings); GET
+//!   takes a query string.
 //! - `GET /api/state`: [`SandboxState`] as JSON.
 //! - `POST /api/_faults`: a [`Faults`] JSON to change fault injection.
 //! - `POST /api/_reset`: forget messages, calls, counts and rate windows.
+//! - `POST /api/_act/{click|submit_view|slash_command|event|url_verification|raw|app_url}`:
+//!   act as a Slack user toward the app (see below).
+//! - `POST /api/_response/{id}`: the response_urls the sandbox mints.
+//!
+//! # Acting as Slack toward the app
+//! With [`SandboxOptions::app_url`] (or [`Sandbox::set_app_url`]) and a
+//! [`SandboxOptions::signing_secret`], [`Sandbox::click`],
+//! [`Sandbox::submit_view`], [`Sandbox::slash_command`],
+//! [`Sandbox::send_event`], [`Sandbox::url_verification`] and
+//! [`Sandbox::send_raw`] send what Slack sends, signed with
+//! [`crate::slack::verify::sign`], to `{app_url}/slack/interactions`,
+//! `/slack/commands` and `/slack/events`, within [`APP_TIMEOUT`]. Trigger
+//! ids they mint expire after `trigger_ttl` and are single use;
+//! response_urls are `{base}/api/_response/{id}` (base: see
+//! [`Sandbox::set_base_url`]; [`spawn_standalone`] sets it), valid
+//! `response_url_ttl`, at most 5 posts (then HTTP 410 `used_url`; expired:
+//! 410 `expired_url`; unknown: 404 `no_such_url`).
 //!
 //! # Behaviour
 //! Like Slack: `ts` values are unique and strictly increasing per channel;
@@ -34,6 +53,8 @@
 //!
 //! Everything is bounded: see the `MAX_*` constants in [`state`].
 
+mod act;
+pub mod interact;
 pub mod limits;
 mod server;
 pub mod state;
@@ -41,18 +62,27 @@ pub mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_interact;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use act::{ActError, ActResponse, Signing};
+pub use interact::{ActRecord, EphemeralState, ResponsePostState, ViewState};
 pub use limits::RateLimit;
 pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
 
 use limits::Limiter;
 use state::Workspace;
+
+/// How long Slack waits for an app to answer an interaction, a command or
+/// an event.
+pub const APP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Longest artificial delay a [`Faults`] may ask for.
 pub const MAX_FAULT_DELAY: Duration = Duration::from_secs(60);
@@ -74,6 +104,25 @@ pub struct SandboxOptions {
     /// `chat.update` across the workspace.
     pub update_limit: RateLimit,
     pub faults: Faults,
+    /// Secret the sandbox signs its requests to the app with (Slack's
+    /// "signing secret"). Without it only unsigned or deliberately
+    /// mis-signed requests can be sent.
+    pub signing_secret: Option<String>,
+    /// User group id (`S...`) -> member user ids, for
+    /// `usergroups.users.list`.
+    pub user_groups: BTreeMap<String, Vec<String>>,
+    /// Known user ids; empty accepts any well-formed `U...`/`W...` id.
+    pub users: Vec<String>,
+    /// The app's base URL (e.g. `http://127.0.0.1:PORT`): interactions go
+    /// to `{app_url}/slack/interactions`, commands to `/slack/commands`,
+    /// events to `/slack/events`. See [`Sandbox::set_app_url`].
+    pub app_url: Option<String>,
+    /// How long a minted trigger id stays valid (Slack: 3 s).
+    pub trigger_ttl: Duration,
+    /// How long a minted response_url stays valid (Slack: 30 min).
+    pub response_url_ttl: Duration,
+    /// How long the sandbox waits for the app to answer (Slack: 3 s).
+    pub app_timeout: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -85,6 +134,13 @@ impl Default for SandboxOptions {
             post_per_channel: RateLimit::POST_PER_CHANNEL,
             update_limit: RateLimit::UPDATE_WORKSPACE,
             faults: Faults::default(),
+            signing_secret: None,
+            user_groups: BTreeMap::new(),
+            users: Vec::new(),
+            app_url: None,
+            trigger_ttl: interact::TRIGGER_TTL,
+            response_url_ttl: interact::RESPONSE_URL_TTL,
+            app_timeout: APP_TIMEOUT,
         }
     }
 }
@@ -190,6 +246,20 @@ struct Inner {
     calls: std::collections::VecDeque<CallRecord>,
     counts: std::collections::BTreeMap<String, MethodCounts>,
     retry_after_violations: u64,
+    signing_secret: Option<String>,
+    user_groups: BTreeMap<String, Vec<String>>,
+    users: Vec<String>,
+    app_url: Option<String>,
+    /// Where the sandbox's own routes are reachable (for response_urls);
+    /// set by [`spawn_standalone`], [`Sandbox::set_base_url`], or from the
+    /// first control request.
+    base_url: Option<String>,
+    trigger_ttl: Duration,
+    response_url_ttl: Duration,
+    app_timeout: Duration,
+    /// Sends requests to the app; shares one connection pool.
+    http: reqwest::Client,
+    interact: interact::Interact,
 }
 
 /// Rejected `Faults`.
@@ -221,6 +291,19 @@ impl Sandbox {
                 calls: Default::default(),
                 counts: Default::default(),
                 retry_after_violations: 0,
+                signing_secret: options.signing_secret,
+                user_groups: options.user_groups,
+                users: options.users,
+                app_url: options.app_url.map(|u| u.trim_end_matches('/').to_owned()),
+                base_url: None,
+                trigger_ttl: options.trigger_ttl,
+                response_url_ttl: options.response_url_ttl,
+                app_timeout: options.app_timeout,
+                http: reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap_or_default(),
+                interact: interact::Interact::default(),
             })),
         }
     }
@@ -239,6 +322,35 @@ impl Sandbox {
             calls: inner.calls.iter().cloned().collect(),
             counts: inner.counts.clone(),
             retry_after_violations: inner.retry_after_violations,
+            views: inner.interact.views().cloned().collect(),
+            ephemerals: inner.interact.ephemerals.iter().cloned().collect(),
+            response_posts: inner.interact.response_posts.iter().cloned().collect(),
+            acts: inner.interact.acts.iter().cloned().collect(),
+        }
+    }
+
+    /// Where the app listens (its base URL, no trailing slash); `None`
+    /// stops the sandbox from sending anything.
+    pub fn set_app_url(&self, url: Option<String>) {
+        self.lock().app_url = url.map(|u| u.trim_end_matches('/').to_owned());
+    }
+
+    /// The app's base URL, if set.
+    pub fn app_url(&self) -> Option<String> {
+        self.lock().app_url.clone()
+    }
+
+    /// Where the sandbox's own routes are reachable from the app, e.g.
+    /// `http://127.0.0.1:PORT` standalone or `http://HOST:PORT/sandbox`
+    /// when mounted; minted response_urls are `{base}/api/_response/{id}`.
+    pub fn set_base_url(&self, url: impl Into<String>) {
+        self.lock().base_url = Some(url.into().trim_end_matches('/').to_owned());
+    }
+
+    fn set_base_url_if_unset(&self, url: String) {
+        let mut inner = self.lock();
+        if inner.base_url.is_none() {
+            inner.base_url = Some(url.trim_end_matches('/').to_owned());
         }
     }
 
@@ -256,8 +368,8 @@ impl Sandbox {
         self.lock().faults.clone()
     }
 
-    /// Forget all messages, calls, counts, violations and rate windows;
-    /// keep options and faults.
+    /// Forget all messages, calls, counts, violations, rate windows, views,
+    /// ephemerals, trigger ids and response_urls; keep options and faults.
     pub fn reset(&self) {
         let mut inner = self.lock();
         inner.workspace.clear();
@@ -265,6 +377,7 @@ impl Sandbox {
         inner.calls.clear();
         inner.counts.clear();
         inner.retry_after_violations = 0;
+        inner.interact.clear();
     }
 }
 
@@ -296,6 +409,7 @@ pub async fn spawn_standalone(
 ) -> std::io::Result<(String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    sandbox.set_base_url_if_unset(format!("http://{addr}"));
     let task = tokio::spawn(serve_standalone(sandbox, listener));
     Ok((format!("http://{addr}/api"), task))
 }

@@ -30,6 +30,8 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
         .route("/api/state", get(get_state))
         .route("/api/_faults", post(post_faults).get(get_faults))
         .route("/api/_reset", post(post_reset))
+        .route("/api/_act/{kind}", post(super::act::post_act))
+        .route("/api/_response/{id}", post(super::act::post_response_url))
         .route("/api/{method}", get(api).post(api))
         .with_state(sandbox)
 }
@@ -65,6 +67,12 @@ enum ApiMethod {
     Permalink,
     History,
     AuthTest,
+    PostEphemeral,
+    ViewsOpen,
+    ViewsUpdate,
+    ViewsPush,
+    ConversationsOpen,
+    UsergroupUsers,
 }
 
 impl ApiMethod {
@@ -75,6 +83,12 @@ impl ApiMethod {
             methods::GET_PERMALINK => Some(ApiMethod::Permalink),
             methods::HISTORY => Some(ApiMethod::History),
             methods::AUTH_TEST => Some(ApiMethod::AuthTest),
+            methods::POST_EPHEMERAL => Some(ApiMethod::PostEphemeral),
+            methods::VIEWS_OPEN => Some(ApiMethod::ViewsOpen),
+            methods::VIEWS_UPDATE => Some(ApiMethod::ViewsUpdate),
+            methods::VIEWS_PUSH => Some(ApiMethod::ViewsPush),
+            methods::CONVERSATIONS_OPEN => Some(ApiMethod::ConversationsOpen),
+            methods::USERGROUPS_USERS_LIST => Some(ApiMethod::UsergroupUsers),
             _ => None,
         }
     }
@@ -86,7 +100,25 @@ impl ApiMethod {
             ApiMethod::Permalink => methods::GET_PERMALINK,
             ApiMethod::History => methods::HISTORY,
             ApiMethod::AuthTest => methods::AUTH_TEST,
+            ApiMethod::PostEphemeral => methods::POST_EPHEMERAL,
+            ApiMethod::ViewsOpen => methods::VIEWS_OPEN,
+            ApiMethod::ViewsUpdate => methods::VIEWS_UPDATE,
+            ApiMethod::ViewsPush => methods::VIEWS_PUSH,
+            ApiMethod::ConversationsOpen => methods::CONVERSATIONS_OPEN,
+            ApiMethod::UsergroupUsers => methods::USERGROUPS_USERS_LIST,
         }
+    }
+
+    /// Methods that act on one `channel`.
+    fn needs_channel(self) -> bool {
+        matches!(
+            self,
+            ApiMethod::PostMessage
+                | ApiMethod::Update
+                | ApiMethod::Permalink
+                | ApiMethod::History
+                | ApiMethod::PostEphemeral
+        )
     }
 }
 
@@ -367,8 +399,7 @@ impl Sandbox {
             _ => {}
         }
         let channel = params.str("channel").unwrap_or_default();
-        let needs_channel = method != ApiMethod::AuthTest;
-        if needs_channel && !inner.workspace.channel_exists_or_creatable(&channel) {
+        if method.needs_channel() && !inner.workspace.channel_exists_or_creatable(&channel) {
             return Reply::err(ApiError::new("channel_not_found"));
         }
         let limit = match method {
@@ -412,15 +443,142 @@ impl Sandbox {
             ApiMethod::History => {
                 history_args(params).and_then(|args| inner.workspace.history(&channel, &args))
             }
+            ApiMethod::PostEphemeral => post_ephemeral(inner, params, &channel),
+            ApiMethod::ViewsOpen | ApiMethod::ViewsPush => {
+                let view = params
+                    .json("view")
+                    .map_err(|()| ApiError::new("invalid_arguments"))
+                    .and_then(|v| super::interact::validate_view(v.as_ref()).map(|()| v));
+                view.and_then(|view| {
+                    let trigger = params.str("trigger_id").unwrap_or_default();
+                    let trigger = inner.interact.take_trigger(&trigger)?;
+                    let view = view.unwrap_or_default();
+                    if method == ApiMethod::ViewsOpen {
+                        Ok(inner.interact.open(&mut inner.rng, &trigger, view))
+                    } else {
+                        let user = trigger.user.clone();
+                        inner
+                            .interact
+                            .push(&mut inner.rng, trigger.view_id.as_deref(), &user, view)
+                    }
+                })
+            }
+            ApiMethod::ViewsUpdate => params
+                .json("view")
+                .map_err(|()| ApiError::new("invalid_arguments"))
+                .and_then(|v| super::interact::validate_view(v.as_ref()).map(|()| v))
+                .and_then(|view| {
+                    let id = params.str("view_id").unwrap_or_default();
+                    let hash = params.str("hash");
+                    inner.interact.update(
+                        &mut inner.rng,
+                        &id,
+                        hash.as_deref(),
+                        view.unwrap_or_default(),
+                    )
+                }),
+            ApiMethod::ConversationsOpen => conversations_open(inner, params),
+            ApiMethod::UsergroupUsers => {
+                let group = params.str("usergroup").unwrap_or_default();
+                match inner.user_groups.get(&group) {
+                    Some(users) => Ok(json!({"ok": true, "users": users})),
+                    None => Err(ApiError::new("no_such_subteam")),
+                }
+            }
         };
         match result {
             Ok(body) => Reply {
-                applied: matches!(method, ApiMethod::PostMessage | ApiMethod::Update),
+                applied: matches!(
+                    method,
+                    ApiMethod::PostMessage
+                        | ApiMethod::Update
+                        | ApiMethod::PostEphemeral
+                        | ApiMethod::ViewsOpen
+                        | ApiMethod::ViewsPush
+                        | ApiMethod::ViewsUpdate
+                ),
                 ..Reply::ok(body)
             },
             Err(e) => Reply::err(e),
         }
     }
+}
+
+/// Whether `user` is a user of the workspace.
+pub(super) fn known_user(inner: &Inner, user: &str) -> bool {
+    if inner.users.is_empty() {
+        super::interact::is_user_id(user)
+    } else {
+        inner.users.iter().any(|u| u == user)
+    }
+}
+
+fn post_ephemeral(inner: &mut Inner, params: &Params, channel: &str) -> Result<Value, ApiError> {
+    let user = params.str("user").unwrap_or_default();
+    if !known_user(inner, &user) {
+        return Err(ApiError::new("user_not_found"));
+    }
+    let args = params.message_args()?;
+    let thread_ts = params.str("thread_ts").filter(|t| !t.is_empty());
+    // Accepts no metadata and never shows up in history.
+    inner.workspace.ensure_channel(channel)?;
+    inner
+        .interact
+        .record_ephemeral(super::interact::EphemeralState {
+            channel: channel.to_owned(),
+            user,
+            text: args.text.unwrap_or_default(),
+            blocks: args.blocks.unwrap_or_else(|| json!([])),
+            thread_ts,
+            source: methods::POST_EPHEMERAL.to_owned(),
+        });
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    Ok(json!({"ok": true, "message_ts": super::state::format_ts(micros)}))
+}
+
+/// Most users in one `conversations.open` (Slack: a group DM has at most 8
+/// other members).
+const MAX_DM_USERS: usize = 8;
+
+fn conversations_open(inner: &mut Inner, params: &Params) -> Result<Value, ApiError> {
+    let users: Vec<String> = match params.map.get("users") {
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    if users.is_empty() {
+        return Err(ApiError::new("users_list_not_supplied"));
+    }
+    if users.len() > MAX_DM_USERS {
+        return Err(ApiError::new("too_many_users"));
+    }
+    if let Some(bad) = users.iter().find(|u| !known_user(inner, u)) {
+        return Err(ApiError {
+            error: "user_not_found".into(),
+            details: vec![format!("unknown user {}", truncate(bad))],
+        });
+    }
+    let id = super::interact::dm_channel_id(&users);
+    let already_open = inner.workspace.has_channel(&id);
+    inner.workspace.ensure_channel(&id)?;
+    let is_im = users.len() == 1;
+    Ok(json!({
+        "ok": true,
+        "no_op": already_open,
+        "already_open": already_open,
+        "channel": {"id": id, "is_im": is_im, "is_mpim": !is_im},
+    }))
 }
 
 fn history_args(params: &Params) -> Result<HistoryArgs, ApiError> {

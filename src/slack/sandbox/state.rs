@@ -40,6 +40,18 @@ pub struct SandboxState {
     pub counts: BTreeMap<String, MethodCounts>,
     /// Calls that came before an earlier 429's `Retry-After` elapsed.
     pub retry_after_violations: u64,
+    /// Modals opened through `views.open`/`views.push`, oldest first.
+    #[serde(default)]
+    pub views: Vec<super::ViewState>,
+    /// Ephemeral messages (never in `channels`), oldest first.
+    #[serde(default)]
+    pub ephemerals: Vec<super::EphemeralState>,
+    /// Posts to minted response_urls, oldest first.
+    #[serde(default)]
+    pub response_posts: Vec<super::ResponsePostState>,
+    /// Requests the sandbox sent to the app, oldest first.
+    #[serde(default)]
+    pub acts: Vec<super::ActRecord>,
 }
 
 impl SandboxState {
@@ -49,6 +61,16 @@ impl SandboxState {
             .get(channel)
             .map(|c| c.messages.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Ephemeral messages shown to `user`, oldest first.
+    pub fn ephemerals_for(&self, user: &str) -> Vec<&super::EphemeralState> {
+        self.ephemerals.iter().filter(|e| e.user == user).collect()
+    }
+
+    /// The view with this id.
+    pub fn view(&self, id: &str) -> Option<&super::ViewState> {
+        self.views.iter().find(|v| v.id == id)
     }
 
     /// Counts of `method` (zero if never called).
@@ -291,6 +313,17 @@ impl Channel {
         ts
     }
 
+    fn find(&self, ts: u64) -> Option<&StoredMessage> {
+        match self.messages.binary_search_by_key(&ts, |m| m.ts) {
+            Ok(i) => self.messages.get(i),
+            Err(_) => self
+                .messages
+                .iter()
+                .flat_map(|m| m.replies.iter())
+                .find(|r| r.ts == ts),
+        }
+    }
+
     fn find_mut(&mut self, ts: u64) -> Option<&mut StoredMessage> {
         let idx = self.messages.binary_search_by_key(&ts, |m| m.ts);
         match idx {
@@ -361,6 +394,48 @@ impl Workspace {
         self.channels
             .get_mut(id)
             .ok_or_else(|| ApiError::new("channel_not_found"))
+    }
+
+    /// Create `id` if needed, bypassing `auto_create` (DMs opened through
+    /// `conversations.open`).
+    pub(super) fn ensure_channel(&mut self, id: &str) -> Result<(), ApiError> {
+        if !self.channels.contains_key(id) {
+            if self.channels.len() >= MAX_CHANNELS {
+                return Err(ApiError::new("channel_not_found"));
+            }
+            self.channels.insert(id.to_owned(), Channel::default());
+        }
+        Ok(())
+    }
+
+    /// Whether `id` exists already.
+    pub(super) fn has_channel(&self, id: &str) -> bool {
+        self.channels.contains_key(id)
+    }
+
+    /// A message (top level or reply) as Slack shows it, metadata included.
+    pub(super) fn message_api(&self, channel_id: &str, ts: &str) -> Option<Value> {
+        let channel = self.channels.get(channel_id)?;
+        channel.find(parse_ts(ts)?).map(|m| m.to_api(true))
+    }
+
+    /// Delete a message; a deleted parent takes its replies with it.
+    pub(super) fn delete(&mut self, channel_id: &str, ts: &str) -> Result<(), ApiError> {
+        let not_found = || ApiError::new("message_not_found");
+        let channel = self.channels.get_mut(channel_id).ok_or_else(not_found)?;
+        let ts = parse_ts(ts).ok_or_else(not_found)?;
+        if let Ok(i) = channel.messages.binary_search_by_key(&ts, |m| m.ts) {
+            channel.messages.remove(i);
+            return Ok(());
+        }
+        for parent in channel.messages.iter_mut() {
+            if let Some(i) = parent.replies.iter().position(|r| r.ts == ts) {
+                parent.replies.remove(i);
+                parent.reply_count = parent.reply_count.saturating_sub(1);
+                return Ok(());
+            }
+        }
+        Err(not_found())
     }
 
     /// Whether `id` names a channel a post could reach (without creating it).

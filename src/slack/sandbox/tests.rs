@@ -567,7 +567,7 @@ async fn token_is_checked_and_never_shown_in_errors() {
 #[tokio::test]
 async fn unknown_methods_answer_404() {
     let h = start(options()).await;
-    let (status, body) = raw_post_json(&h.base, "views.open", json!({})).await;
+    let (status, body) = raw_post_json(&h.base, "dialog.open", json!({})).await;
     assert_eq!(status, 404);
     assert_eq!(body, json!({"ok": false, "error": "unknown_method"}));
     assert_eq!(h.sandbox.state().count("unknown").error, 1);
