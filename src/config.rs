@@ -650,7 +650,9 @@ impl Config {
         }
         crate::pipeline::oncall::Rotations::new(&self.oncall).map_err(|message| {
             // Rotations::new prefixes its messages with `oncall[i].field`.
-            let (path, message) = message.split_once(": ").unwrap_or(("oncall", message.as_str()));
+            let (path, message) = message
+                .split_once(": ")
+                .unwrap_or(("oncall", message.as_str()));
             ConfigError::invalid(path, message)
         })?;
         let mut names = std::collections::HashSet::new();

@@ -373,7 +373,9 @@ pub struct Acknowledgement {
 /// upper-case letters and digits only. Ids from Slack payloads are checked
 /// with this before they are stored or rendered into `<@…>` mentions.
 pub fn is_slack_id(s: &str) -> bool {
-    (2..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    (2..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
 impl CardView {

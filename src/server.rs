@@ -25,8 +25,8 @@ use crate::deliver::Deliverer;
 use crate::ingest::alertmanager;
 use crate::metrics as m;
 use crate::pipeline::Pipeline;
-use crate::pipeline::route::Router as AlertRouter;
 use crate::pipeline::oncall::Rotations;
+use crate::pipeline::route::Router as AlertRouter;
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
@@ -80,7 +80,13 @@ pub async fn run(
         // The emulator signs what it sends as Slack does; without a
         // configured secret it and ackbar share a random one.
         let secret = signing_secret
-            .get_or_insert_with(|| Secret::Resolved(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))))
+            .get_or_insert_with(|| {
+                Secret::Resolved(format!(
+                    "{:016x}{:016x}",
+                    fastrand::u64(..),
+                    fastrand::u64(..)
+                ))
+            })
             .expose()
             .to_owned();
         let sandbox = Sandbox::new(SandboxOptions {
@@ -90,6 +96,8 @@ pub async fn run(
             app_url: Some(format!("http://{addr}")),
             ..SandboxOptions::default()
         });
+        // Where the emulator mints response_urls: under ackbar's own listener.
+        sandbox.set_base_url(format!("http://{addr}/sandbox"));
         let api_url = format!("http://{addr}/sandbox/api");
         info!(%api_url, "no slack.bot_token configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
         (
@@ -285,7 +293,10 @@ fn slack_answer(result: Result<Option<serde_json::Value>, InteractError>) -> Res
         Err(InteractError::Malformed(message)) => error(StatusCode::BAD_REQUEST, message),
         Err(e) => {
             warn!(error = %e, "cannot handle a request from Slack");
-            error(StatusCode::SERVICE_UNAVAILABLE, "cannot handle this right now; try again")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot handle this right now; try again",
+            )
         }
     }
 }

@@ -29,15 +29,23 @@ async fn setup(config_edit: impl FnOnce(&mut Value)) -> (Slack, Ackbar, tempfile
     let mut config = action_config(&slack.api_url, &dir.path().join("a.db"));
     config_edit(&mut config);
     let ackbar = start_ackbar(&config).await;
-    slack.sandbox.set_app_url(&ackbar.base());
+    slack.sandbox.set_app_url(Some(ackbar.base()));
     (slack, ackbar, dir)
 }
 
 /// Fires one alert and waits for its card; returns the card's ts.
 async fn one_card(slack: &Slack, ackbar: &Ackbar) -> String {
-    let r = post_webhook(&http(), &ackbar.url("/webhook/alertmanager"), &webhook("g", &[firing("A", "1")])).await;
+    let r = post_webhook(
+        &http(),
+        &ackbar.url("/webhook/alertmanager"),
+        &webhook("g", &[firing("A", "1")]),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
-    eventually(Duration::from_secs(10), "card posted", || cards(&slack.sandbox.state(), CHANNEL).len() == 1).await;
+    eventually(Duration::from_secs(10), "card posted", || {
+        cards(&slack.sandbox.state(), CHANNEL).len() == 1
+    })
+    .await;
     cards(&slack.sandbox.state(), CHANNEL).remove(0).0
 }
 
@@ -46,11 +54,15 @@ fn card(slack: &Slack) -> Value {
 }
 
 fn thread(slack: &Slack, ts: &str) -> Vec<String> {
-    replies(&slack.sandbox.state(), CHANNEL, ts).iter().map(message_text).collect()
+    replies(&slack.sandbox.state(), CHANNEL, ts)
+        .iter()
+        .map(message_text)
+        .collect()
 }
 
 fn has_button(card: &Value, action_id: &str) -> bool {
-    card.to_string().contains(&format!("\"action_id\":\"{action_id}\""))
+    card.to_string()
+        .contains(&format!("\"action_id\":\"{action_id}\""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,11 +79,24 @@ async fn unsigned_wrongly_signed_stale_and_future_requests_are_refused_and_chang
     let event = json!({"type": "url_verification", "challenge": "c"}).to_string();
     let command = "command=%2Fackbar&text=ack&user_id=U0ALICE01&channel_id=C0TESTCHAN".to_owned();
     for (path, content_type, body) in [
-        ("/slack/interactions", "application/x-www-form-urlencoded", &body),
-        ("/slack/commands", "application/x-www-form-urlencoded", &command),
+        (
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            &body,
+        ),
+        (
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            &command,
+        ),
         ("/slack/events", "application/json", &event),
     ] {
-        for signing in [Signing::None, Signing::WrongSecret, Signing::Stale, Signing::Future] {
+        for signing in [
+            Signing::None,
+            Signing::WrongSecret,
+            Signing::Stale,
+            Signing::Future,
+        ] {
             let r = slack
                 .sandbox
                 .send_raw(path, content_type, body.as_bytes(), signing)
@@ -81,12 +106,20 @@ async fn unsigned_wrongly_signed_stale_and_future_requests_are_refused_and_chang
         }
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!has_button(&card(&slack), "ackbar_unacknowledge"), "no acknowledgement happened");
+    assert!(
+        !has_button(&card(&slack), "ackbar_unacknowledge"),
+        "no acknowledgement happened"
+    );
     assert!(thread(&slack, &ts).is_empty());
     // The same body, correctly signed, is accepted.
     let r = slack
         .sandbox
-        .send_raw("/slack/interactions", "application/x-www-form-urlencoded", body.as_bytes(), Signing::Valid)
+        .send_raw(
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            body.as_bytes(),
+            Signing::Valid,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -96,7 +129,9 @@ async fn unsigned_wrongly_signed_stale_and_future_requests_are_refused_and_chang
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -108,21 +143,45 @@ async fn acknowledge_shows_who_replies_once_and_unacknowledge_takes_it_back() {
     let ts = one_card(&slack, &ackbar).await;
 
     // A double click: two clicks on the same rendering.
-    let first = slack.sandbox.click(CHANNEL, &ts, "ackbar_acknowledge", ALICE).await.unwrap();
-    let second = slack.sandbox.click(CHANNEL, &ts, "ackbar_acknowledge", ALICE).await.unwrap();
+    let first = slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", ALICE)
+        .await
+        .unwrap();
+    let second = slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", ALICE)
+        .await
+        .unwrap();
     assert_eq!((first.status, second.status), (200, 200));
-    eventually(Duration::from_secs(10), "card shows the acknowledgement", || {
-        let c = card(&slack);
-        has_button(&c, "ackbar_unacknowledge") && message_text(&c).contains(&format!("<@{ALICE}>"))
+    eventually(
+        Duration::from_secs(10),
+        "card shows the acknowledgement",
+        || {
+            let c = card(&slack);
+            has_button(&c, "ackbar_unacknowledge")
+                && message_text(&c).contains(&format!("<@{ALICE}>"))
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(10), "one thread reply", || {
+        thread(&slack, &ts).len() == 1
     })
     .await;
-    eventually(Duration::from_secs(10), "one thread reply", || thread(&slack, &ts).len() == 1).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let replies = thread(&slack, &ts);
-    assert_eq!(replies.len(), 1, "a double click acknowledges once: {replies:?}");
+    assert_eq!(
+        replies.len(),
+        1,
+        "a double click acknowledges once: {replies:?}"
+    );
     assert!(replies[0].contains("Acknowledged by") && replies[0].contains(ALICE));
 
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_unacknowledge", BOB).await.unwrap();
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_unacknowledge", BOB)
+        .await
+        .unwrap();
     eventually(Duration::from_secs(10), "Acknowledge button back", || {
         has_button(&card(&slack), "ackbar_acknowledge") && thread(&slack, &ts).len() == 2
     })
@@ -138,25 +197,42 @@ async fn unauthorised_user_is_refused_ephemerally_and_nothing_changes() {
     })
     .await;
     let ts = one_card(&slack, &ackbar).await;
-    let r = slack.sandbox.click(CHANNEL, &ts, "ackbar_acknowledge", MALLORY).await.unwrap();
+    let r = slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", MALLORY)
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
-    eventually(Duration::from_secs(10), "an ephemeral refusal for the clicking user", || {
-        slack
-            .sandbox
-            .state()
-            .ephemerals
-            .iter()
-            .any(|e| e.user == MALLORY && e.text.contains("not allowed"))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "an ephemeral refusal for the clicking user",
+        || {
+            slack
+                .sandbox
+                .state()
+                .ephemerals
+                .iter()
+                .any(|e| e.user == MALLORY && e.text.contains("not allowed"))
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(has_button(&card(&slack), "ackbar_acknowledge"), "still unacknowledged");
+    assert!(
+        has_button(&card(&slack), "ackbar_acknowledge"),
+        "still unacknowledged"
+    );
     assert!(thread(&slack, &ts).is_empty());
 
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_acknowledge", ALICE).await.unwrap();
-    eventually(Duration::from_secs(10), "the allowed user acknowledges", || {
-        has_button(&card(&slack), "ackbar_unacknowledge")
-    })
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", ALICE)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the allowed user acknowledges",
+        || has_button(&card(&slack), "ackbar_unacknowledge"),
+    )
     .await;
     ackbar.stop().await;
 }
@@ -171,22 +247,46 @@ async fn escalate_button_jumps_to_the_next_step_once_per_rendering() {
     })
     .await;
     let ts = one_card(&slack, &ackbar).await;
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_escalate", ALICE).await.unwrap();
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_escalate", ALICE).await.unwrap();
-    eventually(Duration::from_secs(10), "step 1 notified in the thread", || {
-        thread(&slack, &ts).iter().any(|r| r.contains(&format!("<@{BOB}>")))
-    })
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_escalate", ALICE)
+        .await
+        .unwrap();
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_escalate", ALICE)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "step 1 notified in the thread",
+        || {
+            thread(&slack, &ts)
+                .iter()
+                .any(|r| r.contains(&format!("<@{BOB}>")))
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(thread(&slack, &ts).len(), 1, "the second click on the same rendering changed nothing");
+    assert_eq!(
+        thread(&slack, &ts).len(),
+        1,
+        "the second click on the same rendering changed nothing"
+    );
     eventually(Duration::from_secs(10), "card shows step 1", || {
         message_text(&card(&slack)).contains("escalated to step 1")
     })
     .await;
     // A click on the updated card climbs to step 2 (a user group).
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_escalate", ALICE).await.unwrap();
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_escalate", ALICE)
+        .await
+        .unwrap();
     eventually(Duration::from_secs(10), "step 2 notified", || {
-        thread(&slack, &ts).iter().any(|r| r.contains("<!subteam^S0OPSTEAM>"))
+        thread(&slack, &ts)
+            .iter()
+            .any(|r| r.contains("<!subteam^S0OPSTEAM>"))
     })
     .await;
     ackbar.stop().await;
@@ -203,17 +303,31 @@ async fn unacknowledged_card_climbs_by_itself_and_stops_when_acknowledged() {
     })
     .await;
     let ts = one_card(&slack, &ackbar).await;
-    eventually(Duration::from_secs(10), "steps 1 and 2 fired in order", || {
-        let t = thread(&slack, &ts).join("\n");
-        let (a, b) = (t.find(&format!("<@{ALICE}>")), t.find(&format!("<@{BOB}>")));
-        matches!((a, b), (Some(a), Some(b)) if a < b)
+    eventually(
+        Duration::from_secs(10),
+        "steps 1 and 2 fired in order",
+        || {
+            let t = thread(&slack, &ts).join("\n");
+            let (a, b) = (t.find(&format!("<@{ALICE}>")), t.find(&format!("<@{BOB}>")));
+            matches!((a, b), (Some(a), Some(b)) if a < b)
+        },
+    )
+    .await;
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", BOB)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "acknowledged", || {
+        has_button(&card(&slack), "ackbar_unacknowledge")
     })
     .await;
-    slack.sandbox.click(CHANNEL, &ts, "ackbar_acknowledge", BOB).await.unwrap();
-    eventually(Duration::from_secs(10), "acknowledged", || has_button(&card(&slack), "ackbar_unacknowledge")).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let t = thread(&slack, &ts).join("\n");
-    assert!(!t.contains("S0OPSTEAM"), "an acknowledged card never escalates: {t}");
+    assert!(
+        !t.contains("S0OPSTEAM"),
+        "an acknowledged card never escalates: {t}"
+    );
     ackbar.stop().await;
 }
 
@@ -224,11 +338,22 @@ async fn resolved_card_never_escalates() {
     })
     .await;
     let ts = one_card(&slack, &ackbar).await;
-    let r = post_webhook(&http(), &ackbar.url("/webhook/alertmanager"), &webhook("g", &[resolved("A", "1")])).await;
+    let r = post_webhook(
+        &http(),
+        &ackbar.url("/webhook/alertmanager"),
+        &webhook("g", &[resolved("A", "1")]),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 200);
-    eventually(Duration::from_secs(10), "resolved", || is_resolved(&card(&slack))).await;
+    eventually(Duration::from_secs(10), "resolved", || {
+        is_resolved(&card(&slack))
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!thread(&slack, &ts).join("\n").contains(ALICE), "a resolved card never escalates");
+    assert!(
+        !thread(&slack, &ts).join("\n").contains(ALICE),
+        "a resolved card never escalates"
+    );
     ackbar.stop().await;
 }
 
@@ -243,12 +368,21 @@ async fn pending_escalation_step_fires_after_a_restart() {
     let ackbar = start_ackbar(&config).await;
     let ts = one_card(&slack, &ackbar).await;
     ackbar.stop().await;
-    assert!(thread(&slack, &ts).is_empty(), "the step was not due before the stop");
+    assert!(
+        thread(&slack, &ts).is_empty(),
+        "the step was not due before the stop"
+    );
 
     let ackbar = start_ackbar(&config).await;
-    eventually(Duration::from_secs(15), "the step fires after the restart", || {
-        thread(&slack, &ts).iter().any(|r| r.contains(&format!("<@{ALICE}>")))
-    })
+    eventually(
+        Duration::from_secs(15),
+        "the step fires after the restart",
+        || {
+            thread(&slack, &ts)
+                .iter()
+                .any(|r| r.contains(&format!("<@{ALICE}>")))
+        },
+    )
     .await;
     ackbar.stop().await;
 }
@@ -264,31 +398,83 @@ async fn slash_command_lists_acknowledges_and_tells_who_is_on_call() {
     let card_id = cards(&slack.sandbox.state(), CHANNEL)[0].1.clone();
     let short = &card_id[..8];
 
-    let help = slack.sandbox.slash_command("/ackbar", "help", CHANNEL, ALICE).await.unwrap();
+    let help = slack
+        .sandbox
+        .slash_command("/ackbar", "help", CHANNEL, ALICE)
+        .await
+        .unwrap();
     assert_eq!(help.status, 200);
-    assert!(help.body.contains("list") && help.body.contains("oncall"), "{}", help.body);
+    assert!(
+        help.body.contains("list") && help.body.contains("oncall"),
+        "{}",
+        help.body
+    );
 
-    let list = slack.sandbox.slash_command("/ackbar", "list", CHANNEL, ALICE).await.unwrap();
+    let list = slack
+        .sandbox
+        .slash_command("/ackbar", "list", CHANNEL, ALICE)
+        .await
+        .unwrap();
     assert_eq!(list.status, 200);
-    eventually(Duration::from_secs(10), "the list arrives through response_url", || {
-        slack.sandbox.state().ephemerals.iter().any(|e| e.user == ALICE && e.text.contains(short))
+    eventually(
+        Duration::from_secs(10),
+        "the list arrives through response_url",
+        || {
+            slack
+                .sandbox
+                .state()
+                .ephemerals
+                .iter()
+                .any(|e| e.user == ALICE && e.text.contains(short))
+        },
+    )
+    .await;
+
+    let ack = slack
+        .sandbox
+        .slash_command("/ackbar", &format!("ack {short}"), CHANNEL, ALICE)
+        .await
+        .unwrap();
+    assert!(ack.body.contains("Acknowledged"), "{}", ack.body);
+    eventually(Duration::from_secs(10), "card acknowledged", || {
+        has_button(&card(&slack), "ackbar_unacknowledge")
+    })
+    .await;
+    eventually(Duration::from_secs(10), "thread says so", || {
+        thread(&slack, &ts).len() == 1
     })
     .await;
 
-    let ack = slack.sandbox.slash_command("/ackbar", &format!("ack {short}"), CHANNEL, ALICE).await.unwrap();
-    assert!(ack.body.contains("Acknowledged"), "{}", ack.body);
-    eventually(Duration::from_secs(10), "card acknowledged", || has_button(&card(&slack), "ackbar_unacknowledge")).await;
-    eventually(Duration::from_secs(10), "thread says so", || thread(&slack, &ts).len() == 1).await;
+    let oncall = slack
+        .sandbox
+        .slash_command("/ackbar", "oncall", CHANNEL, ALICE)
+        .await
+        .unwrap();
+    assert!(
+        oncall.body.contains("primary") && oncall.body.contains(BOB),
+        "{}",
+        oncall.body
+    );
 
-    let oncall = slack.sandbox.slash_command("/ackbar", "oncall", CHANNEL, ALICE).await.unwrap();
-    assert!(oncall.body.contains("primary") && oncall.body.contains(BOB), "{}", oncall.body);
-
-    let unknown = slack.sandbox.slash_command("/ackbar", "frobnicate", CHANNEL, ALICE).await.unwrap();
-    assert!(unknown.body.contains("Unknown subcommand"), "{}", unknown.body);
+    let unknown = slack
+        .sandbox
+        .slash_command("/ackbar", "frobnicate", CHANNEL, ALICE)
+        .await
+        .unwrap();
+    assert!(
+        unknown.body.contains("Unknown subcommand"),
+        "{}",
+        unknown.body
+    );
 
     let probe = slack
         .sandbox
-        .send_raw("/slack/commands", "application/x-www-form-urlencoded", b"ssl_check=1&token=x", Signing::Valid)
+        .send_raw(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            b"ssl_check=1&token=x",
+            Signing::Valid,
+        )
         .await
         .unwrap();
     assert_eq!(probe.status, 200);
@@ -308,14 +494,32 @@ async fn events_verify_the_url_and_answer_a_mention_once_across_retries() {
         "type": "app_mention", "user": ALICE, "channel": CHANNEL, "text": "<@U0ACKBAR> status?",
         "ts": "1800000000.000200", "thread_ts": ts
     });
-    let first = slack.sandbox.send_event(mention.clone(), Some("Ev0MENTION1"), None).await.unwrap();
-    let retry = slack.sandbox.send_event(mention, Some("Ev0MENTION1"), Some(1)).await.unwrap();
+    let first = slack
+        .sandbox
+        .send_event(mention.clone(), Some("Ev0MENTION1"), None)
+        .await
+        .unwrap();
+    let retry = slack
+        .sandbox
+        .send_event(mention, Some("Ev0MENTION1"), Some(1))
+        .await
+        .unwrap();
     assert_eq!((first.status, retry.status), (200, 200));
-    eventually(Duration::from_secs(10), "a status reply in the thread", || {
-        thread(&slack, &ts).iter().any(|r| r.contains("not acknowledged"))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "a status reply in the thread",
+        || {
+            thread(&slack, &ts)
+                .iter()
+                .any(|r| r.contains("not acknowledged"))
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(thread(&slack, &ts).len(), 1, "the retried delivery was handled once");
+    assert_eq!(
+        thread(&slack, &ts).len(),
+        1,
+        "the retried delivery was handled once"
+    );
     ackbar.stop().await;
 }

@@ -31,7 +31,11 @@ fn at_offset(opened_at: DateTime<Utc>, after: Duration) -> Option<DateTime<Utc>>
 
 /// The ids a step notifies now: users and groups as written, rotations
 /// resolved to whoever is on call at `now`.
-pub fn resolve_targets(targets: &[Target], rotations: &Rotations, now: DateTime<Utc>) -> Vec<String> {
+pub fn resolve_targets(
+    targets: &[Target],
+    rotations: &Rotations,
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let mut ids: Vec<String> = Vec::new();
     for target in targets {
         let id = match target {
@@ -83,7 +87,12 @@ pub fn next_step(
 
 /// When the policy resumes after an acknowledgement is taken back: the next
 /// step's scheduled time, or now if that has passed.
-pub fn resume_at(route: &RouteConfig, level: u32, opened_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn resume_at(
+    route: &RouteConfig,
+    level: u32,
+    opened_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let step = route.escalation.get(level as usize)?;
     Some(at_offset(opened_at, step.after)?.max(now))
 }
@@ -107,12 +116,15 @@ pub async fn run_timer(
                     let Some(route) = router.by_name(&card.route) else {
                         continue;
                     };
-                    let action = next_step(route, &rotations, card.level, card.opened_at, None, now);
+                    let action =
+                        next_step(route, &rotations, card.level, card.opened_at, None, now);
                     let Some(action) = action else { continue };
                     match store.act(&card.card, action, now).await {
                         Ok(ActionOutcome::Applied { channel }) => deliverer.wake(&channel),
                         Ok(_) => {}
-                        Err(e) => warn!(card = %card.card, error = %e, "cannot apply a due escalation step; will retry"),
+                        Err(e) => {
+                            warn!(card = %card.card, error = %e, "cannot apply a due escalation step; will retry")
+                        }
                     }
                 }
             }
@@ -140,7 +152,10 @@ mod tests {
     }
 
     fn route(steps: &[(u64, &str)]) -> RouteConfig {
-        let mut route = Config::from_json("{}").unwrap().effective_routes().remove(0);
+        let mut route = Config::from_json("{}")
+            .unwrap()
+            .effective_routes()
+            .remove(0);
         route.escalation = steps
             .iter()
             .map(|(after, who)| EscalationStep {
@@ -176,15 +191,24 @@ mod tests {
         let r = route(&[(600, "U0AAAAAAA"), (900, "U0BBBBBBB")]);
         // Pressed 10 s after opening: step 1 now, step 2 no sooner than the
         // 300 s gap between the steps, but at its scheduled 900 s here.
-        let Some(Action::Escalate { next_escalation_at, .. }) =
-            next_step(&r, &no_rotations(), 0, t(0), Some("U0CCCCCCC".into()), t(10))
+        let Some(Action::Escalate {
+            next_escalation_at, ..
+        }) = next_step(
+            &r,
+            &no_rotations(),
+            0,
+            t(0),
+            Some("U0CCCCCCC".into()),
+            t(10),
+        )
         else {
             panic!("expected an escalation");
         };
         assert_eq!(next_escalation_at, Some(t(900)));
         // Pressed late (step 2's time already passed): the gap holds.
-        let Some(Action::Escalate { next_escalation_at, .. }) =
-            next_step(&r, &no_rotations(), 0, t(0), None, t(2000))
+        let Some(Action::Escalate {
+            next_escalation_at, ..
+        }) = next_step(&r, &no_rotations(), 0, t(0), None, t(2000))
         else {
             panic!("expected an escalation");
         };
@@ -214,10 +238,20 @@ mod tests {
         )
         .unwrap();
         let rotations = Rotations::new(&config.oncall).unwrap();
-        let targets = vec!["oncall:primary".parse().unwrap(), "U0AAAAAAA".parse().unwrap()];
+        let targets = vec![
+            "oncall:primary".parse().unwrap(),
+            "U0AAAAAAA".parse().unwrap(),
+        ];
         let jan_2_noon = Utc.with_ymd_and_hms(2026, 1, 2, 12, 0, 0).unwrap();
-        assert_eq!(resolve_targets(&targets, &rotations, jan_2_noon), vec!["U0BBBBBBB", "U0AAAAAAA"]);
+        assert_eq!(
+            resolve_targets(&targets, &rotations, jan_2_noon),
+            vec!["U0BBBBBBB", "U0AAAAAAA"]
+        );
         let jan_1_noon = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-        assert_eq!(resolve_targets(&targets, &rotations, jan_1_noon), vec!["U0AAAAAAA"], "no duplicates");
+        assert_eq!(
+            resolve_targets(&targets, &rotations, jan_1_noon),
+            vec!["U0AAAAAAA"],
+            "no duplicates"
+        );
     }
 }

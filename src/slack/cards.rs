@@ -374,16 +374,26 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
                 "acknowledged".to_owned(),
             )),
             ThreadEvent::Unacknowledged { by, at } => actions.push((
-                format!(":leftwards_arrow_with_hook: Acknowledgement taken back by {} {}", mention_user(by), when(*at)),
+                format!(
+                    ":leftwards_arrow_with_hook: Acknowledgement taken back by {} {}",
+                    mention_user(by),
+                    when(*at)
+                ),
                 "unacknowledged".to_owned(),
             )),
             ThreadEvent::StatusAsked { by, .. } => actions.push((
                 format!("{}: {}", mention_user(by), status_line(view, now)),
                 "status".to_owned(),
             )),
-            ThreadEvent::Escalated { level, notify, by, .. } => {
+            ThreadEvent::Escalated {
+                level, notify, by, ..
+            } => {
                 let who: Vec<String> = notify.iter().map(|id| mention(id)).collect();
-                let who = if who.is_empty() { "nobody (empty step)".to_owned() } else { who.join(" ") };
+                let who = if who.is_empty() {
+                    "nobody (empty step)".to_owned()
+                } else {
+                    who.join(" ")
+                };
                 let cause = match by {
                     Some(user) => format!(" by {}", mention_user(user)),
                     None => " (not acknowledged in time)".to_owned(),
@@ -460,7 +470,9 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
 pub fn status_line(view: &CardView, now: DateTime<Utc>) -> String {
     let state = match (view.state, &view.acknowledged) {
         (CardState::Resolved, _) => "*resolved*".to_owned(),
-        (CardState::Firing, Some(ack)) => format!("*firing*, acknowledged by {}", mention_user(&ack.by)),
+        (CardState::Firing, Some(ack)) => {
+            format!("*firing*, acknowledged by {}", mention_user(&ack.by))
+        }
         (CardState::Firing, None) => "*firing*, not acknowledged".to_owned(),
     };
     let mut line = format!(
@@ -660,6 +672,66 @@ mod tests {
     }
 
     #[test]
+    fn acknowledged_card_shows_who_and_offers_unacknowledge_only() {
+        let mut v = view(2);
+        v.acknowledged = Some(crate::model::Acknowledgement {
+            by: "U0ALICE01".into(),
+            at: t(30),
+        });
+        v.escalation_level = 1;
+        let m = render_card(&v, t(60));
+        check_limits(&m).unwrap();
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("acknowledged* by <@U0ALICE01>"), "{json}");
+        assert!(json.contains("escalated to step 1"), "{json}");
+        let b = buttons(&m);
+        assert_eq!(b.len(), 1);
+        assert_eq!(
+            (b[0].action_id(), b[0].value()),
+            (UNACK_ACTION_ID, v.id.0.as_str())
+        );
+    }
+
+    #[test]
+    fn escalate_value_round_trips() {
+        let id = CardId("0123456789abcdef0123456789abcdef".into());
+        assert_eq!(parse_escalate_value(&escalate_value(&id, 3)), Some((id, 3)));
+        assert_eq!(parse_escalate_value("no-level"), None);
+    }
+
+    #[test]
+    fn action_replies_mention_only_id_shaped_users() {
+        let events = [
+            ThreadEvent::Acknowledged {
+                by: "U0ALICE01".into(),
+                at: t(0),
+            },
+            ThreadEvent::Escalated {
+                level: 2,
+                notify: vec!["U0BOBBY01".into(), "S0OPSTEAM".into()],
+                by: None,
+                at: t(0),
+            },
+            ThreadEvent::Unacknowledged {
+                by: "<!channel>".into(),
+                at: t(0),
+            },
+        ];
+        let m = render_reply(&view(1), &events, t(0));
+        check_limits(&m).unwrap();
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.contains("<@U0ALICE01>") && json.contains("<!subteam^S0OPSTEAM>"),
+            "{json}"
+        );
+        assert!(json.contains("not acknowledged in time"), "{json}");
+        assert!(
+            !json.contains("<!channel>"),
+            "a non-id never becomes a mention: {json}"
+        );
+    }
+
+    #[test]
     fn firing_card_has_severity_header_and_ack_and_escalate_buttons() {
         let m = render_card(&view(3), t(90));
         check_limits(&m).unwrap();
@@ -676,7 +748,8 @@ mod tests {
         assert_eq!(b[0].button_style(), Some(ButtonStyle::Primary));
         assert_eq!(
             (b[1].action_id(), b[1].value()),
-            (ESCALATE_ACTION_ID, "0123456789abcdef0123456789abcdef")
+            (ESCALATE_ACTION_ID, "0123456789abcdef0123456789abcdef:0"),
+            "Escalate carries the level the card was rendered at"
         );
         assert_eq!(b[1].button_style(), Some(ButtonStyle::Danger));
         assert_eq!(

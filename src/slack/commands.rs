@@ -58,7 +58,9 @@ impl Interactions {
             return Ok(None);
         }
         if !is_slack_id(&command.user_id) {
-            return Err(InteractError::Malformed("user_id is not a Slack user id".to_owned()));
+            return Err(InteractError::Malformed(
+                "user_id is not a Slack user id".to_owned(),
+            ));
         }
         let mut words = command.text.split_whitespace();
         let answer = match words.next().map(str::to_ascii_lowercase).as_deref() {
@@ -90,7 +92,11 @@ impl Interactions {
                 Ok(text) => text,
                 Err(e) => format!("Cannot list cards right now: {e}"),
             };
-            if let Err(e) = this.slack().post_response_url(&response_url, &ephemeral(text)).await {
+            if let Err(e) = this
+                .slack()
+                .post_response_url(&response_url, &ephemeral(text))
+                .await
+            {
                 warn!(error = %e, "cannot answer /ackbar list through response_url");
             }
         });
@@ -101,9 +107,17 @@ impl Interactions {
         if cards.is_empty() {
             return Ok(":white_check_mark: No firing cards.".to_owned());
         }
-        let mut lines = vec![format!("*{} firing {}*", cards.len(), if cards.len() == 1 { "card" } else { "cards" })];
+        let mut lines = vec![format!(
+            "*{} firing {}*",
+            cards.len(),
+            if cards.len() == 1 { "card" } else { "cards" }
+        )];
         for card in &cards {
-            let link = if with_links { self.permalink(card).await } else { None };
+            let link = if with_links {
+                self.permalink(card).await
+            } else {
+                None
+            };
             lines.push(list_line(card, link.as_deref(), Utc::now()));
         }
         Ok(lines.join("\n"))
@@ -118,8 +132,18 @@ impl Interactions {
         let matches = self.store().cards_by_prefix(short, 2).await?;
         let card = match matches.as_slice() {
             [card] => card.clone(),
-            [] => return Ok(format!("No card with id `{}`; `list` shows them.", escape(short))),
-            _ => return Ok(format!("`{}` matches several cards; give more of the id.", escape(short))),
+            [] => {
+                return Ok(format!(
+                    "No card with id `{}`; `list` shows them.",
+                    escape(short)
+                ));
+            }
+            _ => {
+                return Ok(format!(
+                    "`{}` matches several cards; give more of the id.",
+                    escape(short)
+                ));
+            }
         };
         Ok(match self.acknowledge(user, &card, Utc::now()).await? {
             Handled::Applied => format!("Acknowledged card `{}`.", short_id(&card)),
@@ -147,7 +171,10 @@ impl Interactions {
                         &shift.ends.format("%Y-%m-%d %H:%M UTC").to_string()
                     )
                 ),
-                None => format!("• *{}*: nobody yet (the rotation has not started)", escape(rotation.name())),
+                None => format!(
+                    "• *{}*: nobody yet (the rotation has not started)",
+                    escape(rotation.name())
+                ),
             };
             lines.push(line);
         }

@@ -47,11 +47,17 @@ impl Interactions {
         let envelope: Envelope = serde_json::from_slice(body)
             .map_err(|e| InteractError::Malformed(format!("not an Events API envelope: {e}")))?;
         let (event_id, event) = match envelope {
-            Envelope::UrlVerification { challenge } => return Ok(Some(json!({ "challenge": challenge }))),
+            Envelope::UrlVerification { challenge } => {
+                return Ok(Some(json!({ "challenge": challenge })));
+            }
             Envelope::EventCallback { event_id, event } => (event_id, event),
             Envelope::Other => return Ok(None),
         };
-        if !self.store().first_seen(&format!("event:{event_id}"), Utc::now()).await? {
+        if !self
+            .store()
+            .first_seen(&format!("event:{event_id}"), Utc::now())
+            .await?
+        {
             debug!(event_id, "event already handled (a retried delivery)");
             return Ok(None);
         }
@@ -65,7 +71,10 @@ impl Interactions {
                 return Ok(None);
             }
             if let Some(card) = self.store().card_by_message(&channel, &thread_ts).await? {
-                let outcome = self.store().act(&card, Action::Status { asked_by: user }, Utc::now()).await?;
+                let outcome = self
+                    .store()
+                    .act(&card, Action::Status { asked_by: user }, Utc::now())
+                    .await?;
                 if let ActionOutcome::Applied { channel } = outcome {
                     self.deliverer().wake(&channel);
                 }

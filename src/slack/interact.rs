@@ -28,7 +28,9 @@ use crate::pipeline::escalation;
 use crate::pipeline::oncall::Rotations;
 use crate::pipeline::route::Router;
 use crate::slack::api::SlackClient;
-use crate::slack::cards::{ACK_ACTION_ID, ESCALATE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value};
+use crate::slack::cards::{
+    ACK_ACTION_ID, ESCALATE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value,
+};
 use crate::slack::verify;
 use crate::store::{Action, ActionOutcome, CardBrief, Store, StoreError};
 
@@ -151,16 +153,30 @@ impl Interactions {
     }
 
     /// Verifies the request; call before looking at the body in any way.
-    pub fn verify(&self, headers: &axum::http::HeaderMap, body: &[u8]) -> Result<(), InteractError> {
-        let secret = self.inner.signing_secret.as_ref().ok_or(InteractError::NoSigningSecret)?;
-        verify::verify(secret.expose().as_bytes(), headers, body, Utc::now().timestamp())?;
+    pub fn verify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), InteractError> {
+        let secret = self
+            .inner
+            .signing_secret
+            .as_ref()
+            .ok_or(InteractError::NoSigningSecret)?;
+        verify::verify(
+            secret.expose().as_bytes(),
+            headers,
+            body,
+            Utc::now().timestamp(),
+        )?;
         Ok(())
     }
 
     /// Handles a verified `POST /slack/interactions` body.
     pub async fn interaction(&self, body: &[u8]) -> Result<Vec<Handled>, InteractError> {
-        let form: Form = serde_urlencoded::from_bytes(body)
-            .map_err(|e| InteractError::Malformed(format!("expected a form with a `payload` field: {e}")))?;
+        let form: Form = serde_urlencoded::from_bytes(body).map_err(|e| {
+            InteractError::Malformed(format!("expected a form with a `payload` field: {e}"))
+        })?;
         let payload: Payload = serde_json::from_str(&form.payload)
             .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))?;
         let Payload::BlockActions(actions) = payload else {
@@ -168,12 +184,16 @@ impl Interactions {
         };
         let user = actions.user.id;
         if !is_slack_id(&user) {
-            return Err(InteractError::Malformed("user.id is not a Slack user id".to_owned()));
+            return Err(InteractError::Malformed(
+                "user.id is not a Slack user id".to_owned(),
+            ));
         }
         let mut results = Vec::with_capacity(actions.actions.len());
         for item in &actions.actions {
             let handled = self.action(&user, item, Utc::now()).await?;
-            if let (Handled::Refused(text) | Handled::NoChange(text), Some(url)) = (&handled, &actions.response_url) {
+            if let (Handled::Refused(text) | Handled::NoChange(text), Some(url)) =
+                (&handled, &actions.response_url)
+            {
                 self.tell(url, text);
             }
             results.push(handled);
@@ -181,43 +201,84 @@ impl Interactions {
         Ok(results)
     }
 
-    async fn action(&self, user: &str, item: &ActionItem, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+    async fn action(
+        &self,
+        user: &str,
+        item: &ActionItem,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, InteractError> {
         let value = item.value.as_deref().unwrap_or_default();
         match item.action_id.as_str() {
             ACK_ACTION_ID => self.acknowledge(user, &CardId(value.to_owned()), now).await,
-            UNACK_ACTION_ID => self.unacknowledge(user, &CardId(value.to_owned()), now).await,
+            UNACK_ACTION_ID => {
+                self.unacknowledge(user, &CardId(value.to_owned()), now)
+                    .await
+            }
             ESCALATE_ACTION_ID => match parse_escalate_value(value) {
                 Some((card, level)) => self.escalate(user, &card, level, now).await,
-                None => Err(InteractError::Malformed("Escalate button value is not CARD:LEVEL".into())),
+                None => Err(InteractError::Malformed(
+                    "Escalate button value is not CARD:LEVEL".into(),
+                )),
             },
             other => {
-                debug!(action_id = other, "ignoring an action ackbar did not render");
+                debug!(
+                    action_id = other,
+                    "ignoring an action ackbar did not render"
+                );
                 Ok(Handled::Ignored)
             }
         }
     }
 
     /// Acknowledges a card for `user`, if the route allows them.
-    pub async fn acknowledge(&self, user: &str, card: &CardId, now: DateTime<Utc>) -> Result<Handled, InteractError> {
-        self.guarded(user, card, Verb::Acknowledge, now, |_, _| Some(Action::Acknowledge { by: user.to_owned() }))
-            .await
-    }
-
-    async fn unacknowledge(&self, user: &str, card: &CardId, now: DateTime<Utc>) -> Result<Handled, InteractError> {
-        self.guarded(user, card, Verb::Acknowledge, now, |route, brief| {
-            Some(Action::Unacknowledge {
+    pub async fn acknowledge(
+        &self,
+        user: &str,
+        card: &CardId,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, InteractError> {
+        self.guarded(user, card, Verb::Acknowledge, now, |_, _| {
+            Some(Action::Acknowledge {
                 by: user.to_owned(),
-                next_escalation_at: route
-                    .and_then(|r| escalation::resume_at(r, brief.escalation_level, brief.opened_at, now)),
             })
         })
         .await
     }
 
-    async fn escalate(&self, user: &str, card: &CardId, level: u32, now: DateTime<Utc>) -> Result<Handled, InteractError> {
+    async fn unacknowledge(
+        &self,
+        user: &str,
+        card: &CardId,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, InteractError> {
+        self.guarded(user, card, Verb::Acknowledge, now, |route, brief| {
+            Some(Action::Unacknowledge {
+                by: user.to_owned(),
+                next_escalation_at: route.and_then(|r| {
+                    escalation::resume_at(r, brief.escalation_level, brief.opened_at, now)
+                }),
+            })
+        })
+        .await
+    }
+
+    async fn escalate(
+        &self,
+        user: &str,
+        card: &CardId,
+        level: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, InteractError> {
         let rotations = self.inner.rotations.clone();
         self.guarded(user, card, Verb::Escalate, now, |route, brief| {
-            escalation::next_step(route?, &rotations, level, brief.opened_at, Some(user.to_owned()), now)
+            escalation::next_step(
+                route?,
+                &rotations,
+                level,
+                brief.opened_at,
+                Some(user.to_owned()),
+                now,
+            )
         })
         .await
     }
@@ -233,7 +294,9 @@ impl Interactions {
         build: impl FnOnce(Option<&RouteConfig>, &CardBrief) -> Option<Action>,
     ) -> Result<Handled, InteractError> {
         let Some(brief) = self.inner.store.card_brief(card).await? else {
-            return Ok(Handled::NoChange("That card is no longer known to ackbar.".to_owned()));
+            return Ok(Handled::NoChange(
+                "That card is no longer known to ackbar.".to_owned(),
+            ));
         };
         let route = self.inner.router.by_name(&brief.route);
         let allowed = route.and_then(|r| match verb {
@@ -258,7 +321,9 @@ impl Interactions {
                 Ok(Handled::Applied)
             }
             ActionOutcome::NoChange(now_brief) => Ok(Handled::NoChange(why_unchanged(&now_brief))),
-            ActionOutcome::NotFound => Ok(Handled::NoChange("That card is no longer known to ackbar.".to_owned())),
+            ActionOutcome::NotFound => Ok(Handled::NoChange(
+                "That card is no longer known to ackbar.".to_owned(),
+            )),
         }
     }
 
@@ -291,7 +356,8 @@ impl Interactions {
         }
         match self.inner.slack.usergroups_users_list(group).await {
             Ok(members) => {
-                lock(&self.inner.groups).insert(group.to_owned(), (Instant::now(), members.clone()));
+                lock(&self.inner.groups)
+                    .insert(group.to_owned(), (Instant::now(), members.clone()));
                 members
             }
             Err(e) => {
@@ -338,7 +404,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn no_further_step(route: Option<&RouteConfig>) -> String {
     match route {
         Some(r) if r.escalation.is_empty() => {
-            format!("Route `{}` has no escalation policy; nothing was changed.", r.name)
+            format!(
+                "Route `{}` has no escalation policy; nothing was changed.",
+                r.name
+            )
         }
         _ => "The card is already at the last escalation step.".to_owned(),
     }

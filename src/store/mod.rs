@@ -211,7 +211,9 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionOutcome {
     /// State changed; the card update and thread reply are in the outbox.
-    Applied { channel: String },
+    Applied {
+        channel: String,
+    },
     /// Nothing to change (already acknowledged, already escalated, resolved…).
     NoChange(CardBrief),
     NotFound,
@@ -296,7 +298,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies an action and writes the card update and thread reply it
     /// causes, in one transaction.
-    async fn act(&self, card: &CardId, action: Action, now: DateTime<Utc>) -> Result<ActionOutcome, StoreError>;
+    async fn act(
+        &self,
+        card: &CardId,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<ActionOutcome, StoreError>;
 
     /// Firing cards, oldest first.
     async fn firing_cards(&self, limit: u32) -> Result<Vec<CardSummary>, StoreError>;
@@ -308,7 +315,11 @@ pub trait Store: Send + Sync + 'static {
     async fn card_by_message(&self, channel: &str, ts: &str) -> Result<Option<CardId>, StoreError>;
 
     /// Firing, unacknowledged cards whose next escalation step is due.
-    async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError>;
+    async fn due_escalations(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueEscalation>, StoreError>;
 
     /// When the earliest pending escalation step is due.
     async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;

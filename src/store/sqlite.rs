@@ -17,11 +17,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter, DueEscalation, NextOp, OpKind,
-    OutboxOp, OutboxSummary, Store, StoreError,
+    Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
+    DueEscalation, NextOp, OpKind, OutboxOp, OutboxSummary, Store, StoreError,
 };
 use crate::model::{
-    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels, ThreadEvent,
+    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels,
+    ThreadEvent,
 };
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
@@ -452,7 +453,11 @@ async fn write_change(
 }
 
 /// When a new or reopened card's first escalation step is due.
-fn escalation_due(batch: &CardBatch, change: &card::Change, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn escalation_due(
+    batch: &CardBatch,
+    change: &card::Change,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     if change.state != CardState::Firing {
         return None;
     }
@@ -460,7 +465,10 @@ fn escalation_due(batch: &CardBatch, change: &card::Change, now: DateTime<Utc>) 
     now.checked_add_signed(after)
 }
 
-async fn brief(conn: &mut SqliteConnection, card: &CardId) -> Result<Option<(i64, CardBrief)>, StoreError> {
+async fn brief(
+    conn: &mut SqliteConnection,
+    card: &CardId,
+) -> Result<Option<(i64, CardBrief)>, StoreError> {
     let row = sqlx::query(
         "SELECT seq, route, channel, state, opened_at, acked_by, escalation_level, ts FROM cards WHERE id = ?",
     )
@@ -753,7 +761,10 @@ impl Store for SqliteStore {
                 row.try_get::<Option<String>, _>("acked_by")?,
                 row.try_get::<Option<i64>, _>("acked_at")?,
             ) {
-                (Some(by), Some(at)) => Some(Acknowledgement { by, at: from_ms(at)? }),
+                (Some(by), Some(at)) => Some(Acknowledgement {
+                    by,
+                    at: from_ms(at)?,
+                }),
                 _ => None,
             },
             escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
@@ -832,10 +843,17 @@ impl Store for SqliteStore {
 
     async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        brief(&mut conn, card).await.map(|b| b.map(|(_, brief)| brief))
+        brief(&mut conn, card)
+            .await
+            .map(|b| b.map(|(_, brief)| brief))
     }
 
-    async fn act(&self, card: &CardId, action: Action, now: DateTime<Utc>) -> Result<ActionOutcome, StoreError> {
+    async fn act(
+        &self,
+        card: &CardId,
+        action: Action,
+        now: DateTime<Utc>,
+    ) -> Result<ActionOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
         let Some((seq, current)) = brief(&mut tx, card).await? else {
             return Ok(ActionOutcome::NotFound);
@@ -844,14 +862,31 @@ impl Store for SqliteStore {
         let (applies, event) = match &action {
             Action::Acknowledge { by } => (
                 firing && current.acked_by.is_none(),
-                ThreadEvent::Acknowledged { by: by.clone(), at: now },
+                ThreadEvent::Acknowledged {
+                    by: by.clone(),
+                    at: now,
+                },
             ),
             Action::Unacknowledge { by, .. } => (
                 firing && current.acked_by.is_some(),
-                ThreadEvent::Unacknowledged { by: by.clone(), at: now },
+                ThreadEvent::Unacknowledged {
+                    by: by.clone(),
+                    at: now,
+                },
             ),
-            Action::Status { asked_by } => (true, ThreadEvent::StatusAsked { by: asked_by.clone(), at: now }),
-            Action::Escalate { from_level, notify, by, .. } => (
+            Action::Status { asked_by } => (
+                true,
+                ThreadEvent::StatusAsked {
+                    by: asked_by.clone(),
+                    at: now,
+                },
+            ),
+            Action::Escalate {
+                from_level,
+                notify,
+                by,
+                ..
+            } => (
                 firing && current.acked_by.is_none() && current.escalation_level == *from_level,
                 ThreadEvent::Escalated {
                     level: from_level + 1,
@@ -895,7 +930,15 @@ impl Store for SqliteStore {
         }
         // Actions are answers to a person: reply at once rather than after
         // the batching window meant for alert storms.
-        push_reply(&mut tx, seq, &current.channel, &[event], Duration::ZERO, now).await?;
+        push_reply(
+            &mut tx,
+            seq,
+            &current.channel,
+            &[event],
+            Duration::ZERO,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(ActionOutcome::Applied {
             channel: current.channel,
@@ -958,7 +1001,11 @@ impl Store for SqliteStore {
         row.map(|r| Ok(CardId(r.try_get("id")?))).transpose()
     }
 
-    async fn due_escalations(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<DueEscalation>, StoreError> {
+    async fn due_escalations(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueEscalation>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, route, escalation_level, opened_at FROM cards
              WHERE next_escalation_at IS NOT NULL AND next_escalation_at <= ?
@@ -999,12 +1046,14 @@ impl Store for SqliteStore {
             .bind(ms(day_ago))
             .execute(&mut *tx)
             .await?;
-        let inserted = sqlx::query("INSERT INTO requests_seen (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let inserted = sqlx::query(
+            "INSERT INTO requests_seen (key, at) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
     }

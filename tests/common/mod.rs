@@ -44,6 +44,7 @@ pub async fn start_slack(options: SandboxOptions) -> Slack {
     let sandbox = Sandbox::new(options);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    sandbox.set_base_url(format!("http://{addr}"));
     let app = sandbox::router(sandbox.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
