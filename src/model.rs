@@ -319,6 +319,14 @@ pub enum ThreadEvent {
     /// Someone asked for the card's status (an @-mention in its thread); the
     /// reply shows the card's state when it is sent.
     StatusAsked { by: String, at: DateTime<Utc> },
+    /// Someone silenced the card's alerts in Alertmanager.
+    Silenced {
+        by: String,
+        until: DateTime<Utc>,
+        silence_id: String,
+        comment: Option<String>,
+        at: DateTime<Utc>,
+    },
 }
 
 /// One alert as a card shows it.

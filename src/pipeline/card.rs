@@ -280,7 +280,8 @@ fn wanted(replies: &ReplyConfig, event: &ThreadEvent) -> bool {
         ThreadEvent::Acknowledged { .. }
         | ThreadEvent::Unacknowledged { .. }
         | ThreadEvent::Escalated { .. }
-        | ThreadEvent::StatusAsked { .. } => true,
+        | ThreadEvent::StatusAsked { .. }
+        | ThreadEvent::Silenced { .. } => true,
     }
 }
 

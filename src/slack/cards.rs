@@ -381,6 +381,28 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
                 ),
                 "unacknowledged".to_owned(),
             )),
+            ThreadEvent::Silenced {
+                by,
+                until,
+                silence_id,
+                comment,
+                ..
+            } => {
+                let mut line = format!(
+                    ":mute: Silenced by {} until {} (silence `{}`)",
+                    mention_user(by),
+                    date(
+                        *until,
+                        "{date_short_pretty} {time}",
+                        &until.format("%Y-%m-%d %H:%M UTC").to_string()
+                    ),
+                    untrusted(&truncate(silence_id, 64))
+                );
+                if let Some(c) = comment.as_deref().filter(|c| !c.trim().is_empty()) {
+                    line.push_str(&format!(": {}", untrusted(&truncate(c, 500))));
+                }
+                actions.push((line, "silenced".to_owned()));
+            }
             ThreadEvent::StatusAsked { by, .. } => actions.push((
                 format!("{}: {}", mention_user(by), status_line(view, now)),
                 "status".to_owned(),

@@ -54,6 +54,12 @@ impl Interactions {
     pub async fn command(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
         let command: Command = serde_urlencoded::from_bytes(body)
             .map_err(|e| InteractError::Malformed(format!("not a slash command form: {e}")))?;
+        self.run_command(command).await
+    }
+
+    /// Runs a parsed slash command (from the HTTP form, or the JSON payload
+    /// of a Socket Mode envelope, which carries the same fields).
+    pub async fn run_command(&self, command: Command) -> Result<Option<Value>, InteractError> {
         if command.ssl_check.as_deref() == Some("1") {
             return Ok(None);
         }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tracing::debug;
 
 use super::interact::{InteractError, Interactions};
-use crate::model::is_slack_id;
+use crate::model::{ThreadEvent, is_slack_id};
 use crate::store::{Action, ActionOutcome};
 
 #[derive(Debug, Deserialize)]
@@ -73,7 +73,16 @@ impl Interactions {
             if let Some(card) = self.store().card_by_message(&channel, &thread_ts).await? {
                 let outcome = self
                     .store()
-                    .act(&card, Action::Status { asked_by: user }, Utc::now())
+                    .act(
+                        &card,
+                        Action::Note {
+                            event: ThreadEvent::StatusAsked {
+                                by: user,
+                                at: Utc::now(),
+                            },
+                        },
+                        Utc::now(),
+                    )
                     .await?;
                 if let ActionOutcome::Applied { channel } = outcome {
                     self.deliverer().wake(&channel);

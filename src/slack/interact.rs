@@ -177,7 +177,13 @@ impl Interactions {
         let form: Form = serde_urlencoded::from_bytes(body).map_err(|e| {
             InteractError::Malformed(format!("expected a form with a `payload` field: {e}"))
         })?;
-        let payload: Payload = serde_json::from_str(&form.payload)
+        self.interaction_payload(form.payload.as_bytes()).await
+    }
+
+    /// Handles an interaction payload (the JSON Slack puts in the form's
+    /// `payload` field over HTTP, or in a Socket Mode envelope).
+    pub async fn interaction_payload(&self, json: &[u8]) -> Result<Vec<Handled>, InteractError> {
+        let payload: Payload = serde_json::from_slice(json)
             .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))?;
         let Payload::BlockActions(actions) = payload else {
             return Ok(vec![Handled::Ignored]);

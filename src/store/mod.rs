@@ -192,9 +192,10 @@ pub enum Action {
         by: String,
         next_escalation_at: Option<DateTime<Utc>>,
     },
-    /// Thread a reply with the card's status (no state change).
-    Status {
-        asked_by: String,
+    /// Thread a reply about the card without changing its state (a status
+    /// question, a silence created in Alertmanager).
+    Note {
+        event: ThreadEvent,
     },
     /// Climb from step `from_level` to `from_level + 1`. Applied only if the
     /// card is still at `from_level`, firing and unacknowledged, so a double

@@ -874,13 +874,7 @@ impl Store for SqliteStore {
                     at: now,
                 },
             ),
-            Action::Status { asked_by } => (
-                true,
-                ThreadEvent::StatusAsked {
-                    by: asked_by.clone(),
-                    at: now,
-                },
-            ),
+            Action::Note { event } => (true, event.clone()),
             Action::Escalate {
                 from_level,
                 notify,
@@ -914,7 +908,7 @@ impl Store for SqliteStore {
             .bind(next_escalation_at.map(ms))
             .bind(ms(now))
             .bind(seq)),
-            Action::Status { .. } => None,
+            Action::Note { .. } => None,
             Action::Escalate { next_escalation_at, .. } => Some(sqlx::query(
                 "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
                  WHERE seq = ?",
