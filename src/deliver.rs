@@ -342,10 +342,15 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
     };
 
     let now = Utc::now();
+    let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
     let result = match op.kind {
         OpKind::Post => inner
             .slack
-            .post_message(&op.channel, &cards::render_card(&view, now), None)
+            .post_message(
+                &op.channel,
+                &cards::render_card_with(&view, now, options),
+                None,
+            )
             .await
             .map(|posted| Completion::Posted {
                 ts: posted.ts,
@@ -354,7 +359,11 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
         OpKind::Update => match &op.card_ts {
             Some(ts) => inner
                 .slack
-                .update_message(&op.channel, ts, &cards::render_card(&view, now))
+                .update_message(
+                    &op.channel,
+                    ts,
+                    &cards::render_card_with(&view, now, options),
+                )
                 .await
                 .map(|()| Completion::Done),
             None => Ok(Completion::Dead {

@@ -19,6 +19,7 @@
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
 //! | [`slack`] | Web API client, Block Kit with limits, the default card, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
+//! | [`silence`] | Alertmanager silences from a card: client, modal, submission |
 //! | [`config`], [`cli`], [`metrics`] | configuration, command line, own metrics |
 //!
 //! # Quick start
@@ -38,5 +39,6 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod server;
+pub mod silence;
 pub mod slack;
 pub mod store;

@@ -10,7 +10,8 @@
 //! divider
 //! section  one per listed alert: status, distinguishing labels, summary, links
 //! context  "… and N more alerts not listed"
-//! actions  Acknowledge / Escalate (firing cards only)
+//! actions  Acknowledge / Escalate, or Unacknowledge; Silence when the
+//!          route names an Alertmanager (firing cards only)
 //! ```
 //!
 //! Everything that comes from an alert goes through [`untrusted`] (or
@@ -24,6 +25,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::config::RouteConfig;
 use crate::model::{AlertStatus, CardAlert, CardState, CardView, Labels, Severity, ThreadEvent};
 use crate::slack::blocks::{
     Actions, Block, Button, ButtonStyle, Context, Header, MAX_BLOCKS, Message, MessageBuilder,
@@ -35,6 +37,8 @@ pub const ACK_ACTION_ID: &str = "ackbar_acknowledge";
 /// `action_id` of the Escalate button; its `value` is the card id.
 pub const ESCALATE_ACTION_ID: &str = "ackbar_escalate";
 pub const UNACK_ACTION_ID: &str = "ackbar_unacknowledge";
+/// `action_id` of the Silence button; its `value` is the card id.
+pub const SILENCE_ACTION_ID: &str = "ackbar_silence";
 /// `event_type` of the metadata attached to every card.
 pub const METADATA_EVENT_TYPE: &str = "ackbar_card";
 
@@ -71,9 +75,32 @@ pub fn card_metadata(view: &CardView) -> Metadata {
     }
 }
 
+/// What a card offers that depends on its route rather than its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CardOptions {
+    /// Show the Silence button (the route has an `alertmanager_url`).
+    pub silence: bool,
+}
+
+impl CardOptions {
+    /// The options of a card of `route` (`None`: the route is gone, so
+    /// nothing route-specific is offered).
+    pub fn for_route(route: Option<&RouteConfig>) -> CardOptions {
+        CardOptions {
+            silence: route.is_some_and(|r| r.alertmanager_url.is_some()),
+        }
+    }
+}
+
+/// Renders the card for `view` with the default [`CardOptions`] (no Silence
+/// button); see [`render_card_with`].
+pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
+    render_card_with(view, now, CardOptions::default())
+}
+
 /// Renders the card for `view`; `now` gives the "open for" age of a firing
 /// card. The result always satisfies [`crate::slack::blocks::check_limits`].
-pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
+pub fn render_card_with(view: &CardView, now: DateTime<Utc>, options: CardOptions) -> Message {
     let firing = view.state == CardState::Firing;
     let severity = view.severity();
     let title = view.title();
@@ -164,7 +191,7 @@ pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
 
     if firing {
         let id = view.id.0.as_str();
-        let buttons = match &view.acknowledged {
+        let mut buttons = match &view.acknowledged {
             None => vec![
                 Button::new("Acknowledge", ACK_ACTION_ID, id).style(ButtonStyle::Primary),
                 // The level the card is at when rendered: pressing Escalate
@@ -179,6 +206,9 @@ pub fn render_card(view: &CardView, now: DateTime<Utc>) -> Message {
             ],
             Some(_) => vec![Button::new("Unacknowledge", UNACK_ACTION_ID, id)],
         };
+        if options.silence {
+            buttons.push(Button::new("Silence", SILENCE_ACTION_ID, id));
+        }
         if let Some(actions) = Actions::new(buttons) {
             b.push(actions.block_id("ackbar_actions"));
         }
@@ -803,6 +833,41 @@ mod tests {
             1,
             "a common runbook is linked once"
         );
+    }
+
+    #[test]
+    fn silence_button_only_when_the_route_names_an_alertmanager() {
+        let with = CardOptions { silence: true };
+        let m = render_card_with(&view(3), t(90), with);
+        check_limits(&m).unwrap();
+        let b = buttons(&m);
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            (b[2].action_id(), b[2].value(), b[2].button_style()),
+            (SILENCE_ACTION_ID, "0123456789abcdef0123456789abcdef", None)
+        );
+        let mut acked = view(1);
+        acked.acknowledged = Some(crate::model::Acknowledgement {
+            by: "U0ALICE01".into(),
+            at: t(30),
+        });
+        let m = render_card_with(&acked, t(60), with);
+        let ids: Vec<&str> = buttons(&m).iter().map(|b| b.action_id()).collect();
+        assert_eq!(ids, [UNACK_ACTION_ID, SILENCE_ACTION_ID]);
+        let m = render_card_with(&resolved(view(3)), t(5000), with);
+        assert!(buttons(&m).is_empty(), "no Silence on a resolved card");
+        let m = render_card_with(&view(80), t(60), with);
+        check_limits(&m).unwrap();
+        assert_eq!(buttons(&m).len(), 3, "a full card keeps all its buttons");
+
+        let mut route = crate::config::Config::from_json("{}")
+            .unwrap()
+            .effective_routes()
+            .remove(0);
+        assert_eq!(CardOptions::for_route(Some(&route)), CardOptions::default());
+        route.alertmanager_url = Some("http://am:9093".into());
+        assert_eq!(CardOptions::for_route(Some(&route)), with);
+        assert_eq!(CardOptions::for_route(None), CardOptions::default());
     }
 
     #[test]

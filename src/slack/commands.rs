@@ -1,7 +1,8 @@
-//! The slash command (default `/ackbar`): `list`, `ack <card>`, `oncall`,
-//! `help`. Replies are ephemeral. Quick answers go in the HTTP response;
-//! `list`, which asks Slack for permalinks, answers through the command's
-//! `response_url`.
+//! The slash command (default `/ackbar`): `list`, `ack <card>`,
+//! `silence <card>`, `oncall`, `help`. Replies are ephemeral. Quick answers
+//! go in the HTTP response; `list`, which asks Slack for permalinks, answers
+//! through the command's `response_url`; `silence` opens the silence modal
+//! with the command's `trigger_id` and answers nothing when it opened.
 
 use chrono::Utc;
 use serde::Deserialize;
@@ -28,6 +29,9 @@ pub struct Command {
     pub user_id: String,
     #[serde(default)]
     pub response_url: Option<String>,
+    /// Opens a modal (`silence`) within 3 seconds, once.
+    #[serde(default)]
+    pub trigger_id: Option<String>,
     /// Slack's probe of the endpoint's certificate: answer 200, do nothing.
     #[serde(default)]
     pub ssl_check: Option<String>,
@@ -45,6 +49,7 @@ pub fn short_id(card: &CardId) -> &str {
 const HELP: &str = "*ackbar* — alerts as Slack cards\n\
 • `list` — firing cards, with links\n\
 • `ack CARD` — acknowledge a card by the id `list` shows\n\
+• `silence CARD` — silence a card's alerts in Alertmanager\n\
 • `oncall` — who is on call now, per rotation\n\
 • `help` — this message";
 
@@ -81,6 +86,25 @@ impl Interactions {
             Some("ack") => match words.next() {
                 Some(id) => ephemeral(self.ack_by_short_id(&command.user_id, id).await?),
                 None => ephemeral("Which card? `ack CARD` with the id `list` shows."),
+            },
+            Some("silence") => match words.next() {
+                Some(id) => match self.card_by_short_id(id).await? {
+                    Ok(card) => match self
+                        .open_silence_modal(
+                            &command.user_id,
+                            &card,
+                            command.trigger_id.as_deref(),
+                            Utc::now(),
+                        )
+                        .await?
+                    {
+                        // The modal is the answer.
+                        Handled::Applied | Handled::Ignored => return Ok(None),
+                        Handled::NoChange(text) | Handled::Refused(text) => ephemeral(text),
+                    },
+                    Err(text) => ephemeral(text),
+                },
+                None => ephemeral("Which card? `silence CARD` with the id `list` shows."),
             },
             Some("oncall") => ephemeral(self.oncall_text()),
             Some(other) => ephemeral(format!(
@@ -134,22 +158,26 @@ impl Interactions {
         self.slack().get_permalink(&card.channel, ts).await.ok()
     }
 
-    async fn ack_by_short_id(&self, user: &str, short: &str) -> Result<String, InteractError> {
+    /// The one card whose id starts with `short`, or what to tell the user.
+    async fn card_by_short_id(&self, short: &str) -> Result<Result<CardId, String>, InteractError> {
         let matches = self.store().cards_by_prefix(short, 2).await?;
-        let card = match matches.as_slice() {
-            [card] => card.clone(),
-            [] => {
-                return Ok(format!(
-                    "No card with id `{}`; `list` shows them.",
-                    escape(short)
-                ));
-            }
-            _ => {
-                return Ok(format!(
-                    "`{}` matches several cards; give more of the id.",
-                    escape(short)
-                ));
-            }
+        Ok(match matches.as_slice() {
+            [card] => Ok(card.clone()),
+            [] => Err(format!(
+                "No card with id `{}`; `list` shows them.",
+                escape(short)
+            )),
+            _ => Err(format!(
+                "`{}` matches several cards; give more of the id.",
+                escape(short)
+            )),
+        })
+    }
+
+    async fn ack_by_short_id(&self, user: &str, short: &str) -> Result<String, InteractError> {
+        let card = match self.card_by_short_id(short).await? {
+            Ok(card) => card,
+            Err(text) => return Ok(text),
         };
         Ok(match self.acknowledge(user, &card, Utc::now()).await? {
             Handled::Applied => format!("Acknowledged card `{}`.", short_id(&card)),

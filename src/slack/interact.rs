@@ -1,4 +1,5 @@
-//! Requests from Slack: button clicks (block_actions) on cards.
+//! Requests from Slack: button clicks (block_actions) on cards, and the
+//! silence modal's submission (view_submission).
 //!
 //! Every request is verified (v0 signature over the raw body, see
 //! [`crate::slack::verify`]) before anything is parsed. A click becomes a
@@ -11,31 +12,44 @@
 //! acknowledgement applies only to an unacknowledged card, and an Escalate
 //! button carries the level the card was at when rendered, so a double click
 //! or a redelivered request changes state once.
+//!
+//! Silence is different: the click opens a modal (`views.open` with the
+//! click's trigger id, inside the request, because the trigger expires 3
+//! seconds after the click), and the modal's submission creates the silence
+//! in Alertmanager and is answered with the outcome: an empty 200 closes the
+//! modal, `response_action: errors` keeps it open with the reason next to a
+//! field. Alertmanager's time is bounded by
+//! [`crate::silence::ALERTMANAGER_TIMEOUT`] so the answer still comes within
+//! Slack's 3 seconds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
-use tracing::{debug, warn};
+use serde_json::{Value, json};
+use tracing::{debug, info, warn};
 
 use crate::config::{RouteConfig, Secret, Target};
 use crate::deliver::Deliverer;
-use crate::model::{CardId, is_slack_id};
+use crate::model::{CardId, CardState, CardView, ThreadEvent, is_slack_id};
 use crate::pipeline::escalation;
 use crate::pipeline::oncall::Rotations;
 use crate::pipeline::route::Router;
+use crate::silence::{self, AlertmanagerClient, Requester, SilenceError, SilenceMatcher};
 use crate::slack::api::SlackClient;
+use crate::slack::blocks::Message;
 use crate::slack::cards::{
-    ACK_ACTION_ID, ESCALATE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value,
+    ACK_ACTION_ID, ESCALATE_ACTION_ID, SILENCE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value,
 };
 use crate::slack::verify;
 use crate::store::{Action, ActionOutcome, CardBrief, Store, StoreError};
 
 /// How long a user group's member list is trusted before asking Slack again.
 const GROUP_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Chars of a card id accepted back from a modal's `private_metadata`.
+const MAX_CARD_ID_CHARS: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InteractError {
@@ -57,11 +71,50 @@ struct BlockActions {
     actions: Vec<ActionItem>,
     #[serde(default)]
     response_url: Option<String>,
+    /// Opens a modal within 3 seconds of the click (once).
+    #[serde(default)]
+    trigger_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 struct SlackUser {
     id: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl SlackUser {
+    fn requester(&self) -> Requester {
+        Requester {
+            id: self.id.clone(),
+            name: self.username.clone().or_else(|| self.name.clone()),
+        }
+    }
+}
+
+/// The part of a `view_submission` / `view_closed` payload ackbar reads.
+#[derive(Debug, Deserialize)]
+struct ViewPayload {
+    user: SlackUser,
+    view: SubmittedView,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubmittedView {
+    #[serde(default)]
+    callback_id: String,
+    #[serde(default)]
+    private_metadata: String,
+    #[serde(default)]
+    state: SubmittedState,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SubmittedState {
+    #[serde(default)]
+    values: silence::StateValues,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +128,8 @@ struct ActionItem {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Payload {
     BlockActions(BlockActions),
+    ViewSubmission(ViewPayload),
+    ViewClosed(ViewPayload),
     #[serde(other)]
     Other,
 }
@@ -108,6 +163,9 @@ struct Inner {
     slack: SlackClient,
     signing_secret: Option<Secret>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+    /// Shared by every Alertmanager call (its connection pool); made on
+    /// first use.
+    alertmanager_http: OnceLock<reqwest::Client>,
 }
 
 impl Interactions {
@@ -128,6 +186,7 @@ impl Interactions {
                 slack,
                 signing_secret,
                 groups: Mutex::new(HashMap::new()),
+                alertmanager_http: OnceLock::new(),
             }),
         }
     }
@@ -172,8 +231,10 @@ impl Interactions {
         Ok(())
     }
 
-    /// Handles a verified `POST /slack/interactions` body.
-    pub async fn interaction(&self, body: &[u8]) -> Result<Vec<Handled>, InteractError> {
+    /// Handles a verified `POST /slack/interactions` body; returns the JSON
+    /// to answer with (`None`: an empty 200, which also closes a submitted
+    /// modal).
+    pub async fn interaction(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
         let form: Form = serde_urlencoded::from_bytes(body).map_err(|e| {
             InteractError::Malformed(format!("expected a form with a `payload` field: {e}"))
         })?;
@@ -181,13 +242,31 @@ impl Interactions {
     }
 
     /// Handles an interaction payload (the JSON Slack puts in the form's
-    /// `payload` field over HTTP, or in a Socket Mode envelope).
-    pub async fn interaction_payload(&self, json: &[u8]) -> Result<Vec<Handled>, InteractError> {
+    /// `payload` field over HTTP, or in a Socket Mode envelope); returns the
+    /// JSON to answer with, as [`Interactions::interaction`] does.
+    pub async fn interaction_payload(&self, json: &[u8]) -> Result<Option<Value>, InteractError> {
         let payload: Payload = serde_json::from_slice(json)
             .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))?;
-        let Payload::BlockActions(actions) = payload else {
-            return Ok(vec![Handled::Ignored]);
-        };
+        match payload {
+            Payload::BlockActions(actions) => {
+                self.block_actions(actions).await?;
+                Ok(None)
+            }
+            Payload::ViewSubmission(submission) => self.view_submission(submission).await,
+            Payload::ViewClosed(closed) => {
+                // Only sent for modals opened with notify_on_close, which
+                // ackbar's are not; nothing to clean up either way.
+                debug!(
+                    callback_id = closed.view.callback_id,
+                    "modal closed without submitting"
+                );
+                Ok(None)
+            }
+            Payload::Other => Ok(None),
+        }
+    }
+
+    async fn block_actions(&self, actions: BlockActions) -> Result<Vec<Handled>, InteractError> {
         let user = actions.user.id;
         if !is_slack_id(&user) {
             return Err(InteractError::Malformed(
@@ -196,7 +275,9 @@ impl Interactions {
         }
         let mut results = Vec::with_capacity(actions.actions.len());
         for item in &actions.actions {
-            let handled = self.action(&user, item, Utc::now()).await?;
+            let handled = self
+                .action(&user, item, actions.trigger_id.as_deref(), Utc::now())
+                .await?;
             if let (Handled::Refused(text) | Handled::NoChange(text), Some(url)) =
                 (&handled, &actions.response_url)
             {
@@ -211,6 +292,7 @@ impl Interactions {
         &self,
         user: &str,
         item: &ActionItem,
+        trigger_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
         let value = item.value.as_deref().unwrap_or_default();
@@ -226,6 +308,10 @@ impl Interactions {
                     "Escalate button value is not CARD:LEVEL".into(),
                 )),
             },
+            SILENCE_ACTION_ID => {
+                self.open_silence_modal(user, &CardId(value.to_owned()), trigger_id, now)
+                    .await
+            }
             other => {
                 debug!(
                     action_id = other,
@@ -333,6 +419,200 @@ impl Interactions {
         }
     }
 
+    /// Opens the silence modal for `card` with `trigger_id` (from a click or
+    /// a slash command), if `user` may silence the card's route. `Applied`
+    /// means the modal is open; anything else carries what to tell the user.
+    pub(super) async fn open_silence_modal(
+        &self,
+        user: &str,
+        card: &CardId,
+        trigger_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, InteractError> {
+        let target = match self.silence_target(user, card, true, now).await {
+            Ok(target) => target,
+            Err(e @ SilenceError::NotAllowed(_)) => {
+                return Ok(Handled::Refused(format!("{e} Nothing was changed.")));
+            }
+            Err(e) => return Ok(Handled::NoChange(e.to_string())),
+        };
+        let Some(trigger_id) = trigger_id.filter(|t| !t.is_empty()) else {
+            return Ok(Handled::NoChange(
+                "Slack sent nothing to open the silence dialog with; please try again.".to_owned(),
+            ));
+        };
+        let modal = silence::silence_modal(&target.view, &target.matchers);
+        match self.inner.slack.views_open(trigger_id, &modal).await {
+            Ok(_) => Ok(Handled::Applied),
+            Err(e) => {
+                warn!(card = %card, error = %e, "cannot open the silence modal");
+                Ok(Handled::NoChange(
+                    "Slack did not open the silence dialog in time; please try again.".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// Everything needed to silence `card` for `user`, or why it cannot be.
+    /// `opening`: refuse resolved cards (a modal already open may still be
+    /// submitted after the card resolved: the person asked while it fired).
+    async fn silence_target(
+        &self,
+        user: &str,
+        card: &CardId,
+        opening: bool,
+        now: DateTime<Utc>,
+    ) -> Result<SilenceTarget, SilenceError> {
+        let view = match self.inner.store.card_view(card, 1).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return Err(SilenceError::CardGone),
+            Err(e) => {
+                warn!(card = %card, error = %e, "cannot read the card to silence");
+                return Err(SilenceError::Unavailable);
+            }
+        };
+        if opening && view.state == CardState::Resolved {
+            return Err(SilenceError::Resolved);
+        }
+        let route = self.inner.router.by_name(&view.route);
+        if let Some(allowed) = route.and_then(|r| r.allowed.silence.as_ref()) {
+            if !self.is_allowed(user, allowed, now).await {
+                return Err(SilenceError::NotAllowed(crate::slack::blocks::untrusted(
+                    &crate::slack::blocks::truncate(&view.route, 100),
+                )));
+            }
+        }
+        let Some((route, base_url)) =
+            route.and_then(|r| r.alertmanager_url.clone().map(|url| (r, url)))
+        else {
+            return Err(SilenceError::NotConfigured);
+        };
+        let matchers = silence::card_matchers(&view, &route.group_by);
+        if matchers.is_empty() {
+            return Err(SilenceError::NoMatchers);
+        }
+        Ok(SilenceTarget {
+            view,
+            base_url,
+            matchers,
+        })
+    }
+
+    /// A submission of the silence modal: validate, check who may act again
+    /// (their on-call shift may have ended since the modal opened), create
+    /// the silence, thread the reply. The answer keeps the modal open with
+    /// errors unless the silence was created.
+    async fn view_submission(
+        &self,
+        submission: ViewPayload,
+    ) -> Result<Option<Value>, InteractError> {
+        if submission.view.callback_id != silence::CALLBACK_ID {
+            debug!(
+                callback_id = submission.view.callback_id,
+                "ignoring a submission of a modal ackbar did not open"
+            );
+            return Ok(None);
+        }
+        let requester = submission.user.requester();
+        if !is_slack_id(&requester.id) {
+            return Err(InteractError::Malformed(
+                "user.id is not a Slack user id".to_owned(),
+            ));
+        }
+        let card_id = submission.view.private_metadata.trim();
+        if card_id.is_empty() || card_id.chars().count() > MAX_CARD_ID_CHARS {
+            return Err(InteractError::Malformed(
+                "the silence modal's private_metadata is not a card id".to_owned(),
+            ));
+        }
+        let card = CardId(card_id.to_owned());
+        let form = match silence::parse_submission(&submission.view.state.values) {
+            Ok(form) => form,
+            Err(errors) => return Ok(Some(silence::errors_answer(&errors))),
+        };
+        let now = Utc::now();
+        let target = match self.silence_target(&requester.id, &card, false, now).await {
+            Ok(target) => target,
+            Err(e) => return Ok(Some(silence::errors_answer(&[e]))),
+        };
+        let new = silence::new_silence(target.matchers, &form, &requester, now);
+        let created = match self.alertmanager(&target.base_url) {
+            Ok(client) => client.create_silence(&new).await,
+            Err(e) => Err(e),
+        };
+        let silence_id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                warn!(card = %card, route = target.view.route, error = %e, "Alertmanager did not create the silence");
+                return Ok(Some(silence::errors_answer(&[e])));
+            }
+        };
+        info!(card = %card, silence_id, user = requester.id, until = %new.ends_at, "silence created");
+        let event = ThreadEvent::Silenced {
+            by: requester.id.clone(),
+            until: new.ends_at,
+            silence_id: silence_id.clone(),
+            comment: form.comment,
+            at: now,
+        };
+        // The silence exists now: whatever happens to the thread reply, the
+        // modal closes, or a retry would create a second silence.
+        match self
+            .inner
+            .store
+            .act(&card, Action::Note { event }, now)
+            .await
+        {
+            Ok(ActionOutcome::Applied { channel }) => self.inner.deliverer.wake(&channel),
+            Ok(outcome) => {
+                warn!(card = %card, ?outcome, silence_id, "silence created but not noted in the card's thread");
+            }
+            Err(e) => {
+                warn!(card = %card, error = %e, silence_id, "silence created but not noted in the card's thread");
+                self.whisper(
+                    &target.view.channel,
+                    &requester.id,
+                    format!(
+                        "Silence `{}` was created in Alertmanager, but ackbar could not note it in the card's thread.",
+                        crate::slack::blocks::untrusted(&crate::slack::blocks::truncate(
+                            &silence_id,
+                            64
+                        ))
+                    ),
+                );
+            }
+        }
+        Ok(None)
+    }
+
+    fn alertmanager(&self, base_url: &str) -> Result<AlertmanagerClient, SilenceError> {
+        let http = match self.inner.alertmanager_http.get() {
+            Some(http) => http.clone(),
+            None => {
+                let http = silence::http_client()?;
+                self.inner.alertmanager_http.get_or_init(|| http).clone()
+            }
+        };
+        Ok(AlertmanagerClient::with_http(
+            http,
+            base_url,
+            silence::ALERTMANAGER_TIMEOUT,
+        ))
+    }
+
+    /// An ephemeral message to `user` in `channel`, without holding up the
+    /// HTTP answer.
+    fn whisper(&self, channel: &str, user: &str, text: String) {
+        let slack = self.inner.slack.clone();
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        tokio::spawn(async move {
+            let message = Message::new(text, []);
+            if let Err(e) = slack.post_ephemeral(&channel, &user, &message, None).await {
+                warn!(error = %e, "cannot post an ephemeral message");
+            }
+        });
+    }
+
     /// Whether `user` is one of `allowed`, directly, through a user group,
     /// or by being on call in a listed rotation.
     async fn is_allowed(&self, user: &str, allowed: &[Target], now: DateTime<Utc>) -> bool {
@@ -386,6 +666,14 @@ impl Interactions {
             }
         });
     }
+}
+
+/// A card about to be silenced: its view, the Alertmanager of its route and
+/// the matchers ([`silence::card_matchers`]).
+struct SilenceTarget {
+    view: CardView,
+    base_url: String,
+    matchers: Vec<SilenceMatcher>,
 }
 
 #[derive(Debug, Clone, Copy)]
