@@ -1115,6 +1115,9 @@ mod tests {
             let s = serde_json::to_string(&m).unwrap().to_lowercase();
             prop_assert!(!s.contains("<!channel") && !s.contains("@here"));
             prop_assert_eq!(buttons(&m).len(), if is_resolved { 0 } else { 2 });
+            let m = render_card_with(&v, t(10), CardOptions { silence: true });
+            prop_assert_eq!(check_limits(&m), Ok(()));
+            prop_assert_eq!(buttons(&m).len(), if is_resolved { 0 } else { 3 });
         }
     }
 }
