@@ -36,7 +36,9 @@ fn click(card: &str, action_id: &str, user: &str) -> Vec<u8> {
     let mut body = String::from("payload=");
     for b in payload.to_string().bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => body.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                body.push(b as char)
+            }
             _ => body.push_str(&format!("%{b:02X}")),
         }
     }
@@ -89,13 +91,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Card ids, from the store through the sandbox's metadata once posted.
     let mut ids: Vec<String> = Vec::new();
     for _ in 0..200 {
-        let state: Value = client.get(format!("{base}/sandbox/api/state")).send().await?.json().await?;
+        let state: Value = client
+            .get(format!("{base}/sandbox/api/state"))
+            .send()
+            .await?
+            .json()
+            .await?;
         ids = state["channels"]
             .as_object()
             .into_iter()
             .flat_map(|channels| channels.values())
             .flat_map(|ch| ch["messages"].as_array().cloned().unwrap_or_default())
-            .filter_map(|m| m["metadata"]["event_payload"]["card_id"].as_str().map(str::to_owned))
+            .filter_map(|m| {
+                m["metadata"]["event_payload"]["card_id"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
             .collect();
         if ids.len() == CARDS {
             break;
@@ -117,7 +128,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let card = ids[n as usize % ids.len()].clone();
         // Alternate per card: ack on even rounds, unack on odd ones.
         let round = n as usize / ids.len();
-        let action = if round % 2 == 0 { "ackbar_acknowledge" } else { "ackbar_unacknowledge" };
+        let action = if round % 2 == 0 {
+            "ackbar_acknowledge"
+        } else {
+            "ackbar_unacknowledge"
+        };
         let body = click(&card, action, "U0LOADTEST");
         let ts = chrono::Utc::now().timestamp();
         let signature = verify::sign(SECRET.as_bytes(), ts, &body);
