@@ -279,6 +279,10 @@ async fn disconnect_warning_mid_stream_loses_no_envelope() {
     let state = slack.sandbox.socket_state();
     assert_eq!(state.undelivered, 0, "{state:?}");
     assert_eq!(state.disconnects_sent, 1);
+    assert_eq!(
+        state.gaps, 0,
+        "the new connection was up before the old closed"
+    );
 
     // The new connection carries on.
     let r = slack
@@ -344,4 +348,56 @@ async fn link_disabled_stops_the_socket_client_but_not_ackbar() {
     );
     wait_http_ok(&ackbar.url("/healthz")).await;
     ackbar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_connections_open_wants_the_app_token() {
+    let slack = start_slack(SandboxOptions {
+        app_token: Some(APP_TOKEN.to_owned()),
+        ..sandbox_options(&[CHANNEL])
+    })
+    .await;
+    let open = |token: Option<&'static str>| {
+        let url = format!("{}/apps.connections.open", slack.api_url);
+        async move {
+            let mut request = http().post(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(open(None).await["error"], "not_authed");
+    assert_eq!(open(Some(TOKEN)).await["error"], "not_allowed_token_type");
+    assert_eq!(open(Some("xapp-1-other")).await["error"], "invalid_auth");
+    let ok = open(Some(APP_TOKEN)).await;
+    assert_eq!(ok["ok"], true, "{ok}");
+    let url = ok["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.contains("/socket/"),
+        "{url}"
+    );
+
+    // The URL is single use: a second upgrade with the same ticket fails.
+    let http_url = url.replacen("ws://", "http://", 1);
+    let r = http()
+        .get(&http_url)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 101, "first use upgrades");
+    let r = http()
+        .get(&http_url)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "a used ticket is refused");
 }

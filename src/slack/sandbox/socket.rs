@@ -93,6 +93,9 @@ pub struct SocketState {
     pub undelivered: u64,
     /// `disconnect` messages sent.
     pub disconnects_sent: u64,
+    /// Times the last open connection closed, leaving none: a client that
+    /// hands over properly (new connection first) leaves no gap.
+    pub gaps: u64,
 }
 
 enum Frame {
@@ -292,6 +295,9 @@ async fn serve(sb: Sandbox, mut ws: WebSocket) {
     let hub = &mut inner.socket;
     hub.conns.remove(&id);
     hub.stats.open = hub.conns.len() as u64;
+    if hub.conns.is_empty() {
+        hub.stats.gaps += 1;
+    }
     let lost: Vec<String> = hub
         .pending
         .iter()
