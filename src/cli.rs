@@ -58,6 +58,33 @@ pub fn main(cli: Cli) -> ExitCode {
                         r.channel,
                         matchers.join(", ")
                     );
+                    for (i, step) in r.escalation.iter().enumerate() {
+                        let who: Vec<String> =
+                            step.notify.iter().map(ToString::to_string).collect();
+                        println!(
+                            "    escalation step {} after {:?}: {}",
+                            i + 1,
+                            step.after,
+                            who.join(", ")
+                        );
+                    }
+                }
+                if let Ok(rotations) = crate::pipeline::oncall::Rotations::new(&config.oncall) {
+                    let now = chrono::Utc::now();
+                    for rotation in rotations.iter() {
+                        match rotation.on_call(now) {
+                            Some(shift) => println!(
+                                "  on call in {:?} now: {} until {}",
+                                rotation.name(),
+                                shift.user,
+                                shift.ends.format("%Y-%m-%d %H:%M UTC")
+                            ),
+                            None => println!(
+                                "  on call in {:?} now: nobody (not started)",
+                                rotation.name()
+                            ),
+                        }
+                    }
                 }
                 ExitCode::SUCCESS
             }

@@ -254,7 +254,7 @@ async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
 
 fn method(kind: OpKind) -> &'static str {
     match kind {
-        OpKind::Post | OpKind::Reply => "chat.postMessage",
+        OpKind::Post | OpKind::Reply | OpKind::Dm => "chat.postMessage",
         OpKind::Update => "chat.update",
     }
 }
@@ -303,7 +303,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
     }
 
     let wait = match op.kind {
-        OpKind::Post | OpKind::Reply => pacer.reserve(Instant::now()),
+        OpKind::Post | OpKind::Reply | OpKind::Dm => pacer.reserve(Instant::now()),
         OpKind::Update => lock(&inner.update_pacer).reserve(Instant::now()),
     };
     if !wait.is_zero() {
@@ -384,6 +384,14 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
                 error: "reply to a card that has no ts".to_owned(),
             }),
         },
+        OpKind::Dm => match (&op.card_ts, &op.recipient) {
+            (Some(ts), Some(user)) => direct_message(inner, &view, ts, user, &op.events, now)
+                .await
+                .map(|()| Completion::Done),
+            _ => Ok(Completion::Dead {
+                error: "direct message without a card ts or a user".to_owned(),
+            }),
+        },
     };
     let completion = match result {
         Ok(c) => {
@@ -393,6 +401,26 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
         Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
     };
     record(inner, &op, completion).await;
+}
+
+/// Sends `user` a direct message linking to the card. At least once: a
+/// failure after the post (rare) sends it again.
+async fn direct_message(
+    inner: &Inner,
+    view: &CardView,
+    card_ts: &str,
+    user: &str,
+    events: &[crate::model::ThreadEvent],
+    now: DateTime<Utc>,
+) -> Result<(), SlackError> {
+    let permalink = inner.slack.get_permalink(&view.channel, card_ts).await?;
+    let dm_channel = inner.slack.conversations_open(&[user]).await?;
+    let message = cards::render_dm(view, events, &permalink, now);
+    inner
+        .slack
+        .post_message(&dm_channel, &message, None)
+        .await
+        .map(|_| ())
 }
 
 /// Turns a failed call into the next step for its operation.

@@ -148,6 +148,12 @@ pub async fn run(
         auth: config.ingest.auth.clone(),
     });
 
+    let socket_mode = crate::slack::socket::spawn(
+        config.slack.app_token.as_ref(),
+        &slack,
+        &app.interactions,
+        stop_timer.subscribe(),
+    );
     let mut http = Router::new()
         .route(
             "/webhook/alertmanager",
@@ -180,6 +186,9 @@ pub async fn run(
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
+    if let Some(socket_mode) = socket_mode {
+        let _ = socket_mode.await;
+    }
     deliverer.drain(config.delivery.shutdown_deadline).await;
     supervisor.abort();
     info!("ackbar stopped");

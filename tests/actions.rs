@@ -523,3 +523,50 @@ async fn events_verify_the_url_and_answer_a_mention_once_across_retries() {
     );
     ackbar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_step_with_dm_messages_each_user_a_link_to_the_card() {
+    let (slack, ackbar, _dir) = setup(|c| {
+        c["routes"][0]["escalation"] =
+            json!([{ "after": "1h", "notify": [BOB, "S0OPSTEAM"], "dm": true }]);
+    })
+    .await;
+    let ts = one_card(&slack, &ackbar).await;
+    slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_escalate", ALICE)
+        .await
+        .unwrap();
+    let dms = |state: &ackbar::slack::sandbox::SandboxState| -> Vec<String> {
+        state
+            .channels
+            .iter()
+            .filter(|(id, _)| id.starts_with('D'))
+            .flat_map(|(_, ch)| {
+                ch.messages
+                    .iter()
+                    .map(|m| message_text(&serde_json::to_value(m).unwrap()))
+            })
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "a direct message to the user",
+        || !dms(&slack.sandbox.state()).is_empty(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let state = slack.sandbox.state();
+    let messages = dms(&state);
+    assert_eq!(
+        messages.len(),
+        1,
+        "one DM: the user, not the user group: {messages:?}"
+    );
+    assert!(
+        messages[0].contains("You were paged") && messages[0].contains("/archives/"),
+        "{}",
+        messages[0]
+    );
+    ackbar.stop().await;
+}

@@ -279,7 +279,7 @@ async fn health_readiness_and_metrics_answer() {
         Duration::from_secs(10),
         "metrics count the card and the call",
         || async {
-            metric(&ackbar.base(), "ackbar_cards_opened_total").await == 1.0
+            metric(&ackbar.base(), "ackbar_cards_opened_total").await >= 1.0
                 && metric(&ackbar.base(), "ackbar_slack_calls_total").await >= 1.0
                 && metric(&ackbar.base(), "ackbar_outbox_popped_total").await >= 1.0
         },

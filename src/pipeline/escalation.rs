@@ -77,9 +77,20 @@ pub fn next_step(
         let earliest = at_offset(now, gap)?;
         Some(scheduled.max(earliest))
     });
+    let notify = resolve_targets(&step.notify, rotations, now);
+    // User groups cannot be messaged directly; their members see the mention.
+    let dm = match step.dm {
+        true => notify
+            .iter()
+            .filter(|id| !id.starts_with('S'))
+            .cloned()
+            .collect(),
+        false => Vec::new(),
+    };
     Some(Action::Escalate {
         from_level: level,
-        notify: resolve_targets(&step.notify, rotations, now),
+        notify,
+        dm,
         by,
         next_escalation_at,
     })
@@ -180,6 +191,7 @@ mod tests {
             Action::Escalate {
                 from_level: 0,
                 notify: vec!["U0AAAAAAA".into()],
+                dm: Vec::new(),
                 by: None,
                 next_escalation_at: Some(t(300)),
             }

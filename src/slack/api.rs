@@ -36,6 +36,7 @@ pub mod methods {
     pub const VIEWS_PUSH: &str = "views.push";
     pub const CONVERSATIONS_OPEN: &str = "conversations.open";
     pub const USERGROUPS_USERS_LIST: &str = "usergroups.users.list";
+    pub const APPS_CONNECTIONS_OPEN: &str = "apps.connections.open";
     /// Not a Web API method: a POST to an interaction's `response_url`,
     /// named so its failures read like the others.
     pub const RESPONSE_URL: &str = "response_url";
@@ -358,6 +359,11 @@ struct ConversationsOpenAnswer {
 #[derive(Deserialize)]
 struct ChannelId {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct ConnectionsOpenAnswer {
+    url: String,
 }
 
 #[derive(Deserialize)]
@@ -690,6 +696,36 @@ impl SlackClient {
             // `{"ok":true}`, the plain-text `ok`, or an empty body.
             _ => Ok(()),
         }
+    }
+
+    /// `apps.connections.open`: a fresh Socket Mode WebSocket URL. Takes
+    /// the app-level token (`xapp-...`), not the bot token this client
+    /// carries; like the bot token it goes only in the `Authorization`
+    /// header, marked sensitive. The URL is single use and short lived.
+    pub async fn apps_connections_open(&self, app_token: &str) -> Result<String, SlackError> {
+        let method = methods::APPS_CONNECTIONS_OPEN;
+        let token = app_token.trim();
+        if token.is_empty() {
+            return Err(SlackError::InvalidConfig {
+                reason: "app token is empty".to_owned(),
+            });
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            SlackError::InvalidConfig {
+                reason: "app token contains characters not allowed in an HTTP header".to_owned(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let sent = self
+            .http
+            .post(self.url(method))
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, JSON_UTF8)
+            .body("{}")
+            .send()
+            .await;
+        let answer: ConnectionsOpenAnswer = finish(method, sent).await?;
+        Ok(answer.url)
     }
 
     /// `auth.test`: who the token belongs to.

@@ -518,6 +518,36 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
     b.build()
 }
 
+/// A direct message about a card (an escalation step with `dm`): what
+/// happened and a link to the card.
+pub fn render_dm(
+    view: &CardView,
+    events: &[ThreadEvent],
+    permalink: &str,
+    now: DateTime<Utc>,
+) -> Message {
+    let title = view.title();
+    let level = events.iter().find_map(|e| match e {
+        ThreadEvent::Escalated { level, .. } => Some(*level),
+        _ => None,
+    });
+    let head = match level {
+        Some(level) => format!(":rotating_light: You were paged: escalation step {level}"),
+        None => ":rotating_light: You were paged".to_owned(),
+    };
+    let text = format!(
+        "{head}\n{}\n{}",
+        crate::slack::blocks::link(
+            permalink,
+            &format!("Open the card: {}", truncate(&title, 150))
+        ),
+        status_line(view, now)
+    );
+    MessageBuilder::new(format!("{head}: {}", untrusted(&truncate(&title, 200))))
+        .block(Section::mrkdwn(text).block_id("ackbar_dm"))
+        .build()
+}
+
 /// One line on where a card stands, for status questions.
 pub fn status_line(view: &CardView, now: DateTime<Utc>) -> String {
     let state = match (view.state, &view.acknowledged) {

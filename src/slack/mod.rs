@@ -8,4 +8,5 @@ pub mod commands;
 pub mod events;
 pub mod interact;
 pub mod sandbox;
+pub mod socket;
 pub mod verify;

@@ -76,6 +76,9 @@ pub enum OpKind {
     Post,
     Update,
     Reply,
+    /// A direct message to a user about a card (escalation with `dm`),
+    /// queued with the card's channel; the user is the op's `recipient`.
+    Dm,
 }
 
 impl OpKind {
@@ -84,6 +87,7 @@ impl OpKind {
             OpKind::Post => "post",
             OpKind::Update => "update",
             OpKind::Reply => "reply",
+            OpKind::Dm => "dm",
         }
     }
 
@@ -92,6 +96,7 @@ impl OpKind {
             "post" => Ok(OpKind::Post),
             "update" => Ok(OpKind::Update),
             "reply" => Ok(OpKind::Reply),
+            "dm" => Ok(OpKind::Dm),
             other => Err(StoreError::Corrupt(format!(
                 "unknown outbox kind {other:?}"
             ))),
@@ -108,8 +113,10 @@ pub struct OutboxOp {
     pub channel: String,
     /// The card's message ts (always set for updates and replies).
     pub card_ts: Option<String>,
-    /// Thread events of a reply.
+    /// Thread events of a reply (or what a direct message is about).
     pub events: Vec<ThreadEvent>,
+    /// The user a direct message goes to.
+    pub recipient: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
     /// The previous attempt of this post may have reached Slack.
@@ -203,6 +210,8 @@ pub enum Action {
     Escalate {
         from_level: u32,
         notify: Vec<String>,
+        /// Users who also get a direct message with the card's link.
+        dm: Vec<String>,
         by: Option<String>,
         next_escalation_at: Option<DateTime<Utc>>,
     },

@@ -505,6 +505,7 @@ fn op_from_row(row: &SqliteRow) -> Result<OutboxOp, StoreError> {
         channel: row.try_get("channel")?,
         card_ts: row.try_get("ts")?,
         events,
+        recipient: row.try_get("recipient")?,
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         reconcile: row.try_get::<i64, _>("reconcile")? != 0,
         card_opened_at: from_ms(row.try_get("opened_at")?)?,
@@ -580,7 +581,8 @@ impl Store for SqliteStore {
     async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError> {
         let mut conn = self.reader.acquire().await?;
         let row = sqlx::query(
-            "SELECT o.id, o.kind, o.channel, o.events, o.attempts, o.reconcile, c.id AS card_id, c.ts, c.opened_at
+            "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile, c.id AS card_id, c.ts,
+                 c.opened_at
              FROM outbox o JOIN cards c ON c.seq = o.card_seq
              WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ?
                AND (o.kind = 'post' OR c.ts IS NOT NULL)
@@ -924,6 +926,25 @@ impl Store for SqliteStore {
         }
         // Actions are answers to a person: reply at once rather than after
         // the batching window meant for alert storms.
+        if let Action::Escalate { dm, .. } = &action {
+            let events = json(&[&event]);
+            for user in dm {
+                sqlx::query(
+                    "INSERT INTO outbox (card_seq, channel, kind, state, events, recipient, not_before, created_at,
+                         updated_at)
+                     VALUES (?, ?, 'dm', 'pending', ?, ?, ?, ?, ?)",
+                )
+                .bind(seq)
+                .bind(&current.channel)
+                .bind(&events)
+                .bind(user)
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         push_reply(
             &mut tx,
             seq,

@@ -111,6 +111,9 @@ pub enum ActError {
     Timeout { after_ms: u64 },
     #[error("cannot reach the app: {0}")]
     Transport(String),
+    /// Socket Mode: no ack for the envelope in time (it is redelivered).
+    #[error("the app did not ack envelope {envelope_id} within {after_ms}ms")]
+    NotAcked { envelope_id: String, after_ms: u64 },
 }
 
 impl ActError {
@@ -127,7 +130,7 @@ impl ActError {
             | ActError::ActionNotFound(_)
             | ActError::ViewNotFound(_) => StatusCode::NOT_FOUND,
             ActError::NotViewOwner(_) => StatusCode::FORBIDDEN,
-            ActError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ActError::Timeout { .. } | ActError::NotAcked { .. } => StatusCode::GATEWAY_TIMEOUT,
             ActError::Transport(_) => StatusCode::BAD_GATEWAY,
         }
     }
@@ -146,6 +149,7 @@ impl ActError {
             ActError::InvalidRequest(_) => "invalid_request",
             ActError::Timeout { .. } => "app_timeout",
             ActError::Transport(_) => "app_unreachable",
+            ActError::NotAcked { .. } => "not_acked",
         }
     }
 }
@@ -318,6 +322,9 @@ impl Sandbox {
         signing: Signing,
         extra: &[(&'static str, String)],
     ) -> Result<(u16, String, u64), ActError> {
+        if let Some(result) = self.socket_deliver(kind, path, &body, signing, extra).await {
+            return result;
+        }
         let (url, http, timeout, headers, started) = {
             let inner = self.lock();
             let app = inner.app_url.clone().ok_or(ActError::NoAppUrl)?;

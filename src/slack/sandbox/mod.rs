@@ -21,6 +21,8 @@
 //! - `POST /api/_act/{click|submit_view|slash_command|event|url_verification|raw|app_url}`:
 //!   act as a Slack user toward the app (see below).
 //! - `POST /api/_response/{id}`: the response_urls the sandbox mints.
+//! - `POST /api/apps.connections.open` and `GET /socket/{ticket}`: Socket
+//!   Mode (see [`socket`]); while it is in use, acts go over the socket.
 //!
 //! # Acting as Slack toward the app
 //! With [`SandboxOptions::app_url`] (or [`Sandbox::set_app_url`]) and a
@@ -57,6 +59,7 @@ mod act;
 pub mod interact;
 pub mod limits;
 mod server;
+pub mod socket;
 pub mod state;
 pub mod validate;
 
@@ -75,6 +78,7 @@ use tokio::time::Instant;
 pub use act::{ActError, ActResponse, Signing};
 pub use interact::{ActRecord, EphemeralState, ResponsePostState, ViewState};
 pub use limits::RateLimit;
+pub use socket::SocketState;
 pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
 
 use limits::Limiter;
@@ -121,8 +125,12 @@ pub struct SandboxOptions {
     pub trigger_ttl: Duration,
     /// How long a minted response_url stays valid (Slack: 30 min).
     pub response_url_ttl: Duration,
-    /// How long the sandbox waits for the app to answer (Slack: 3 s).
+    /// How long the sandbox waits for the app to answer (Slack: 3 s), over
+    /// HTTP or for a Socket Mode ack.
     pub app_timeout: Duration,
+    /// The app-level token (`xapp-...`) `apps.connections.open` requires;
+    /// `None` accepts any `xapp-` token. See [`socket`].
+    pub app_token: Option<String>,
 }
 
 impl Default for SandboxOptions {
@@ -141,6 +149,7 @@ impl Default for SandboxOptions {
             trigger_ttl: interact::TRIGGER_TTL,
             response_url_ttl: interact::RESPONSE_URL_TTL,
             app_timeout: APP_TIMEOUT,
+            app_token: None,
         }
     }
 }
@@ -260,6 +269,8 @@ struct Inner {
     /// Sends requests to the app; shares one connection pool.
     http: reqwest::Client,
     interact: interact::Interact,
+    app_token: Option<String>,
+    socket: socket::Hub,
 }
 
 /// Rejected `Faults`.
@@ -304,6 +315,8 @@ impl Sandbox {
                     .build()
                     .unwrap_or_default(),
                 interact: interact::Interact::default(),
+                app_token: options.app_token,
+                socket: socket::Hub::default(),
             })),
         }
     }
@@ -326,6 +339,7 @@ impl Sandbox {
             ephemerals: inner.interact.ephemerals.iter().cloned().collect(),
             response_posts: inner.interact.response_posts.iter().cloned().collect(),
             acts: inner.interact.acts.iter().cloned().collect(),
+            socket: inner.socket.stats.clone(),
         }
     }
 

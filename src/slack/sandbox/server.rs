@@ -32,6 +32,11 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
         .route("/api/_reset", post(post_reset))
         .route("/api/_act/{kind}", post(super::act::post_act))
         .route("/api/_response/{id}", post(super::act::post_response_url))
+        .route(
+            "/api/apps.connections.open",
+            post(super::socket::connections_open),
+        )
+        .route("/socket/{ticket}", get(super::socket::socket))
         .route("/api/{method}", get(api).post(api))
         .with_state(sandbox)
 }

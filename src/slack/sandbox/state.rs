@@ -52,6 +52,9 @@ pub struct SandboxState {
     /// Requests the sandbox sent to the app, oldest first.
     #[serde(default)]
     pub acts: Vec<super::ActRecord>,
+    /// Socket Mode connections and envelopes.
+    #[serde(default)]
+    pub socket: super::SocketState,
 }
 
 impl SandboxState {
