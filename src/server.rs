@@ -315,7 +315,7 @@ async fn slack_interactions(State(app): State<Arc<App>>, request: Request) -> Re
         Ok(body) => body,
         Err(response) => return response,
     };
-    slack_answer(app.interactions.interaction(&body).await.map(|_| None))
+    slack_answer(app.interactions.interaction(&body).await)
 }
 
 async fn slack_commands(State(app): State<Arc<App>>, request: Request) -> Response {

@@ -533,7 +533,7 @@ async fn dispatch(
             .map_err(|e| InteractError::Malformed(format!("cannot re-encode the payload: {e}")))
     };
     match kind {
-        "interactive" => handlers.interaction_payload(&bytes()?).await.map(|_| None),
+        "interactive" => handlers.interaction_payload(&bytes()?).await,
         "slash_commands" => {
             let command: Command = serde_json::from_value(payload.clone()).map_err(|e| {
                 InteractError::Malformed(format!("not a slash command payload: {e}"))
