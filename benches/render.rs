@@ -82,6 +82,7 @@ fn view(n: usize, now: DateTime<Utc>) -> CardView {
         resolved_count: n as u64 - firing,
         acknowledged: None,
         escalation_level: 0,
+        manual_resolve: false,
         alerts,
     }
 }

@@ -215,6 +215,17 @@ pub enum Source {
     },
 }
 
+impl Source {
+    /// Whether the source says when its alerts resolve. Alertmanager does;
+    /// sources that only report occurrences (a service's errors) do not, and
+    /// their cards get a Resolve button.
+    pub fn resolves_itself(&self) -> bool {
+        match self {
+            Source::Alertmanager { .. } => true,
+        }
+    }
+}
+
 /// One delivery from a source: a group of alerts plus what they have in common.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -319,6 +330,13 @@ pub enum ThreadEvent {
     /// Someone asked for the card's status (an @-mention in its thread); the
     /// reply shows the card's state when it is sent.
     StatusAsked { by: String, at: DateTime<Utc> },
+    /// Someone resolved the card by hand (sources that cannot resolve).
+    ResolvedBy {
+        by: String,
+        at: DateTime<Utc>,
+        /// Seconds since the card opened.
+        duration_secs: i64,
+    },
     /// Someone silenced the card's alerts in Alertmanager.
     Silenced {
         by: String,
@@ -368,6 +386,8 @@ pub struct CardView {
     pub acknowledged: Option<Acknowledgement>,
     /// Escalation steps taken so far (0 = none).
     pub escalation_level: u32,
+    /// The source cannot resolve the card itself, so it offers Resolve.
+    pub manual_resolve: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

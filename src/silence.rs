@@ -588,6 +588,7 @@ mod tests {
             resolved_count: 0,
             acknowledged: None,
             escalation_level: 0,
+            manual_resolve: false,
         }
     }
 

@@ -40,6 +40,7 @@ fn batch(route: &RouteConfig, status: AlertStatus) -> CardBatch {
         replies: route.replies,
         reply_batch_window: Duration::from_secs(2),
         first_escalation: route.escalation.first().map(|s| s.after),
+        manual_resolve: false,
         group_labels: Labels::new(),
         common_labels: labels.clone(),
         common_annotations: Labels::new(),

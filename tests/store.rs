@@ -37,6 +37,7 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
         replies: ReplyConfig::default(),
         reply_batch_window: Duration::from_secs(2),
         first_escalation: None,
+        manual_resolve: false,
         group_labels: Labels::new(),
         common_labels: Labels::new(),
         common_annotations: Labels::new(),
@@ -318,5 +319,75 @@ async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(
             .apply(&[batch("c", vec![alert(3, AlertStatus::Firing)])], t(1))
             .await
             .is_err()
+    );
+}
+
+#[tokio::test]
+async fn manual_resolve_resolves_every_alert_and_a_refire_reopens() {
+    let (_dir, store) = open().await;
+    let mut b = batch(
+        "svc",
+        vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
+    );
+    b.manual_resolve = true;
+    let card = store.apply(std::slice::from_ref(&b), t(0)).await.unwrap()[0]
+        .card
+        .clone()
+        .unwrap();
+
+    let by = "U0RESOLVR".to_owned();
+    let out = store
+        .act(
+            &card,
+            ackbar::store::Action::Resolve { by: by.clone() },
+            t(90),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, ackbar::store::ActionOutcome::Applied { .. }));
+    let view = store.card_view(&card, 10).await.unwrap().unwrap();
+    assert_eq!(view.state, CardState::Resolved);
+    assert_eq!((view.firing_count, view.resolved_count), (0, 2));
+    assert!(
+        view.alerts
+            .iter()
+            .all(|a| a.status == AlertStatus::Resolved)
+    );
+    // Resolving twice changes nothing.
+    let again = store
+        .act(&card, ackbar::store::Action::Resolve { by }, t(91))
+        .await
+        .unwrap();
+    assert!(matches!(again, ackbar::store::ActionOutcome::NoChange(_)));
+
+    // The source reports the same alert again: the card reopens.
+    let out = store.apply(&[b], t(120)).await.unwrap();
+    assert!(out[0].reopened, "{out:?}");
+}
+
+#[tokio::test]
+async fn cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand() {
+    let (_dir, store) = open().await;
+    let card = store
+        .apply(&[batch("am", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap()[0]
+        .card
+        .clone()
+        .unwrap();
+    let out = store
+        .act(
+            &card,
+            ackbar::store::Action::Resolve {
+                by: "U0RESOLVR".into(),
+            },
+            t(10),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, ackbar::store::ActionOutcome::NoChange(_)));
+    assert_eq!(
+        store.card_view(&card, 10).await.unwrap().unwrap().state,
+        CardState::Firing
     );
 }

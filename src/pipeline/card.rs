@@ -35,6 +35,11 @@ pub struct CardBatch {
     /// Delay of the route's first escalation step, if it has a policy: a
     /// new or reopened card's first step is due this long after it (re)opens.
     pub first_escalation: Option<Duration>,
+    /// The source cannot resolve its alerts (see [`Source::resolves_itself`]):
+    /// the card offers a Resolve button.
+    ///
+    /// [`Source::resolves_itself`]: crate::model::Source::resolves_itself
+    pub manual_resolve: bool,
     pub group_labels: Labels,
     pub common_labels: Labels,
     pub common_annotations: Labels,
@@ -281,7 +286,8 @@ fn wanted(replies: &ReplyConfig, event: &ThreadEvent) -> bool {
         | ThreadEvent::Unacknowledged { .. }
         | ThreadEvent::Escalated { .. }
         | ThreadEvent::StatusAsked { .. }
-        | ThreadEvent::Silenced { .. } => true,
+        | ThreadEvent::Silenced { .. }
+        | ThreadEvent::ResolvedBy { .. } => true,
     }
 }
 
@@ -342,6 +348,7 @@ mod tests {
             replies: ReplyConfig::default(),
             reply_batch_window: Duration::from_secs(2),
             first_escalation: None,
+            manual_resolve: false,
             group_labels: Labels::new(),
             common_labels: Labels::new(),
             common_annotations: Labels::new(),

@@ -88,6 +88,7 @@ impl Pipeline {
                     replies: route.replies,
                     reply_batch_window: self.reply_batch_window,
                     first_escalation: route.escalation.first().map(|step| step.after),
+                    manual_resolve: !notification.source.resolves_itself(),
                     group_labels: notification.group_labels.clone(),
                     common_labels: notification.common_labels.clone(),
                     common_annotations: notification.common_annotations.clone(),

@@ -39,6 +39,7 @@ pub const ESCALATE_ACTION_ID: &str = "ackbar_escalate";
 pub const UNACK_ACTION_ID: &str = "ackbar_unacknowledge";
 /// `action_id` of the Silence button; its `value` is the card id.
 pub const SILENCE_ACTION_ID: &str = "ackbar_silence";
+pub const RESOLVE_ACTION_ID: &str = "ackbar_resolve";
 /// `event_type` of the metadata attached to every card.
 pub const METADATA_EVENT_TYPE: &str = "ackbar_card";
 
@@ -208,6 +209,11 @@ pub fn render_card_with(view: &CardView, now: DateTime<Utc>, options: CardOption
         };
         if options.silence {
             buttons.push(Button::new("Silence", SILENCE_ACTION_ID, id));
+        }
+        // Only for sources that cannot say when their alerts resolve;
+        // Alertmanager's cards resolve themselves.
+        if view.manual_resolve {
+            buttons.push(Button::new("Resolve", RESOLVE_ACTION_ID, id));
         }
         if let Some(actions) = Actions::new(buttons) {
             b.push(actions.block_id("ackbar_actions"));
@@ -433,6 +439,16 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
                 }
                 actions.push((line, "silenced".to_owned()));
             }
+            ThreadEvent::ResolvedBy {
+                by, duration_secs, ..
+            } => actions.push((
+                format!(
+                    ":white_check_mark: Resolved by {} after {}",
+                    mention_user(by),
+                    format_duration(*duration_secs)
+                ),
+                "resolved by hand".to_owned(),
+            )),
             ThreadEvent::StatusAsked { by, .. } => actions.push((
                 format!("{}: {}", mention_user(by), status_line(view, now)),
                 "status".to_owned(),
@@ -717,6 +733,7 @@ mod tests {
             resolved_count: 0,
             acknowledged: None,
             escalation_level: 0,
+            manual_resolve: false,
         }
     }
 
@@ -772,6 +789,25 @@ mod tests {
             (b[0].action_id(), b[0].value()),
             (UNACK_ACTION_ID, v.id.0.as_str())
         );
+    }
+
+    #[test]
+    fn resolve_button_only_on_cards_that_cannot_resolve_themselves() {
+        let mut v = view(1);
+        assert!(
+            !buttons(&render_card(&v, t(60)))
+                .iter()
+                .any(|b| b.action_id() == RESOLVE_ACTION_ID)
+        );
+        v.manual_resolve = true;
+        let m = render_card(&v, t(60));
+        check_limits(&m).unwrap();
+        assert!(
+            buttons(&m)
+                .iter()
+                .any(|b| b.action_id() == RESOLVE_ACTION_ID)
+        );
+        assert!(buttons(&render_card(&resolved(v), t(60))).is_empty());
     }
 
     #[test]

@@ -41,7 +41,8 @@ use crate::silence::{self, AlertmanagerClient, Requester, SilenceError, SilenceM
 use crate::slack::api::SlackClient;
 use crate::slack::blocks::Message;
 use crate::slack::cards::{
-    ACK_ACTION_ID, ESCALATE_ACTION_ID, SILENCE_ACTION_ID, UNACK_ACTION_ID, parse_escalate_value,
+    ACK_ACTION_ID, ESCALATE_ACTION_ID, RESOLVE_ACTION_ID, SILENCE_ACTION_ID, UNACK_ACTION_ID,
+    parse_escalate_value,
 };
 use crate::slack::verify;
 use crate::store::{Action, ActionOutcome, CardBrief, Store, StoreError};
@@ -298,6 +299,17 @@ impl Interactions {
         let value = item.value.as_deref().unwrap_or_default();
         match item.action_id.as_str() {
             ACK_ACTION_ID => self.acknowledge(user, &CardId(value.to_owned()), now).await,
+            RESOLVE_ACTION_ID => {
+                let by = user.to_owned();
+                self.guarded(
+                    user,
+                    &CardId(value.to_owned()),
+                    Verb::Resolve,
+                    now,
+                    |_, _| Some(Action::Resolve { by }),
+                )
+                .await
+            }
             UNACK_ACTION_ID => {
                 self.unacknowledge(user, &CardId(value.to_owned()), now)
                     .await
@@ -394,6 +406,7 @@ impl Interactions {
         let allowed = route.and_then(|r| match verb {
             Verb::Acknowledge => r.allowed.acknowledge.as_ref(),
             Verb::Escalate => r.allowed.escalate.as_ref(),
+            Verb::Resolve => r.allowed.resolve.as_ref(),
         });
         if let Some(allowed) = allowed {
             if !self.is_allowed(user, allowed, now).await {
@@ -682,6 +695,7 @@ struct SilenceTarget {
 enum Verb {
     Acknowledge,
     Escalate,
+    Resolve,
 }
 
 impl Verb {
@@ -689,6 +703,7 @@ impl Verb {
         match self {
             Verb::Acknowledge => "acknowledge",
             Verb::Escalate => "escalate",
+            Verb::Resolve => "resolve",
         }
     }
 }

@@ -186,6 +186,8 @@ pub struct CardBrief {
     pub acked_by: Option<String>,
     pub escalation_level: u32,
     pub ts: Option<String>,
+    /// The card offers Resolve (its source cannot resolve it).
+    pub manual_resolve: bool,
 }
 
 /// An action on a card from Slack or a timer.
@@ -198,6 +200,11 @@ pub enum Action {
     Unacknowledge {
         by: String,
         next_escalation_at: Option<DateTime<Utc>>,
+    },
+    /// Resolve the card by hand (only cards whose source cannot resolve
+    /// them offer this): every firing alert becomes resolved.
+    Resolve {
+        by: String,
     },
     /// Thread a reply about the card without changing its state (a status
     /// question, a silence created in Alertmanager).

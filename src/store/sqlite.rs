@@ -329,8 +329,8 @@ async fn write_change(
         (Target::New(id), _) => sqlx::query(
             "INSERT INTO cards (id, card_key, route, channel, state, opened_at, resolved_at, group_labels,
                  common_labels, common_annotations, external_url, group_digest, firing_count, resolved_count, updated_at,
-                 next_escalation_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                 next_escalation_at, manual_resolve)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         )
         .bind(&id.0)
         .bind(&batch.key)
@@ -348,6 +348,7 @@ async fn write_change(
         .bind(change.resolved_count as i64)
         .bind(ms(now))
         .bind(escalation_due(batch, change, now).map(ms))
+        .bind(batch.manual_resolve)
         .fetch_one(&mut *conn)
         .await?
         .try_get("seq")?,
@@ -470,7 +471,8 @@ async fn brief(
     card: &CardId,
 ) -> Result<Option<(i64, CardBrief)>, StoreError> {
     let row = sqlx::query(
-        "SELECT seq, route, channel, state, opened_at, acked_by, escalation_level, ts FROM cards WHERE id = ?",
+        "SELECT seq, route, channel, state, opened_at, acked_by, escalation_level, ts, manual_resolve
+         FROM cards WHERE id = ?",
     )
     .bind(&card.0)
     .fetch_optional(&mut *conn)
@@ -488,6 +490,7 @@ async fn brief(
             acked_by: row.try_get("acked_by")?,
             escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
             ts: row.try_get("ts")?,
+            manual_resolve: row.try_get::<i64, _>("manual_resolve")? != 0,
         },
     )))
 }
@@ -770,6 +773,7 @@ impl Store for SqliteStore {
                 _ => None,
             },
             escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
+            manual_resolve: row.try_get::<i64, _>("manual_resolve")? != 0,
         }))
     }
 
@@ -876,6 +880,16 @@ impl Store for SqliteStore {
                     at: now,
                 },
             ),
+            // Cards of sources that resolve themselves cannot be resolved by
+            // hand: the next notification would contradict it.
+            Action::Resolve { by } => (
+                firing && current.manual_resolve,
+                ThreadEvent::ResolvedBy {
+                    by: by.clone(),
+                    at: now,
+                    duration_secs: (now - current.opened_at).num_seconds().max(0),
+                },
+            ),
             Action::Note { event } => (true, event.clone()),
             Action::Escalate {
                 from_level,
@@ -910,6 +924,30 @@ impl Store for SqliteStore {
             .bind(next_escalation_at.map(ms))
             .bind(ms(now))
             .bind(seq)),
+            Action::Resolve { .. } => {
+                // Digest 0 matches no alert: the source's next report of one
+                // of these alerts, firing or not, is a change (a re-fire
+                // reopens the card within the reopen window).
+                sqlx::query(
+                    "UPDATE alerts SET status = 'resolved', ends_at = ?, digest = 0, updated_at = ?
+                     WHERE card_seq = ? AND status = 'firing'",
+                )
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                Some(
+                    sqlx::query(
+                        "UPDATE cards SET state = 'resolved', resolved_at = ?, resolved_count = resolved_count + firing_count,
+                             firing_count = 0, next_escalation_at = NULL, updated_at = ?
+                         WHERE seq = ?",
+                    )
+                    .bind(ms(now))
+                    .bind(ms(now))
+                    .bind(seq),
+                )
+            }
             Action::Note { .. } => None,
             Action::Escalate { next_escalation_at, .. } => Some(sqlx::query(
                 "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
