@@ -1,7 +1,7 @@
 //! ackbar: alerts to Slack cards that on-call engineers act on.
 //!
 //! Prometheus Alertmanager webhooks come in; one Block Kit card per alert
-//! group goes out to Slack, and every later change (alerts joining,
+//! group goes out to Slack with Acknowledge and Escalate buttons, and every later change (alerts joining,
 //! resolving, the card resolving) is threaded under the card while the card
 //! itself is kept current. Every change and the Slack operations it causes
 //! are written to the store in one transaction before the webhook is
@@ -17,10 +17,15 @@
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe |
 //! | [`store`] | the store trait (invariants documented there) and SQLite |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
-//! | [`slack`] | Web API client, Block Kit with limits, the default card, the sandbox |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card, request verification, interactions, slash command, Events API, Socket Mode, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |
 //! | [`config`], [`cli`], [`metrics`] | configuration, command line, own metrics |
+//!
+//! Acting from Slack (Acknowledge, Escalate, Silence, Resolve, the slash
+//! command, mentions) goes through the same store transaction and outbox as
+//! alerts do; escalation timers live in the store
+//! ([`pipeline::escalation`]), on-call rotations in [`pipeline::oncall`].
 //!
 //! # Quick start
 //!
