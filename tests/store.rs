@@ -391,3 +391,58 @@ async fn cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand() {
         CardState::Firing
     );
 }
+
+#[tokio::test]
+async fn a_storm_reply_is_capped_but_keeps_the_card_resolving() {
+    let (_dir, store) = open().await;
+    let n = 2_100;
+    let firing: Vec<_> = (0..n).map(|i| alert(i, AlertStatus::Firing)).collect();
+    store.apply(&[batch("k", firing)], t(0)).await.unwrap();
+    let post = ready(&store, t(0)).await;
+    store.begin_attempt(post.id, t(0)).await.unwrap();
+    store
+        .complete(
+            &post,
+            Completion::Posted {
+                ts: "5.5".into(),
+                refresh: false,
+            },
+            t(0),
+        )
+        .await
+        .unwrap();
+    // Resolves arrive in two notifications; both land in one pending reply.
+    let half: Vec<_> = (0..n)
+        .map(|i| {
+            alert(
+                i,
+                if i < 1_500 {
+                    AlertStatus::Resolved
+                } else {
+                    AlertStatus::Firing
+                },
+            )
+        })
+        .collect();
+    store.apply(&[batch("k", half)], t(1)).await.unwrap();
+    let all: Vec<_> = (0..n).map(|i| alert(i, AlertStatus::Resolved)).collect();
+    store.apply(&[batch("k", all)], t(1)).await.unwrap();
+    loop {
+        let op = ready(&store, t(10)).await;
+        store.begin_attempt(op.id, t(10)).await.unwrap();
+        if op.kind == OpKind::Reply {
+            let resolved = op
+                .events
+                .iter()
+                .filter(|e| matches!(e, ThreadEvent::AlertResolved { .. }))
+                .count();
+            assert_eq!(resolved, 2_000, "capped");
+            assert!(
+                matches!(op.events.last(), Some(ThreadEvent::CardResolved { .. })),
+                "the card-level event is kept"
+            );
+            break;
+        }
+        store.complete(&op, Completion::Done, t(10)).await.unwrap();
+    }
+}

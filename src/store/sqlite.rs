@@ -221,8 +221,8 @@ async fn insert_op(
     events: Option<&str>,
     not_before: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<i64, StoreError> {
+    let done = sqlx::query(
         "INSERT INTO outbox (card_seq, channel, kind, state, events, not_before, created_at, updated_at)
          VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
     )
@@ -235,7 +235,7 @@ async fn insert_op(
     .bind(ms(now))
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(done.last_insert_rowid())
 }
 
 /// Enqueues an update unless one is already pending, or the post is (either
@@ -270,52 +270,64 @@ async fn push_reply(
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let pending = sqlx::query(
-        "SELECT id, events FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind = 'reply'
+        "SELECT id, events_held FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind = 'reply'
          ORDER BY id DESC LIMIT 1",
     )
     .bind(card_seq)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = pending {
-        let id: i64 = row.try_get("id")?;
-        let mut held: Vec<ThreadEvent> =
-            from_json(row.try_get::<Option<&str>, _>("events")?.unwrap_or("[]"))?;
-        let room = MAX_EVENTS_PER_REPLY.saturating_sub(held.len());
-        // Keep the card-level events (resolved/reopened) even past the cap.
-        held.extend(events.iter().take(room).cloned());
-        held.extend(
-            events
-                .iter()
-                .skip(room)
-                .filter(|e| {
-                    matches!(
-                        e,
-                        ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }
-                    )
-                })
-                .cloned(),
-        );
-        sqlx::query("UPDATE outbox SET events = ?, updated_at = ? WHERE id = ?")
-            .bind(json(&held))
-            .bind(ms(now))
-            .bind(id)
-            .execute(&mut *conn)
+    let (op_id, held, created) = match pending {
+        Some(row) => (
+            row.try_get::<i64, _>("id")?,
+            row.try_get::<i64, _>("events_held")? as usize,
+            false,
+        ),
+        None => {
+            let not_before = now + chrono::Duration::from_std(window).unwrap_or_default();
+            let id = insert_op(
+                conn,
+                card_seq,
+                channel,
+                OpKind::Reply,
+                None,
+                not_before,
+                now,
+            )
             .await?;
-        return Ok(false);
+            (id, 0, true)
+        }
+    };
+    // Past the cap, keep only the card-level events (resolved, reopened):
+    // the reply already lists more alerts than it can show.
+    let room = MAX_EVENTS_PER_REPLY.saturating_sub(held);
+    let kept: Vec<String> = events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            *i < room
+                || matches!(
+                    e,
+                    ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }
+                )
+        })
+        .map(|(_, e)| json(e))
+        .collect();
+    for chunk in kept.chunks(IN_CHUNK / 2) {
+        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO thread_events (op_id, event) VALUES {rows}");
+        let mut q = sqlx::query(&sql);
+        for event in chunk {
+            q = q.bind(op_id).bind(event);
+        }
+        q.execute(&mut *conn).await?;
     }
-    let not_before = now + chrono::Duration::from_std(window).unwrap_or_default();
-    let events = &events[..events.len().min(MAX_EVENTS_PER_REPLY)];
-    insert_op(
-        conn,
-        card_seq,
-        channel,
-        OpKind::Reply,
-        Some(&json(&events)),
-        not_before,
-        now,
-    )
-    .await?;
-    Ok(true)
+    sqlx::query("UPDATE outbox SET events_held = events_held + ?, updated_at = ? WHERE id = ?")
+        .bind(kept.len() as i64)
+        .bind(ms(now))
+        .bind(op_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(created)
 }
 
 async fn write_change(
@@ -596,7 +608,19 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            return Ok(NextOp::Ready(op_from_row(&row)?));
+            let mut op = op_from_row(&row)?;
+            if op.kind == OpKind::Reply {
+                let rows =
+                    sqlx::query("SELECT event FROM thread_events WHERE op_id = ? ORDER BY id")
+                        .bind(op.id)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                op.events = rows
+                    .iter()
+                    .map(|r| from_json(r.try_get("event")?))
+                    .collect::<Result<_, StoreError>>()?;
+            }
+            return Ok(NextOp::Ready(op));
         }
         let next: Option<i64> = sqlx::query(
             "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
