@@ -103,8 +103,21 @@ async fn unchanged_resend_makes_no_slack_call() {
         cards(&slack.sandbox.state(), CHANNEL).len() == 1
     })
     .await;
-    // Let delivery settle, then count Slack calls across several re-sends.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Alertmanager may flush the group before both alerts are in it (their
+    // startsAt lies in the past), so the second can arrive as a change a
+    // moment later: wait until the card lists both and delivery is idle,
+    // then count Slack calls across several re-sends.
+    eventually(
+        Duration::from_secs(20),
+        "the card lists both alerts",
+        || message_text(&cards(&slack.sandbox.state(), CHANNEL)[0].2).contains("api-2"),
+    )
+    .await;
+    eventually_async(Duration::from_secs(20), "delivery idle", || async {
+        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let calls_before = slack.sandbox.state().calls.len();
     let deduped_before = metric(&ackbar.base(), "ackbar_notifications_deduped_total").await;
     eventually_async(
@@ -116,10 +129,12 @@ async fn unchanged_resend_makes_no_slack_call() {
         },
     )
     .await;
+    let calls = slack.sandbox.state().calls;
     assert_eq!(
-        slack.sandbox.state().calls.len(),
+        calls.len(),
         calls_before,
-        "re-sends made no Slack call"
+        "re-sends made no Slack call: {:?}",
+        &calls[calls_before.min(calls.len())..]
     );
     assert_eq!(cards(&slack.sandbox.state(), CHANNEL).len(), 1);
 
