@@ -27,6 +27,7 @@ pub const OUTBOX_PENDING: &str = "ackbar_outbox_pending";
 pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
+pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -82,6 +83,10 @@ fn describe() {
     );
     describe_gauge!(CARDS_FIRING, "Cards currently firing.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
+    describe_counter!(
+        CARD_ACTIONS,
+        "Actions on cards (acknowledge, escalate, resolve; from Slack or the escalation timer), by outcome."
+    );
 }
 
 pub fn rejected(reason: &'static str) {
@@ -90,6 +95,12 @@ pub fn rejected(reason: &'static str) {
 
 pub fn slack_call(method: &'static str, outcome: &'static str) {
     counter!(SLACK_CALLS, "method" => method, "outcome" => outcome).increment(1);
+}
+
+/// An action on a card and what came of it: `applied`, `unchanged` or
+/// `refused` (not allowed).
+pub fn card_action(action: &'static str, outcome: &'static str) {
+    counter!(CARD_ACTIONS, "action" => action, "outcome" => outcome).increment(1);
 }
 
 pub fn store_error() {

@@ -221,6 +221,13 @@ async fn unauthorised_user_is_refused_ephemerally_and_nothing_changes() {
         has_button(&card(&slack), "ackbar_acknowledge"),
         "still unacknowledged"
     );
+    let refused = metric_where(
+        &ackbar.base(),
+        "ackbar_card_actions_total",
+        "outcome=\"refused\"",
+    )
+    .await;
+    assert!(refused >= 1.0, "the refusal is counted");
     assert!(thread(&slack, &ts).is_empty());
 
     slack

@@ -131,8 +131,11 @@ pub async fn run_timer(
                         next_step(route, &rotations, card.level, card.opened_at, None, now);
                     let Some(action) = action else { continue };
                     match store.act(&card.card, action, now).await {
-                        Ok(ActionOutcome::Applied { channel }) => deliverer.wake(&channel),
-                        Ok(_) => {}
+                        Ok(ActionOutcome::Applied { channel }) => {
+                            crate::metrics::card_action("escalate_timer", "applied");
+                            deliverer.wake(&channel);
+                        }
+                        Ok(_) => crate::metrics::card_action("escalate_timer", "unchanged"),
                         Err(e) => {
                             warn!(card = %card.card, error = %e, "cannot apply a due escalation step; will retry")
                         }

@@ -410,6 +410,7 @@ impl Interactions {
         });
         if let Some(allowed) = allowed {
             if !self.is_allowed(user, allowed, now).await {
+                crate::metrics::card_action(verb.as_str(), "refused");
                 return Ok(Handled::Refused(format!(
                     "You are not allowed to {} cards of route `{}`; nothing was changed.",
                     verb.as_str(),
@@ -420,7 +421,14 @@ impl Interactions {
         let Some(action) = build(route, &brief) else {
             return Ok(Handled::NoChange(no_further_step(route)));
         };
-        match self.inner.store.act(card, action, now).await? {
+        let outcome = self.inner.store.act(card, action, now).await?;
+        let label = if matches!(outcome, ActionOutcome::Applied { .. }) {
+            "applied"
+        } else {
+            "unchanged"
+        };
+        crate::metrics::card_action(verb.as_str(), label);
+        match outcome {
             ActionOutcome::Applied { channel } => {
                 self.inner.deliverer.wake(&channel);
                 Ok(Handled::Applied)

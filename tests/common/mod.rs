@@ -235,6 +235,12 @@ where
 
 /// A counter or gauge from ackbar's `/metrics`, summed over label sets.
 pub async fn metric(base_url: &str, name: &str) -> f64 {
+    metric_where(base_url, name, "").await
+}
+
+/// [`metric`] over the label sets whose line contains `labels` (for
+/// example `outcome="refused"`).
+pub async fn metric_where(base_url: &str, name: &str, labels: &str) -> f64 {
     let text = http()
         .get(format!("{base_url}/metrics"))
         .send()
@@ -245,7 +251,7 @@ pub async fn metric(base_url: &str, name: &str) -> f64 {
         .unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
