@@ -20,8 +20,18 @@
 //!    out before the card has a `ts`. If the card's post is dead-lettered, its
 //!    other operations are dead-lettered with it, never left waiting.
 //! 6. **Nothing is dropped silently.** An operation leaves the outbox only by
-//!    succeeding (its row is deleted) or by becoming a dead letter (kept,
-//!    counted, listable).
+//!    succeeding (its row is deleted, with its thread events) or by becoming
+//!    a dead letter (kept, counted, listable).
+//! 7. **Actions apply once.** An action from Slack or a timer ([`Store::act`])
+//!    is applied only if the card is in the state it was decided for (an
+//!    acknowledgement needs an unacknowledged firing card; an escalation step
+//!    names the level it climbs from), in the same transaction as its card
+//!    update and thread reply. Double clicks, redelivered requests, racing
+//!    timers and replicas therefore change state once.
+//! 8. **Timers are rows.** A card's next escalation step is
+//!    `next_escalation_at`, set when the card opens, climbs, is
+//!    unacknowledged or reopens, and cleared when it is acknowledged, resolved
+//!    or has no further step; nothing about timers lives only in memory.
 //!
 //! # Recovery
 //!
@@ -30,7 +40,9 @@
 //! a `post` whose outcome is unknown is flagged `reconcile`, and delivery
 //! looks for the card in the channel's history (by its message metadata)
 //! before posting again, so a restart never posts a second card. Thread
-//! replies are at-least-once: a reply whose outcome is unknown is sent again.
+//! replies and direct messages are at-least-once: one whose outcome is
+//! unknown is sent again. Idempotency keys of requests from Slack (event ids)
+//! are kept a day (`requests_seen`).
 
 pub mod sqlite;
 
