@@ -112,6 +112,36 @@ pub struct SlackConfig {
     /// The slash command ackbar answers (as registered in the Slack app).
     #[serde(default = "default_command")]
     pub command: String,
+    /// Socket Mode liveness: how often to ping, and how long a connection
+    /// may stay silent before it counts as dead and is replaced.
+    #[serde(default)]
+    pub socket_mode: SocketModeConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketModeConfig {
+    #[serde(default = "default_ping_interval", deserialize_with = "de_duration")]
+    pub ping_interval: Duration,
+    #[serde(default = "default_dead_after", deserialize_with = "de_duration")]
+    pub dead_after: Duration,
+}
+
+impl Default for SocketModeConfig {
+    fn default() -> Self {
+        SocketModeConfig {
+            ping_interval: default_ping_interval(),
+            dead_after: default_dead_after(),
+        }
+    }
+}
+
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_dead_after() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn default_command() -> String {
@@ -127,6 +157,7 @@ impl Default for SlackConfig {
             app_token: None,
             request_timeout: default_request_timeout(),
             command: default_command(),
+            socket_mode: SocketModeConfig::default(),
         }
     }
 }
@@ -628,6 +659,13 @@ impl Config {
                     "does not look like a Slack token (bot tokens start with xoxb-)",
                 ));
             }
+        }
+        let socket = &self.slack.socket_mode;
+        if socket.ping_interval.is_zero() || socket.dead_after <= socket.ping_interval {
+            return Err(ConfigError::invalid(
+                "slack.socket_mode",
+                "ping_interval must be positive and dead_after longer than it",
+            ));
         }
         if self.ingest.max_body_bytes < 1024 {
             return Err(ConfigError::invalid(

@@ -152,6 +152,11 @@ pub async fn run(
         config.slack.app_token.as_ref(),
         &slack,
         &app.interactions,
+        crate::slack::socket::SocketOptions {
+            ping_interval: config.slack.socket_mode.ping_interval,
+            dead_after: config.slack.socket_mode.dead_after,
+            ..Default::default()
+        },
         stop_timer.subscribe(),
     );
     let mut http = Router::new()

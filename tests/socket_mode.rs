@@ -401,3 +401,44 @@ async fn apps_connections_open_wants_the_app_token() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404, "a used ticket is refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_declared_dead_and_replaced() {
+    let options = SandboxOptions {
+        app_token: Some(APP_TOKEN.to_owned()),
+        ..sandbox_options(&[CHANNEL])
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("a.db"));
+    config["slack"]["app_token"] = json!(APP_TOKEN);
+    config["slack"]["socket_mode"] = json!({ "ping_interval": "200ms", "dead_after": "1s" });
+    let ackbar = start_ackbar(&config).await;
+    eventually(Duration::from_secs(10), "a Socket Mode connection", || {
+        slack.sandbox.socket_state().open == 1
+    })
+    .await;
+    let ts = cards_for(&slack, &ackbar, &["quiet"]).await.remove(0);
+
+    // The connection stops answering pings without closing, as a dead link does.
+    assert_eq!(slack.sandbox.socket_freeze(), 1);
+    eventually(
+        Duration::from_secs(10),
+        "ackbar replaced the silent connection",
+        || slack.sandbox.socket_state().connections_opened >= 2,
+    )
+    .await;
+    let r = slack
+        .sandbox
+        .click(CHANNEL, &ts, "ackbar_acknowledge", ALICE)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(
+        Duration::from_secs(10),
+        "acknowledged over the new connection",
+        || acknowledged(&slack, &ts),
+    )
+    .await;
+    ackbar.stop().await;
+}

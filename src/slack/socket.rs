@@ -134,7 +134,7 @@ impl OpenError {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Starts [`run`] in a task when `app_token` is configured (Socket Mode is
-/// on exactly then), with the default [`SocketOptions`]. `slack` is any
+/// on exactly then). `slack` is any
 /// client for the right API base URL; the app token is passed explicitly.
 /// Stop it by sending `true` on the `stop` channel's sender, then await the
 /// handle.
@@ -142,6 +142,7 @@ pub fn spawn(
     app_token: Option<&Secret>,
     slack: &SlackClient,
     handlers: &Interactions,
+    options: SocketOptions,
     stop: watch::Receiver<bool>,
 ) -> Option<JoinHandle<Result<(), SocketError>>> {
     let token = app_token.filter(|t| !t.expose().trim().is_empty())?.clone();
@@ -149,7 +150,7 @@ pub fn spawn(
         token,
         slack.clone(),
         handlers.clone(),
-        SocketOptions::default(),
+        options,
         stop,
     )))
 }

@@ -101,6 +101,9 @@ pub struct SocketState {
 enum Frame {
     Text(String),
     Close,
+    /// Stop reading (so no pong answers a ping) and send nothing: a
+    /// connection that died without closing.
+    Freeze,
 }
 
 enum AckOutcome {
@@ -282,6 +285,16 @@ async fn serve(sb: Sandbox, mut ws: WebSocket) {
                         let _ = ws.send(Message::Close(None)).await;
                         break;
                     }
+                    Some(Frame::Freeze) => {
+                        // Hold the connection without reading it until told to
+                        // close (or the hub goes away); the app must notice.
+                        while let Some(frame) = rx.recv().await {
+                            if matches!(frame, Frame::Close) {
+                                break;
+                            }
+                        }
+                        break;
+                    }
                 },
                 message = ws.recv() => match message {
                     Some(Ok(Message::Text(text))) => sb.on_ack(text.as_str()),
@@ -450,6 +463,21 @@ impl Sandbox {
             }
         });
         told.len()
+    }
+
+    /// Makes every open connection go silent, as a connection that died
+    /// without closing does: no pongs, no envelopes. New envelopes go to
+    /// connections opened later. Returns how many connections froze.
+    pub fn socket_freeze(&self) -> usize {
+        let mut inner = self.lock();
+        let mut frozen = 0;
+        for conn in inner.socket.conns.values_mut() {
+            if conn.tx.try_send(Frame::Freeze).is_ok() {
+                conn.draining = true;
+                frozen += 1;
+            }
+        }
+        frozen
     }
 
     /// Ignore the next `n` acks, as if they were lost: their envelopes are
