@@ -181,14 +181,14 @@ fn pipeline_benches(c: &mut Criterion) {
         let first = decode(&body).expect("decode");
         bench
             .runtime
-            .block_on(bench.pipeline.ingest(&first, chrono::Utc::now()))
+            .block_on(bench.pipeline.ingest(first.clone(), chrono::Utc::now()))
             .expect("first ingest");
         group.bench_with_input(BenchmarkId::new("repeat", n), &body, |b, body| {
             b.iter(|| {
                 let notification = decode(black_box(body)).expect("decode");
                 bench
                     .runtime
-                    .block_on(bench.pipeline.ingest(&notification, chrono::Utc::now()))
+                    .block_on(bench.pipeline.ingest(notification, chrono::Utc::now()))
                     .expect("ingest")
             })
         });
@@ -204,7 +204,7 @@ fn pipeline_benches(c: &mut Criterion) {
                 |notification| {
                     bench
                         .runtime
-                        .block_on(bench.pipeline.ingest(&notification, chrono::Utc::now()))
+                        .block_on(bench.pipeline.ingest(notification, chrono::Utc::now()))
                         .expect("ingest")
                 },
                 criterion::BatchSize::SmallInput,

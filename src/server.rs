@@ -254,7 +254,8 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    match app.pipeline.ingest(&notification, Utc::now()).await {
+    let alerts = notification.alerts.len();
+    match app.pipeline.ingest(notification, Utc::now()).await {
         Ok(report) => {
             for channel in report.channels_to_wake() {
                 app.deliverer.wake(channel);
@@ -264,7 +265,7 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
                 StatusCode::OK,
                 Json(json!({
                     "status": "accepted",
-                    "alerts": notification.alerts.len(),
+                    "alerts": alerts,
                     "cards_changed": changed,
                     "unrouted": report.unrouted,
                 })),

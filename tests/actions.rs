@@ -206,14 +206,7 @@ async fn unauthorised_user_is_refused_ephemerally_and_nothing_changes() {
     eventually(
         Duration::from_secs(10),
         "an ephemeral refusal for the clicking user",
-        || {
-            slack
-                .sandbox
-                .state()
-                .ephemerals
-                .iter()
-                .any(|e| e.user == MALLORY && e.text.contains("not allowed"))
-        },
+        || has_ephemeral(&slack, MALLORY, "not allowed"),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -426,14 +419,7 @@ async fn slash_command_lists_acknowledges_and_tells_who_is_on_call() {
     eventually(
         Duration::from_secs(10),
         "the list arrives through response_url",
-        || {
-            slack
-                .sandbox
-                .state()
-                .ephemerals
-                .iter()
-                .any(|e| e.user == ALICE && e.text.contains(short))
-        },
+        || has_ephemeral(&slack, ALICE, short),
     )
     .await;
 

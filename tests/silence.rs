@@ -340,14 +340,7 @@ async fn unauthorised_user_is_refused_ephemerally_and_no_modal_opens() {
     eventually(
         Duration::from_secs(10),
         "an ephemeral refusal for the clicking user",
-        || {
-            s.slack
-                .sandbox
-                .state()
-                .ephemerals
-                .iter()
-                .any(|e| e.user == MALLORY && e.text.contains("not allowed to silence"))
-        },
+        || has_ephemeral(&s.slack, MALLORY, "not allowed to silence"),
     )
     .await;
     assert!(views_of(&s, MALLORY).is_empty(), "no modal opened");

@@ -60,25 +60,22 @@ impl Pipeline {
         }
     }
 
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
     /// Splits the notification into per-card batches, in the order their
-    /// first alert appears.
-    pub fn batches(&self, notification: &Notification) -> (Vec<CardBatch>, u64) {
+    /// first alert appears. The alerts move into the batches: this is the
+    /// ingest hot path, and nothing needs the notification afterwards.
+    pub fn batches(&self, mut notification: Notification) -> (Vec<CardBatch>, u64) {
         let external_url = match &notification.source {
             Source::Alertmanager { external_url, .. } => external_url.clone(),
         };
         let mut batches: Vec<CardBatch> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut unrouted = 0;
-        for alert in &notification.alerts {
+        for alert in std::mem::take(&mut notification.alerts) {
             let Some(route) = self.router.route(&alert.labels) else {
                 unrouted += 1;
                 continue;
             };
-            let key = route::card_key(route, notification, alert);
+            let key = route::card_key(route, &notification, &alert);
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 batches.push(CardBatch {
                     key,
@@ -97,7 +94,7 @@ impl Pipeline {
                 });
                 batches.len() - 1
             });
-            batches[i].alerts.push(alert.clone());
+            batches[i].alerts.push(alert);
         }
         (batches, unrouted)
     }
@@ -105,9 +102,10 @@ impl Pipeline {
     /// Applies a notification. `Ok` means every change it causes is durable.
     pub async fn ingest(
         &self,
-        notification: &Notification,
+        notification: Notification,
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError> {
+        let alerts = notification.alerts.len() as u64;
         let (batches, unrouted) = self.batches(notification);
         let outcomes = if batches.is_empty() {
             Vec::new()
@@ -118,7 +116,7 @@ impl Pipeline {
                 .inspect_err(|_| m::store_error())?
         };
         counter!(m::NOTIFICATIONS_RECEIVED, "source" => "alertmanager").increment(1);
-        counter!(m::ALERTS_RECEIVED).increment(notification.alerts.len() as u64);
+        counter!(m::ALERTS_RECEIVED).increment(alerts);
         if unrouted > 0 {
             counter!(m::ALERTS_UNROUTED).increment(unrouted);
         }

@@ -116,7 +116,7 @@ impl Interactions {
     }
 
     fn list_later(&self, response_url: String) {
-        let this = self.handle();
+        let this = self.clone();
         tokio::spawn(async move {
             let text = match this.list_text(true).await {
                 Ok(text) => text,

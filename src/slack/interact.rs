@@ -192,10 +192,6 @@ impl Interactions {
         }
     }
 
-    pub(super) fn handle(&self) -> Interactions {
-        self.clone()
-    }
-
     pub(super) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }

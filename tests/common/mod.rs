@@ -276,6 +276,16 @@ pub fn cards(state: &SandboxState, channel: &str) -> Vec<(String, String, Value)
         .collect()
 }
 
+/// Whether `user` was shown an ephemeral message containing `text`.
+pub fn has_ephemeral(slack: &Slack, user: &str, text: &str) -> bool {
+    slack
+        .sandbox
+        .state()
+        .ephemerals
+        .iter()
+        .any(|e| e.user == user && e.text.contains(text))
+}
+
 /// The card's fallback text says `[RESOLVED]` only once the card is.
 pub fn is_resolved(card: &Value) -> bool {
     card["text"]
