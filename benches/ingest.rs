@@ -219,8 +219,10 @@ fn pipeline_benches(c: &mut Criterion) {
 fn unique_variant(base: &ackbar::model::Notification, counter: u64) -> ackbar::model::Notification {
     let mut n = base.clone();
     let namespace = format!("payments-{:02}", counter % 100);
-    let ackbar::model::Source::Alertmanager { group_key, .. } = &mut n.source;
-    *group_key = format!("{{}}:{{alertname=\"KubePodCrashLooping\", namespace=\"{namespace}\"}}");
+    if let ackbar::model::Source::Alertmanager { group_key, .. } = &mut n.source {
+        *group_key =
+            format!("{{}}:{{alertname=\"KubePodCrashLooping\", namespace=\"{namespace}\"}}");
+    }
     n.group_labels.insert("namespace".into(), namespace.clone());
     n.common_labels
         .insert("namespace".into(), namespace.clone());

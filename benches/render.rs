@@ -41,6 +41,7 @@ fn alert(i: usize, opened: DateTime<Utc>) -> CardAlert {
         generator_url: Some(format!(
             "http://prometheus.monitoring.svc:9090/graph?g0.expr=max_over_time%28kube_pod_container_status_waiting_reason%7Breason%3D%22CrashLoopBackOff%22%7D%5B5m%5D%29+%3E%3D+1&g0.tab=1&i={i}"
         )),
+        occurrences: None,
     }
 }
 

@@ -130,6 +130,19 @@ pub struct Alert {
     /// alert with no known end.
     pub ends_at: Option<DateTime<Utc>>,
     pub generator_url: Option<String>,
+    /// How often and until when the alert happened, for sources that report
+    /// occurrences rather than state (the `tracing` Layer, OTLP logs and
+    /// spans). `None` for Alertmanager, whose alerts carry their own status.
+    pub occurrences: Option<Occurrences>,
+}
+
+/// Occurrences of an event-sourced alert in one notification. The first one
+/// is the alert's `starts_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Occurrences {
+    /// At least 1.
+    pub count: u64,
+    pub last_seen: DateTime<Utc>,
 }
 
 impl Alert {
@@ -213,15 +226,49 @@ pub enum Source {
         group_key: String,
         external_url: Option<String>,
     },
+    /// OTLP/HTTP log records or spans (`POST /v1/logs`, `POST /v1/traces`).
+    Otlp { signal: OtlpSignal },
+    /// `tracing` events from the Layer, in embedded mode.
+    Tracing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpSignal {
+    Logs,
+    Traces,
 }
 
 impl Source {
     /// Whether the source says when its alerts resolve. Alertmanager does;
-    /// sources that only report occurrences (a service's errors) do not, and
-    /// their cards get a Resolve button.
+    /// sources that only report occurrences (a service's errors) do not:
+    /// their cards get a Resolve button and resolve after a quiet period.
     pub fn resolves_itself(&self) -> bool {
         match self {
             Source::Alertmanager { .. } => true,
+            Source::Otlp { .. } | Source::Tracing => false,
+        }
+    }
+
+    /// The `source` label of ingest metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Alertmanager { .. } => "alertmanager",
+            Source::Otlp {
+                signal: OtlpSignal::Logs,
+            } => "otlp_logs",
+            Source::Otlp {
+                signal: OtlpSignal::Traces,
+            } => "otlp_traces",
+            Source::Tracing => "tracing",
+        }
+    }
+
+    /// Link to the source itself (Alertmanager's externalURL).
+    pub fn external_url(&self) -> Option<&str> {
+        match self {
+            Source::Alertmanager { external_url, .. } => external_url.as_deref(),
+            Source::Otlp { .. } | Source::Tracing => None,
         }
     }
 }
@@ -357,6 +404,8 @@ pub struct CardAlert {
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
     pub generator_url: Option<String>,
+    /// Accumulated occurrences (event sources only).
+    pub occurrences: Option<Occurrences>,
 }
 
 /// Everything needed to render a card, read from the store at send time so

@@ -53,6 +53,7 @@ fn batch(route: &RouteConfig, status: AlertStatus) -> CardBatch {
             starts_at: t(0),
             ends_at: None,
             generator_url: None,
+            occurrences: None,
         }],
     }
 }

@@ -25,6 +25,7 @@ fn alert(fp: u64, status: AlertStatus) -> Alert {
         starts_at: t(0),
         ends_at: None,
         generator_url: None,
+        occurrences: None,
     }
 }
 

@@ -415,6 +415,7 @@ impl RawAlert<'_> {
             starts_at,
             ends_at,
             generator_url,
+            occurrences: None,
         })
     }
 }
@@ -1164,7 +1165,7 @@ mod tests {
         ) -> (Alert, bool) {
             let fingerprint = fingerprint(&labels);
             let status = if firing { AlertStatus::Firing } else { AlertStatus::Resolved };
-            (Alert { fingerprint, status, labels, annotations, starts_at, ends_at, generator_url }, send_fingerprint)
+            (Alert { fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, occurrences: None }, send_fingerprint)
         }
     }
 

@@ -336,6 +336,7 @@ mod tests {
             starts_at: t(0),
             ends_at: None,
             generator_url: None,
+            occurrences: None,
         }
     }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use metrics::counter;
 
 use crate::metrics as m;
-use crate::model::{Notification, Source};
+use crate::model::Notification;
 use crate::store::{ApplyOutcome, Store, StoreError};
 use card::CardBatch;
 use route::Router;
@@ -64,9 +64,7 @@ impl Pipeline {
     /// first alert appears. The alerts move into the batches: this is the
     /// ingest hot path, and nothing needs the notification afterwards.
     pub fn batches(&self, mut notification: Notification) -> (Vec<CardBatch>, u64) {
-        let external_url = match &notification.source {
-            Source::Alertmanager { external_url, .. } => external_url.clone(),
-        };
+        let external_url = notification.source.external_url().map(str::to_owned);
         let mut batches: Vec<CardBatch> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut unrouted = 0;
@@ -106,6 +104,7 @@ impl Pipeline {
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError> {
         let alerts = notification.alerts.len() as u64;
+        let source = notification.source.kind();
         let (batches, unrouted) = self.batches(notification);
         let outcomes = if batches.is_empty() {
             Vec::new()
@@ -115,7 +114,7 @@ impl Pipeline {
                 .await
                 .inspect_err(|_| m::store_error())?
         };
-        counter!(m::NOTIFICATIONS_RECEIVED, "source" => "alertmanager").increment(1);
+        counter!(m::NOTIFICATIONS_RECEIVED, "source" => source).increment(1);
         counter!(m::ALERTS_RECEIVED).increment(alerts);
         if unrouted > 0 {
             counter!(m::ALERTS_UNROUTED).increment(unrouted);

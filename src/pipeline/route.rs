@@ -338,6 +338,14 @@ pub fn card_key(route: &RouteConfig, notification: &Notification, alert: &Alert)
                 key.push(KEY_SEPARATOR);
                 push_part(&mut key, group_key);
             }
+            // Event sources have no groups of their own: each distinct
+            // alert (a callsite and message, a service's failing span) is
+            // its own card, and its repeats count on it.
+            Source::Otlp { .. } | Source::Tracing => {
+                key.push(KEY_SEPARATOR);
+                key.push_str("fp=");
+                key.push_str(&alert.fingerprint.to_string());
+            }
         }
     } else {
         for name in &route.group_by {
@@ -421,6 +429,7 @@ mod tests {
             starts_at: chrono::DateTime::UNIX_EPOCH,
             ends_at: None,
             generator_url: None,
+            occurrences: None,
         }
     }
 

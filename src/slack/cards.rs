@@ -701,6 +701,7 @@ mod tests {
             starts_at: t(0),
             ends_at: None,
             generator_url: Some(format!("http://prometheus:9090/graph?g0.expr=up&i={i}")),
+            occurrences: None,
         }
     }
 

@@ -765,6 +765,7 @@ impl Store for SqliteStore {
                     .map(from_ms)
                     .transpose()?,
                 generator_url: a.try_get("generator_url")?,
+                occurrences: None,
             });
         }
         Ok(Some(CardView {
