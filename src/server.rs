@@ -53,7 +53,7 @@ pub enum ServerError {
 
 struct App {
     interactions: Interactions,
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
     deliverer: Deliverer,
     store: Arc<dyn Store>,
     metrics: Option<PrometheusHandle>,
@@ -132,6 +132,16 @@ pub async fn run(
         deliverer.clone(),
         timer_stopped,
     ));
+    let pipeline = Arc::new(Pipeline::new(
+        router.clone(),
+        store.clone(),
+        config.delivery.reply_batch_window,
+    ));
+    let quiet_timer = tokio::spawn(crate::pipeline::quiet::run_timer(
+        pipeline.clone(),
+        deliverer.clone(),
+        stop_timer.subscribe(),
+    ));
     let app = Arc::new(App {
         interactions: Interactions::new(
             store.clone(),
@@ -141,7 +151,7 @@ pub async fn run(
             slack.clone(),
             signing_secret,
         ),
-        pipeline: Pipeline::new(router, store.clone(), config.delivery.reply_batch_window),
+        pipeline,
         deliverer: deliverer.clone(),
         store,
         metrics,
@@ -191,6 +201,7 @@ pub async fn run(
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
+    let _ = quiet_timer.await;
     if let Some(socket_mode) = socket_mode {
         let _ = socket_mode.await;
     }
