@@ -423,7 +423,7 @@ fn plural(n: u64, word: &str) -> String {
 /// alerts that have been firing for a minute or more when the reply is sent.
 pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>) -> Message {
     let mut reopened = false;
-    let mut firing: Vec<(&str, Option<&str>, Option<&str>, DateTime<Utc>)> = Vec::new();
+    let mut firing: Vec<FiringLine<'_>> = Vec::new();
     let mut resolved: Vec<&str> = Vec::new();
     let mut card_resolved: Option<i64> = None;
     // What people did, in the order it happened.
@@ -437,7 +437,12 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
                 details,
                 at,
                 ..
-            } => firing.push((name, summary.as_deref(), details.as_deref(), *at)),
+            } => firing.push(FiringLine {
+                name,
+                summary: summary.as_deref(),
+                details: details.as_deref(),
+                at: *at,
+            }),
             ThreadEvent::AlertResolved { name, .. } => resolved.push(name),
             ThreadEvent::CardResolved { duration_secs, .. } => card_resolved = Some(*duration_secs),
             ThreadEvent::Acknowledged { by, at } => actions.push((
@@ -523,7 +528,13 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         let n = firing.len() as u64;
         let mut text = format!(":fire: {n} {} firing:", plural(n, "alert"));
         let mut detail_blocks = Vec::new();
-        for (name, summary, details, at) in firing.iter().take(MAX_REPLY_NAMES) {
+        for FiringLine {
+            name,
+            summary,
+            details,
+            at,
+        } in firing.iter().take(MAX_REPLY_NAMES)
+        {
             text.push_str("\n• ");
             text.push_str(&untrusted(&truncate(name, 100)));
             if let Some(s) = summary.filter(|s| !s.trim().is_empty()) {
@@ -575,6 +586,14 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         b.push(Section::mrkdwn(line).block_id(&format!("ackbar_reply_{i}")));
     }
     b.build()
+}
+
+/// An alert that fired, as a reply lists it.
+struct FiringLine<'a> {
+    name: &'a str,
+    summary: Option<&'a str>,
+    details: Option<&'a str>,
+    at: DateTime<Utc>,
 }
 
 /// A direct message about a card (an escalation step with `dm`): what
