@@ -67,6 +67,23 @@ pub struct Config {
     pub oncall: Vec<crate::pipeline::oncall::RotationConfig>,
 }
 
+impl Default for Config {
+    /// What `{}` means: sandbox mode, `sqlite://ackbar.db`, one catch-all
+    /// route.
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            store: StoreConfig::default(),
+            slack: SlackConfig::default(),
+            ingest: IngestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            log: LogConfig::default(),
+            routes: Vec::new(),
+            oncall: Vec::new(),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9094))
 }
@@ -652,7 +669,8 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what the types cannot: store URL, routes, escalation steps.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.store.url;
         if !(url.starts_with("sqlite:")) {
             return Err(ConfigError::invalid(

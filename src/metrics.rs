@@ -28,6 +28,7 @@ pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
+pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -54,6 +55,10 @@ fn describe() {
         "Accepted notifications that changed nothing (no Slack call)."
     );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
+    describe_counter!(
+        LAYER_EVENTS_LOST,
+        "tracing events the embedded bridge could not store."
+    );
     describe_counter!(
         ALERTS_UNROUTED,
         "Alerts no route matched (dropped by configuration)."
@@ -101,6 +106,12 @@ pub fn slack_call(method: &'static str, outcome: &'static str) {
 /// `refused` (not allowed).
 pub fn card_action(action: &'static str, outcome: &'static str) {
     counter!(CARD_ACTIONS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// Events the embedded bridge could not store (it stopped, or the store
+/// kept failing).
+pub fn layer_events_lost(n: u64) {
+    counter!(LAYER_EVENTS_LOST).increment(n);
 }
 
 pub fn store_error() {

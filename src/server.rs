@@ -18,15 +18,17 @@ use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::config::{Config, IngestAuth, Secret};
 use crate::deliver::Deliverer;
 use crate::ingest::alertmanager;
 use crate::metrics as m;
-use crate::pipeline::Pipeline;
+use crate::model::Notification;
 use crate::pipeline::oncall::Rotations;
 use crate::pipeline::route::Router as AlertRouter;
+use crate::pipeline::{IngestReport, Pipeline};
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
@@ -60,6 +62,13 @@ struct App {
     auth: Option<IngestAuth>,
 }
 
+/// A notification handed in from the same process (the embedded
+/// [`Bridge`](crate::Bridge)), with where to say whether it is durable.
+pub type Inbound = (
+    Notification,
+    oneshot::Sender<Result<IngestReport, StoreError>>,
+);
+
 /// Runs ackbar on `listener` until `shutdown` completes, then stops
 /// accepting, finishes in-flight requests, and delivers what it can until
 /// `delivery.shutdown_deadline`. What is left stays in the store.
@@ -67,6 +76,17 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_inbound(listener, config, shutdown, None).await
+}
+
+/// [`run`], also ingesting notifications sent on `inbound` until every
+/// sender is gone or the server stops.
+pub async fn run_with_inbound(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    inbound: Option<mpsc::Receiver<Inbound>>,
 ) -> Result<(), ServerError> {
     let metrics = m::install();
     let addr = listener.local_addr()?;
@@ -158,6 +178,15 @@ pub async fn run(
         auth: config.ingest.auth.clone(),
     });
 
+    let inbound = inbound.map(|mut inbound| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            while let Some((notification, answer)) = inbound.recv().await {
+                let result = app.ingest(notification).await;
+                let _ = answer.send(result);
+            }
+        })
+    });
     let socket_mode = crate::slack::socket::spawn(
         config.slack.app_token.as_ref(),
         &slack,
@@ -199,6 +228,11 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
+    // The Bridge stops the server only after its last notification was
+    // answered, so nothing accepted is cut off here.
+    if let Some(inbound) = inbound {
+        inbound.abort();
+    }
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
     let _ = quiet_timer.await;
@@ -209,6 +243,18 @@ pub async fn run(
     supervisor.abort();
     info!("ackbar stopped");
     Ok(())
+}
+
+impl App {
+    /// Applies a notification and wakes delivery for the channels it gave
+    /// work. `Ok` means every change is durable.
+    async fn ingest(&self, notification: Notification) -> Result<IngestReport, StoreError> {
+        let report = self.pipeline.ingest(notification, Utc::now()).await?;
+        for channel in report.channels_to_wake() {
+            self.deliverer.wake(channel);
+        }
+        Ok(report)
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -266,11 +312,8 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         }
     };
     let alerts = notification.alerts.len();
-    match app.pipeline.ingest(notification, Utc::now()).await {
+    match app.ingest(notification).await {
         Ok(report) => {
-            for channel in report.channels_to_wake() {
-                app.deliverer.wake(channel);
-            }
             let changed = report.outcomes.iter().filter(|o| o.changed).count();
             (
                 StatusCode::OK,

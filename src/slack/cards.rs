@@ -815,6 +815,72 @@ mod tests {
         serde_json::to_string(m).unwrap()
     }
 
+    /// A card of one event-sourced alert (a service's repeated error).
+    fn event_view(count: u64) -> CardView {
+        let mut v = view(0);
+        v.group_labels = Labels::new();
+        v.common_labels = Labels::new();
+        v.common_annotations = Labels::new();
+        v.external_url = None;
+        v.manual_resolve = true;
+        v.firing_count = 1;
+        v.alerts = vec![CardAlert {
+            fingerprint: Fingerprint(7),
+            status: AlertStatus::Firing,
+            labels: labels(&[
+                ("alertname", "payment failed"),
+                ("severity", "error"),
+                ("service", "checkout"),
+            ]),
+            annotations: labels(&[("summary", "payment failed")]),
+            starts_at: t(0),
+            ends_at: None,
+            generator_url: None,
+            occurrences: Some(Occurrences {
+                count,
+                last_seen: t(300),
+            }),
+        }];
+        v
+    }
+
+    #[test]
+    fn event_card_counts_occurrences_and_offers_resolve() {
+        let m = render_card(&event_view(37), t(310));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(s.contains("payment failed"), "{s}");
+        assert!(s.contains("seen 37 times in 5m, last"), "{s}");
+        assert!(
+            buttons(&m)
+                .iter()
+                .any(|b| b.action_id() == RESOLVE_ACTION_ID),
+            "{s}"
+        );
+        let once = json(&render_card(&event_view(1), t(310)));
+        assert!(once.contains("seen once"), "{once}");
+    }
+
+    #[test]
+    fn first_occurrence_reply_shows_its_details_in_a_code_block() {
+        let events = [ThreadEvent::AlertFiring {
+            fingerprint: "7".into(),
+            name: "payment failed".into(),
+            summary: Some("payment failed".into()),
+            details: Some("order = 7\nuser = <@U123>\n```".into()),
+            at: t(0),
+        }];
+        let m = render_reply(&event_view(1), &events, t(1));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(s.contains("```order = 7\\nuser = &lt;@"), "{s}");
+        assert!(!s.contains("<@U123>"), "no mention escapes: {s}");
+        assert!(
+            s.contains("&gt;\\n`\u{200b}`````"),
+            "a fence in the details cannot close the block early: {s}"
+        );
+    }
+
     fn buttons(m: &Message) -> Vec<&crate::slack::blocks::Button> {
         m.blocks
             .iter()
