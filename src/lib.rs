@@ -36,14 +36,23 @@
 //! runs ackbar in sandbox mode (no Slack account needed): cards are posted
 //! to a local Slack emulator whose state is at `/sandbox/api/state`.
 
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "embedded")]
 pub mod config;
+#[cfg(feature = "embedded")]
 pub mod deliver;
 pub mod ingest;
+#[cfg(feature = "embedded")]
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "embedded")]
 pub mod pipeline;
+#[cfg(feature = "embedded")]
 pub mod server;
+#[cfg(feature = "embedded")]
 pub mod silence;
+#[cfg(feature = "embedded")]
 pub mod slack;
+#[cfg(feature = "embedded")]
 pub mod store;
