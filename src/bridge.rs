@@ -11,10 +11,10 @@
 //!
 //! let bridge = ackbar::Bridge::builder().build()?; // sandbox, in-memory store
 //! println!("cards at {}/sandbox/api/state", bridge.url());
-//! let (layer, _guard) = ackbar::layer().build_with(bridge);
+//! let (layer, _guard) = ackbar::layer().build_with(bridge)?;
 //! tracing_subscriber::registry().with(layer).init();
 //! tracing::error!(order = 7, "payment failed");
-//! # Ok::<(), ackbar::BridgeError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::collections::HashMap;
@@ -200,7 +200,7 @@ impl Bridge {
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .on_thread_start(crate::ingest::layer::mark_worker_thread)
+                    .on_thread_start(crate::ingest::layer::mark_thread_as_ackbar)
                     .build()
                 {
                     Ok(runtime) => runtime,
@@ -209,7 +209,7 @@ impl Bridge {
                         return;
                     }
                 };
-                crate::ingest::layer::mark_worker_thread();
+                crate::ingest::layer::mark_thread_as_ackbar();
                 let result = runtime.block_on(async move {
                     let listener = match TcpListener::bind(listen).await {
                         Ok(listener) => listener,
