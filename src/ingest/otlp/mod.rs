@@ -397,3 +397,6 @@ fn snake_case_check(body: &[u8], records: &'static str) -> Result<(), OtlpError>
 fn echo(s: &str) -> String {
     truncate_chars(s, MAX_ECHO_CHARS)
 }
+
+#[cfg(test)]
+mod tests;
