@@ -1063,6 +1063,71 @@ mod tests {
     }
 
     #[test]
+    fn otlp_section_defaults_and_severity_names() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.otlp.logs.min_severity, 17);
+        assert!(c.otlp.traces.trace_url.is_none());
+        for (given, number) in [
+            ("\"WARN\"", 13),
+            ("\"fatal\"", 21),
+            ("\"ERROR3\"", 19),
+            ("9", 9),
+        ] {
+            let c = Config::from_json(&format!(
+                r#"{{"otlp": {{"logs": {{"min_severity": {given}}}}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.otlp.logs.min_severity, number, "{given}");
+        }
+    }
+
+    #[test]
+    fn otlp_mistakes_name_their_path() {
+        for (json, path, words) in [
+            (
+                r#"{"otlp": {"logs": {"min_severity": "LOUD"}}}"#,
+                "otlp.logs.min_severity",
+                "not a severity number",
+            ),
+            (
+                r#"{"otlp": {"logs": {"min_severity": 25}}}"#,
+                "otlp.logs.min_severity",
+                "not a severity number",
+            ),
+            (
+                r#"{"otlp": {"logs": {"label_attributes": ["ok", "severity"]}}}"#,
+                "otlp.logs.label_attributes[1]",
+                "already set",
+            ),
+            (
+                r#"{"otlp": {"traces": {"trace_url": "https://j/{traceid}"}}}"#,
+                "otlp.traces.trace_url",
+                "unknown placeholder \"{traceid}\"",
+            ),
+            (
+                r#"{"otlp": {"traces": {"trace_url": "jaeger/{trace_id}"}}}"#,
+                "otlp.traces.trace_url",
+                "http",
+            ),
+            (
+                r#"{"otlp": {"trace": {}}}"#,
+                "otlp",
+                "unknown field `trace`",
+            ),
+        ] {
+            let err = Config::from_json(json).unwrap_err().to_string();
+            assert!(
+                err.starts_with(path) && err.contains(words),
+                "{json}: {err}"
+            );
+        }
+        let ok = Config::from_json(
+            r#"{"otlp": {"traces": {"trace_url": "https://j/{trace_id}/{span_id}?s={service}"}}}"#,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn durations_parse_in_every_form() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));

@@ -198,7 +198,6 @@ fn attribute(key: &str, value: &str) -> ProtoKeyValue {
     ProtoKeyValue {
         key: key.to_owned(),
         value: string_value(value),
-        ..Default::default()
     }
 }
 
