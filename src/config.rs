@@ -71,6 +71,24 @@ pub struct Config {
     pub oncall: Vec<crate::pipeline::oncall::RotationConfig>,
 }
 
+impl Default for Config {
+    /// What `{}` means: sandbox mode, `sqlite://ackbar.db`, one catch-all
+    /// route.
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            store: StoreConfig::default(),
+            slack: SlackConfig::default(),
+            ingest: IngestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            log: LogConfig::default(),
+            otlp: OtlpConfig::default(),
+            routes: Vec::new(),
+            oncall: Vec::new(),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9094))
 }
@@ -402,6 +420,11 @@ pub struct RouteConfig {
     /// card, same thread); later, a new card starts.
     #[serde(default = "default_reopen_window", deserialize_with = "de_duration")]
     pub reopen_window: Duration,
+    /// Alerts from event sources (the tracing Layer, OTLP logs and spans)
+    /// report occurrences, never their own end: one resolves once it has not
+    /// occurred for this long.
+    #[serde(default = "default_quiet_period", deserialize_with = "de_duration")]
+    pub quiet_period: Duration,
     #[serde(default)]
     pub replies: ReplyConfig,
     #[serde(default)]
@@ -416,6 +439,26 @@ pub struct RouteConfig {
     /// Alertmanager to create silences on (`POST /api/v2/silences`).
     #[serde(default)]
     pub alertmanager_url: Option<String>,
+}
+
+impl RouteConfig {
+    /// The route of a config without routes: everything, into
+    /// [`DEFAULT_CHANNEL`], with every setting at its default.
+    pub fn catch_all() -> RouteConfig {
+        RouteConfig {
+            name: "default".to_owned(),
+            matchers: Vec::new(),
+            channel: DEFAULT_CHANNEL.to_owned(),
+            group_by: Vec::new(),
+            reopen_window: default_reopen_window(),
+            quiet_period: default_quiet_period(),
+            replies: ReplyConfig::default(),
+            card: CardConfig::default(),
+            escalation: Vec::new(),
+            allowed: Permissions::default(),
+            alertmanager_url: None,
+        }
+    }
 }
 
 /// One step of an escalation policy.
@@ -504,6 +547,10 @@ pub struct Permissions {
 
 fn default_reopen_window() -> Duration {
     Duration::from_secs(3600)
+}
+
+fn default_quiet_period() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 /// Which changes post a thread reply under the card.
@@ -678,18 +725,7 @@ impl Config {
         if !self.routes.is_empty() {
             return self.routes.clone();
         }
-        vec![RouteConfig {
-            name: "default".to_owned(),
-            matchers: Vec::new(),
-            channel: DEFAULT_CHANNEL.to_owned(),
-            group_by: Vec::new(),
-            reopen_window: default_reopen_window(),
-            replies: ReplyConfig::default(),
-            card: CardConfig::default(),
-            escalation: Vec::new(),
-            allowed: Permissions::default(),
-            alertmanager_url: None,
-        }]
+        vec![RouteConfig::catch_all()]
     }
 
     fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
@@ -713,7 +749,8 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what the types cannot: store URL, routes, escalation steps.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.store.url;
         if !(url.starts_with("sqlite:")) {
             return Err(ConfigError::invalid(

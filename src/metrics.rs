@@ -31,6 +31,7 @@ pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
+pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -57,6 +58,10 @@ fn describe() {
         "Accepted notifications that changed nothing (no Slack call)."
     );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
+    describe_counter!(
+        LAYER_EVENTS_LOST,
+        "tracing events the embedded bridge could not store."
+    );
     describe_counter!(
         ALERTS_UNROUTED,
         "Alerts no route matched (dropped by configuration)."
@@ -124,6 +129,12 @@ pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64
     ] {
         counter!(OTLP_RECORDS, "signal" => signal, "outcome" => outcome).increment(n);
     }
+}
+
+/// Events the embedded bridge could not store (it stopped, or the store
+/// kept failing).
+pub fn layer_events_lost(n: u64) {
+    counter!(LAYER_EVENTS_LOST).increment(n);
 }
 
 pub fn store_error() {

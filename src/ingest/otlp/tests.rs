@@ -1,14 +1,15 @@
 //! Decoding and record-to-alert rules, on bodies built here.
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use prost::Message;
 use serde_json::{Value, json};
 
 use super::proto::*;
 use super::*;
+use crate::config::OtlpConfig;
 use crate::ingest::alertmanager::fingerprint;
-use crate::model::{AlertStatus, Fingerprint};
+use crate::model::{AlertStatus, Fingerprint, OtlpSignal};
 
 const TRACE_ID: &str = "5b8efff798038103d269b633813fc60c";
 const SPAN_ID: &str = "eee19b7ec3c1b174";
