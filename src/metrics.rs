@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::model::OtlpSignal;
+
 pub const NOTIFICATIONS_RECEIVED: &str = "ackbar_notifications_received_total";
 pub const NOTIFICATIONS_REJECTED: &str = "ackbar_notifications_rejected_total";
 pub const NOTIFICATIONS_DEDUPED: &str = "ackbar_notifications_deduped_total";
@@ -28,6 +30,7 @@ pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
+pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
 pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -92,6 +95,10 @@ fn describe() {
         CARD_ACTIONS,
         "Actions on cards (acknowledge, escalate, resolve; from Slack or the escalation timer), by outcome."
     );
+    describe_counter!(
+        OTLP_RECORDS,
+        "OTLP log records and spans in accepted requests, by signal and outcome (alert, skipped: not alert-worthy, rejected: reported in partialSuccess)."
+    );
 }
 
 pub fn rejected(reason: &'static str) {
@@ -106,6 +113,22 @@ pub fn slack_call(method: &'static str, outcome: &'static str) {
 /// `refused` (not allowed).
 pub fn card_action(action: &'static str, outcome: &'static str) {
     counter!(CARD_ACTIONS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// What became of the records of one accepted OTLP request. `alerts`
+/// counts records that became (or joined) an alert.
+pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64) {
+    let signal = match signal {
+        OtlpSignal::Logs => "logs",
+        OtlpSignal::Traces => "traces",
+    };
+    for (outcome, n) in [
+        ("alert", alerts),
+        ("skipped", skipped),
+        ("rejected", rejected),
+    ] {
+        counter!(OTLP_RECORDS, "signal" => signal, "outcome" => outcome).increment(n);
+    }
 }
 
 /// Events the embedded bridge could not store (it stopped, or the store
