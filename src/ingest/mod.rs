@@ -1,3 +1,4 @@
 //! Decoding at the edge: every source's payload becomes model types here.
 
 pub mod alertmanager;
+pub mod otlp;

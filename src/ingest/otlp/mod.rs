@@ -1,0 +1,4 @@
+//! OTLP/HTTP logs and traces: wire types and their JSON mapping.
+
+mod json;
+pub mod proto;
