@@ -47,3 +47,7 @@ pub mod server;
 pub mod silence;
 pub mod slack;
 pub mod store;
+
+pub use ingest::layer::{
+    AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord, layer,
+};

@@ -28,6 +28,8 @@ pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
+pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
+pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -87,6 +89,14 @@ fn describe() {
         CARD_ACTIONS,
         "Actions on cards (acknowledge, escalate, resolve; from Slack or the escalation timer), by outcome."
     );
+    describe_counter!(
+        LAYER_EVENTS_DROPPED,
+        "Events the tracing Layer captured but could not hand on, by reason."
+    );
+    describe_counter!(
+        LAYER_FORWARD_REQUESTS,
+        "OTLP requests of the tracing Layer's forwarding mode, by outcome."
+    );
 }
 
 pub fn rejected(reason: &'static str) {
@@ -101,6 +111,18 @@ pub fn slack_call(method: &'static str, outcome: &'static str) {
 /// `refused` (not allowed).
 pub fn card_action(action: &'static str, outcome: &'static str) {
     counter!(CARD_ACTIONS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// Events the `tracing` Layer dropped: `queue_full`, `forward_buffer_full`,
+/// `rejected` (the server refused them for good), `shutdown` (still
+/// undelivered at the flush deadline).
+pub fn layer_events_dropped(reason: &'static str, count: u64) {
+    counter!(LAYER_EVENTS_DROPPED, "reason" => reason).increment(count);
+}
+
+/// One forwarding request: `delivered`, `retried` or `rejected`.
+pub fn layer_forward_request(outcome: &'static str) {
+    counter!(LAYER_FORWARD_REQUESTS, "outcome" => outcome).increment(1);
 }
 
 pub fn store_error() {

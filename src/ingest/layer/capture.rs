@@ -218,10 +218,10 @@ impl SpanFieldVisitor<'_> {
         write(&mut value);
         let fields = &mut self.fields.0;
         // A field recorded again later (`span.record`) replaces its value.
-        match fields.iter_mut().find(|(name, _)| *name == field.name()) {
-            Some(slot) => slot.1 = value,
-            None if fields.len() < MAX_FIELDS => fields.push((field.name(), value)),
-            None => {}
+        if let Some(slot) = fields.iter_mut().find(|(name, _)| *name == field.name()) {
+            slot.1 = value;
+        } else if fields.len() < MAX_FIELDS {
+            fields.push((field.name(), value));
         }
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use tracing::Level;
 
 use super::capture::Captured;
-use crate::model::{self, Alert, AlertStatus, Fingerprint, Fnv64, Labels, Occurrences};
+use crate::model::{Alert, AlertStatus, Fingerprint, Fnv64, Labels, Occurrences};
 
 /// Chars of the message's first line used as an `alertname`.
 const MAX_ALERTNAME_CHARS: usize = 100;
@@ -69,9 +69,7 @@ impl EventRecord {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect();
-        labels
-            .entry("alertname".to_owned())
-            .or_insert_with(|| self.alertname());
+        labels.insert("alertname".to_owned(), self.alertname());
         labels.insert("severity".to_owned(), severity(self.level).to_owned());
         labels.insert("target".to_owned(), self.target.clone().into_owned());
 
@@ -111,8 +109,12 @@ impl EventRecord {
         })
     }
 
-    /// The message's first line, shortened; the callsite for events without one.
-    fn alertname(&self) -> String {
+    /// The `alertname` label: the builder's (the callsite, when messages do
+    /// not group), else the message's first line shortened, else the callsite.
+    pub fn alertname(&self) -> String {
+        if let Some((_, name)) = self.labels.iter().find(|(n, _)| *n == "alertname") {
+            return name.clone();
+        }
         let first_line = self.message.lines().next().unwrap_or("").trim();
         if first_line.is_empty() {
             return callsite_name(&self.target, self.file, self.line);
@@ -132,25 +134,32 @@ impl EventRecord {
             let _ = writeln!(out, "{name} = {value}");
         }
         if !self.spans.is_empty() {
-            out.push_str("in span ");
-            for (i, span) in self.spans.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(" > ");
-                }
-                out.push_str(span.name);
-                if !span.fields.is_empty() {
-                    out.push('{');
-                    for (j, (name, value)) in span.fields.iter().enumerate() {
-                        if j > 0 {
-                            out.push_str(", ");
-                        }
-                        let _ = write!(out, "{name}={value}");
-                    }
-                    out.push('}');
-                }
-            }
+            let _ = write!(out, "in span {}", self.span_context());
         }
         out.truncate(out.trim_end().len());
+        out
+    }
+
+    /// The enclosing spans, root first, with their fields:
+    /// `checkout{order=7} > charge`.
+    pub fn span_context(&self) -> String {
+        let mut out = String::new();
+        for (i, span) in self.spans.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" > ");
+            }
+            out.push_str(span.name);
+            if !span.fields.is_empty() {
+                out.push('{');
+                for (j, (name, value)) in span.fields.iter().enumerate() {
+                    if j > 0 {
+                        out.push_str(", ");
+                    }
+                    let _ = write!(out, "{name}={value}");
+                }
+                out.push('}');
+            }
+        }
         out
     }
 }
@@ -207,38 +216,11 @@ impl Recorder {
         record
     }
 
-    /// The layer's report of events it had to drop, as an error of its own:
-    /// one alert (a fixed key per reason) that counts up.
-    pub fn dropped_report(&self, count: u64, reason: DropReason) -> EventRecord {
-        let mut record = EventRecord {
-            time: Utc::now(),
-            level: Level::ERROR,
-            target: Cow::Borrowed(LAYER_TARGET),
-            file: None,
-            line: None,
-            message: format!("{count} events dropped: {}", reason.explanation()),
-            fields: Vec::new(),
-            spans: Vec::new(),
-            labels: self.service_label(),
-            group_key: 0,
-        };
-        let mut h = self.identity(&record);
-        h.write(reason.key().as_bytes());
-        record.group_key = h.finish();
-        record
-    }
-
-    fn service_label(&self) -> Vec<(&'static str, String)> {
-        self.service
-            .iter()
-            .map(|s| ("service", s.clone()))
-            .collect()
-    }
 
     /// Service, then span fields (spans only keep the span label fields;
     /// the nearest span wins), then event label fields (which win over spans).
     fn labels(&self, r: &EventRecord) -> Vec<(&'static str, String)> {
-        let mut labels = self.service_label();
+        let mut labels = service_label(self.service.as_deref());
         let mut set = |name: &'static str, value: &str| {
             match labels.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = value.to_owned(),
@@ -261,26 +243,8 @@ impl Recorder {
         labels
     }
 
-    /// Service and callsite, hashed with separators no UTF-8 text contains,
-    /// so the key is the same in every process and every build that keeps
-    /// the call where it is.
-    fn identity(&self, r: &EventRecord) -> Fnv64 {
-        let mut h = Fnv64::new();
-        for part in [
-            self.service.as_deref().unwrap_or(""),
-            r.level.as_str(),
-            &r.target,
-            r.file.unwrap_or(""),
-        ] {
-            h.write(part.as_bytes());
-            h.write(&[0xff]);
-        }
-        h.write(&r.line.unwrap_or(0).to_le_bytes());
-        h
-    }
-
     fn group_key(&self, r: &EventRecord) -> u64 {
-        let mut h = self.identity(r);
+        let mut h = identity(self.service.as_deref(), r);
         match &self.group_by {
             GroupBy::CallsiteAndMessage => {
                 h.write(&[1]);
@@ -304,6 +268,49 @@ impl Recorder {
         }
         h.finish()
     }
+}
+
+/// Service and callsite, hashed with separators no UTF-8 text contains, so
+/// the key is the same in every process and every build that keeps the
+/// call where it is.
+fn identity(service: Option<&str>, r: &EventRecord) -> Fnv64 {
+    let mut h = Fnv64::new();
+    for part in [
+        service.unwrap_or(""),
+        r.level.as_str(),
+        &r.target,
+        r.file.unwrap_or(""),
+    ] {
+        h.write(part.as_bytes());
+        h.write(&[0xff]);
+    }
+    h.write(&r.line.unwrap_or(0).to_le_bytes());
+    h
+}
+
+fn service_label(service: Option<&str>) -> Vec<(&'static str, String)> {
+    service.iter().map(|s| ("service", (*s).to_owned())).collect()
+}
+
+/// The layer's report of events it had to drop, as an error of its own:
+/// one alert per reason (a fixed key) that counts up.
+pub(super) fn dropped_report(service: Option<&str>, count: u64, reason: DropReason) -> EventRecord {
+    let mut record = EventRecord {
+        time: Utc::now(),
+        level: Level::ERROR,
+        target: Cow::Borrowed(LAYER_TARGET),
+        file: None,
+        line: None,
+        message: format!("{count} events dropped: {}", reason.explanation()),
+        fields: Vec::new(),
+        spans: Vec::new(),
+        labels: service_label(service),
+        group_key: 0,
+    };
+    let mut h = identity(service, &record);
+    h.write(reason.key().as_bytes());
+    record.group_key = h.finish();
+    record
 }
 
 /// Why the layer dropped events; each reason is one alert.
@@ -397,7 +404,7 @@ mod tests {
                 last_seen: r.time
             })
         );
-        assert_eq!(alert.severity(), model::Severity::Error);
+        assert_eq!(alert.severity(), crate::model::Severity::Error);
     }
 
     #[test]
@@ -428,9 +435,11 @@ mod tests {
     #[test]
     fn group_key_is_stable_across_processes_and_versions() {
         // Keys are fingerprints on the server: changing them splits every
-        // running alert in two. Update this value only on purpose.
+        // running alert in two. Update this value only on purpose. It is
+        // FNV-1a 64 of "shop\xffERROR\xffshop::payment\xffsrc/payment.rs\xff",
+        // 42u32 little-endian, 0x01, then the message, computed outside Rust.
         let r = captured_like(&record(), &recorder(GroupBy::CallsiteAndMessage));
-        assert_eq!(format!("{:016x}", r.group_key), "5d4e3ac8a4d8a0d5");
+        assert_eq!(format!("{:016x}", r.group_key), "c720ebcead98ebef");
     }
 
     #[test]
@@ -494,14 +503,14 @@ mod tests {
 
     #[test]
     fn drop_reports_share_one_key_per_reason() {
-        let rec = recorder(GroupBy::CallsiteAndMessage);
-        let a = rec.dropped_report(3, DropReason::QueueFull);
-        let b = rec.dropped_report(7, DropReason::QueueFull);
-        let c = rec.dropped_report(3, DropReason::ForwardBufferFull);
+        let a = dropped_report(Some("shop"), 3, DropReason::QueueFull);
+        let b = dropped_report(Some("shop"), 7, DropReason::QueueFull);
+        let c = dropped_report(Some("shop"), 3, DropReason::ForwardBufferFull);
         assert_eq!(a.group_key, b.group_key);
         assert_ne!(a.group_key, c.group_key);
         assert_eq!(a.message, "3 events dropped: the ackbar queue was full");
         assert_eq!(a.target, LAYER_TARGET);
         assert_eq!(a.level, Level::ERROR);
+        assert_eq!(a.labels, vec![("service", "shop".to_owned())]);
     }
 }

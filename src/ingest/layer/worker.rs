@@ -16,7 +16,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::Sink;
 use super::capture::{Captured, mark_thread_as_ackbar};
-use super::record::{DropReason, EventRecord, Recorder};
+use super::record::{DropReason, EventRecord, Recorder, dropped_report};
 use crate::metrics as m;
 
 /// Records per [`Sink::send`]: large enough to amortise a request per
@@ -111,10 +111,11 @@ impl Worker {
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             m::layer_events_dropped(DropReason::QueueFull.metric_label(), dropped);
-            batch.push(
-                self.recorder
-                    .dropped_report(dropped, DropReason::QueueFull),
-            );
+            batch.push(dropped_report(
+                self.recorder.service.as_deref(),
+                dropped,
+                DropReason::QueueFull,
+            ));
         }
         if !batch.is_empty() {
             sink.send(batch).await;
