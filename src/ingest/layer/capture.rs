@@ -53,7 +53,9 @@ struct Reentry;
 
 impl Reentry {
     fn enter() -> Option<Reentry> {
-        INSIDE_ACKBAR.with(|f| (!f.replace(true)).then_some(Reentry))
+        // `then`, not `then_some`: an eagerly built `Reentry` would be
+        // dropped on refusal and clear the flag of the one holding it.
+        INSIDE_ACKBAR.with(|f| (!f.replace(true)).then(|| Reentry))
     }
 }
 
@@ -379,7 +381,19 @@ mod tests {
         let outer = Reentry::enter();
         assert!(outer.is_some());
         assert!(Reentry::enter().is_none());
+        assert!(Reentry::enter().is_none(), "a refusal leaves the flag set");
         drop(outer);
         assert!(Reentry::enter().is_some());
+    }
+
+    #[test]
+    fn worker_threads_stay_marked() {
+        std::thread::spawn(|| {
+            mark_thread_as_ackbar();
+            assert!(Reentry::enter().is_none());
+            assert!(Reentry::enter().is_none());
+        })
+        .join()
+        .unwrap();
     }
 }
