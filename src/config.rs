@@ -58,6 +58,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// OTLP/HTTP ingest (`POST /v1/logs`, `POST /v1/traces`): which records
+    /// become alerts and which attributes become labels.
+    #[serde(default)]
+    pub otlp: OtlpConfig,
     /// Ordered; the first route whose matchers all match an alert takes it.
     /// Empty means one catch-all route into [`DEFAULT_CHANNEL`].
     #[serde(default)]
@@ -284,6 +288,81 @@ fn default_backoff_max() -> Duration {
 }
 fn default_shutdown_deadline() -> Duration {
     Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    #[serde(default)]
+    pub logs: OtlpLogsConfig,
+    #[serde(default)]
+    pub traces: OtlpTracesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpLogsConfig {
+    /// Lowest `severityNumber` that becomes an alert: a number 1-24 or a
+    /// name (`"WARN"`, `"ERROR"`, `"FATAL"`, `"ERROR3"`, ...); default ERROR.
+    #[serde(
+        default = "default_min_severity",
+        deserialize_with = "de_severity_number"
+    )]
+    pub min_severity: i32,
+    /// Attributes (of the record, its scope or its resource) copied into
+    /// labels, e.g. `deployment.environment`.
+    #[serde(default)]
+    pub label_attributes: Vec<String>,
+}
+
+impl Default for OtlpLogsConfig {
+    fn default() -> Self {
+        OtlpLogsConfig {
+            min_severity: default_min_severity(),
+            label_attributes: Vec::new(),
+        }
+    }
+}
+
+/// SEVERITY_NUMBER_ERROR.
+fn default_min_severity() -> i32 {
+    17
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpTracesConfig {
+    /// Link from an alert to its trace, e.g.
+    /// `https://jaeger.example/trace/{trace_id}`; `{span_id}` and
+    /// `{service}` are filled in too.
+    #[serde(default)]
+    pub trace_url: Option<String>,
+    /// Attributes (of the span, its scope or its resource) copied into
+    /// labels.
+    #[serde(default)]
+    pub label_attributes: Vec<String>,
+}
+
+/// Placeholders `otlp.traces.trace_url` may contain.
+const TRACE_URL_PLACEHOLDERS: [&str; 3] = ["{trace_id}", "{span_id}", "{service}"];
+/// Labels every OTLP alert gets; a configured attribute may not take their
+/// names.
+const OTLP_LABELS: [&str; 4] = ["alertname", "service", "scope", "severity"];
+
+fn de_severity_number<'de, D: Deserializer<'de>>(de: D) -> Result<i32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(i64),
+        Name(String),
+    }
+    let expected = "a severity number 1-24 or a name such as \"WARN\", \"ERROR\", \"FATAL\"";
+    match Raw::deserialize(de)? {
+        Raw::Number(n @ 1..=24) => Ok(n as i32),
+        Raw::Number(n) => Err(serde::de::Error::custom(format!("{n} is not {expected}"))),
+        Raw::Name(name) => crate::ingest::otlp::severity_number_from_text(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("{name:?} is not {expected}"))),
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -693,6 +772,7 @@ impl Config {
                 .unwrap_or(("oncall", message.as_str()));
             ConfigError::invalid(path, message)
         })?;
+        self.validate_otlp()?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |field: &str| format!("routes[{i}].{field}");
@@ -768,6 +848,62 @@ impl Config {
                     at("card.max_alerts"),
                     "must be between 1 and 30 (a card has at most 50 blocks)",
                 ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_otlp(&self) -> Result<(), ConfigError> {
+        let otlp = &self.otlp;
+        for (path, keys) in [
+            ("otlp.logs.label_attributes", &otlp.logs.label_attributes),
+            (
+                "otlp.traces.label_attributes",
+                &otlp.traces.label_attributes,
+            ),
+        ] {
+            for (i, key) in keys.iter().enumerate() {
+                let label = crate::ingest::otlp::label_name(key);
+                if key.is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{path}[{i}]"),
+                        "must not be empty",
+                    ));
+                }
+                if OTLP_LABELS.contains(&label.as_str()) {
+                    return Err(ConfigError::invalid(
+                        format!("{path}[{i}]"),
+                        format!(
+                            "{key:?} would become the label {label:?}, which OTLP alerts already set"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(url) = &otlp.traces.trace_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::invalid(
+                    "otlp.traces.trace_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            let mut rest = url.as_str();
+            while let Some(start) = rest.find('{') {
+                let placeholder = rest[start..]
+                    .find('}')
+                    .map(|end| &rest[start..=start + end])
+                    .unwrap_or(&rest[start..]);
+                if !TRACE_URL_PLACEHOLDERS.contains(&placeholder) {
+                    return Err(ConfigError::invalid(
+                        "otlp.traces.trace_url",
+                        format!(
+                            "unknown placeholder {placeholder:?}: use {{trace_id}}, {{span_id}} or {{service}}"
+                        ),
+                    ));
+                }
+                rest = &rest[start + placeholder.len()..];
             }
         }
         Ok(())

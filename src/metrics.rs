@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::model::OtlpSignal;
+
 pub const NOTIFICATIONS_RECEIVED: &str = "ackbar_notifications_received_total";
 pub const NOTIFICATIONS_REJECTED: &str = "ackbar_notifications_rejected_total";
 pub const NOTIFICATIONS_DEDUPED: &str = "ackbar_notifications_deduped_total";
@@ -30,6 +32,7 @@ pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
 pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
+pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -97,6 +100,10 @@ fn describe() {
         LAYER_FORWARD_REQUESTS,
         "OTLP requests of the tracing Layer's forwarding mode, by outcome."
     );
+    describe_counter!(
+        OTLP_RECORDS,
+        "OTLP log records and spans in accepted requests, by signal and outcome (alert, skipped: not alert-worthy, rejected: reported in partialSuccess)."
+    );
 }
 
 pub fn rejected(reason: &'static str) {
@@ -123,6 +130,22 @@ pub fn layer_events_dropped(reason: &'static str, count: u64) {
 /// One forwarding request: `delivered`, `retried` or `rejected`.
 pub fn layer_forward_request(outcome: &'static str) {
     counter!(LAYER_FORWARD_REQUESTS, "outcome" => outcome).increment(1);
+}
+
+/// What became of the records of one accepted OTLP request. `alerts`
+/// counts records that became (or joined) an alert.
+pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64) {
+    let signal = match signal {
+        OtlpSignal::Logs => "logs",
+        OtlpSignal::Traces => "traces",
+    };
+    for (outcome, n) in [
+        ("alert", alerts),
+        ("skipped", skipped),
+        ("rejected", rejected),
+    ] {
+        counter!(OTLP_RECORDS, "signal" => signal, "outcome" => outcome).increment(n);
+    }
 }
 
 pub fn store_error() {

@@ -20,13 +20,14 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::{Config, IngestAuth, Secret};
+use crate::config::{Config, IngestAuth, OtlpConfig, Secret};
 use crate::deliver::Deliverer;
-use crate::ingest::alertmanager;
+use crate::ingest::{alertmanager, otlp};
 use crate::metrics as m;
-use crate::pipeline::Pipeline;
+use crate::model::{Notification, OtlpSignal};
 use crate::pipeline::oncall::Rotations;
 use crate::pipeline::route::Router as AlertRouter;
+use crate::pipeline::{IngestReport, Pipeline};
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
@@ -58,6 +59,8 @@ struct App {
     store: Arc<dyn Store>,
     metrics: Option<PrometheusHandle>,
     auth: Option<IngestAuth>,
+    max_body_bytes: usize,
+    otlp: OtlpConfig,
 }
 
 /// Runs ackbar on `listener` until `shutdown` completes, then stops
@@ -146,6 +149,8 @@ pub async fn run(
         store,
         metrics,
         auth: config.ingest.auth.clone(),
+        max_body_bytes: config.ingest.max_body_bytes,
+        otlp: config.otlp.clone(),
     });
 
     let socket_mode = crate::slack::socket::spawn(
@@ -163,6 +168,14 @@ pub async fn run(
         .route(
             "/webhook/alertmanager",
             post(alertmanager_webhook).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
+        )
+        .route(
+            "/v1/logs",
+            post(otlp_logs).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
+        )
+        .route(
+            "/v1/traces",
+            post(otlp_traces).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
         )
         .route(
             "/slack/interactions",
@@ -204,24 +217,73 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> Response {
-    if let Some(auth) = &app.auth {
-        if !authorized(auth, request.headers()) {
-            m::rejected("unauthorized");
-            let challenge = match auth {
-                IngestAuth::Bearer(_) => "Bearer",
-                IngestAuth::Basic { .. } => "Basic realm=\"ackbar\"",
-            };
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong credentials (see ingest.auth)",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
-            return response;
+const UNAUTHORIZED_MESSAGE: &str = "missing or wrong credentials (see ingest.auth)";
+const STORE_BUSY_MESSAGE: &str = "the store cannot commit right now; retry later";
+
+/// The `WWW-Authenticate` challenge when `ingest.auth` is configured and the
+/// request does not satisfy it.
+fn auth_challenge(app: &App, headers: &HeaderMap) -> Option<&'static str> {
+    let auth = app.auth.as_ref()?;
+    if authorized(auth, headers) {
+        return None;
+    }
+    m::rejected("unauthorized");
+    Some(match auth {
+        IngestAuth::Bearer(_) => "Bearer",
+        IngestAuth::Basic { .. } => "Basic realm=\"ackbar\"",
+    })
+}
+
+fn with_header(mut response: Response, name: header::HeaderName, value: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+    response
+}
+
+/// Why a request body could not be read: the status and a message.
+async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
+    match Bytes::from_request(request, &()).await {
+        Ok(body) => Ok(body),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            m::rejected("too_large");
+            Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body is larger than ingest.max_body_bytes allows".to_owned(),
+            ))
         }
+        Err(rejection) => {
+            m::rejected("body");
+            Err((
+                rejection.status(),
+                format!("cannot read request body: {}", rejection.body_text()),
+            ))
+        }
+    }
+}
+
+/// Applies a decoded notification and wakes delivery for the channels it
+/// touched. `Err` means the store could not commit: answer 503 so the
+/// sender retries.
+async fn commit(app: &App, notification: Notification) -> Result<IngestReport, StoreError> {
+    let source = notification.source.kind();
+    let report = app
+        .pipeline
+        .ingest(notification, Utc::now())
+        .await
+        .inspect_err(|e| {
+            warn!(error = %e, source, "cannot commit a notification; answering 503 so the sender retries");
+        })?;
+    for channel in report.channels_to_wake() {
+        app.deliverer.wake(channel);
+    }
+    Ok(report)
+}
+
+async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> Response {
+    if let Some(challenge) = auth_challenge(&app, request.headers()) {
+        let response = error(StatusCode::UNAUTHORIZED, UNAUTHORIZED_MESSAGE);
+        return with_header(response, header::WWW_AUTHENTICATE, challenge);
     }
     if !is_json(request.headers()) {
         m::rejected("content_type");
@@ -230,22 +292,9 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
             "Content-Type must be application/json (an Alertmanager webhook, payload version 4)",
         );
     }
-    let body = match Bytes::from_request(request, &()).await {
+    let body = match read_body(request).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            m::rejected("too_large");
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body is larger than ingest.max_body_bytes allows",
-            );
-        }
-        Err(rejection) => {
-            m::rejected("body");
-            return error(
-                rejection.status(),
-                format!("cannot read request body: {}", rejection.body_text()),
-            );
-        }
+        Err((status, message)) => return error(status, message),
     };
     let notification = match alertmanager::decode(&body) {
         Ok(n) => n,
@@ -255,11 +304,8 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         }
     };
     let alerts = notification.alerts.len();
-    match app.pipeline.ingest(notification, Utc::now()).await {
+    match commit(&app, notification).await {
         Ok(report) => {
-            for channel in report.channels_to_wake() {
-                app.deliverer.wake(channel);
-            }
             let changed = report.outcomes.iter().filter(|o| o.changed).count();
             (
                 StatusCode::OK,
@@ -272,18 +318,110 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
             )
                 .into_response()
         }
-        Err(e) => {
-            warn!(error = %e, "cannot commit a notification; answering 503 so Alertmanager retries");
-            let mut response = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store cannot commit right now; retry later",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            response
-        }
+        Err(_) => with_header(
+            error(StatusCode::SERVICE_UNAVAILABLE, STORE_BUSY_MESSAGE),
+            header::RETRY_AFTER,
+            "5",
+        ),
     }
+}
+
+async fn otlp_logs(State(app): State<Arc<App>>, request: Request) -> Response {
+    otlp_export(&app, OtlpSignal::Logs, request).await
+}
+
+async fn otlp_traces(State(app): State<Arc<App>>, request: Request) -> Response {
+    otlp_export(&app, OtlpSignal::Traces, request).await
+}
+
+/// `POST /v1/logs` and `POST /v1/traces`. Every answer is in the request's
+/// encoding (JSON when the content type is unknown): an
+/// `Export*ServiceResponse` on success, a `google.rpc.Status` otherwise.
+async fn otlp_export(app: &App, signal: OtlpSignal, request: Request) -> Response {
+    let headers = request.headers();
+    let header_text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let encoding = otlp::Encoding::from_content_type(header_text(header::CONTENT_TYPE));
+    let answer_in = *encoding.as_ref().unwrap_or(&otlp::Encoding::Json);
+    let answer = |status: StatusCode, body: Vec<u8>| {
+        (
+            status,
+            [(header::CONTENT_TYPE, answer_in.content_type())],
+            body,
+        )
+            .into_response()
+    };
+    let refuse = |e: otlp::OtlpError| {
+        let status = match &e {
+            otlp::OtlpError::ContentType { .. } | otlp::OtlpError::ContentEncoding { .. } => {
+                m::rejected("content_type");
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            otlp::OtlpError::TooLarge { .. } => {
+                m::rejected("too_large");
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            _ => {
+                m::rejected("invalid");
+                StatusCode::BAD_REQUEST
+            }
+        };
+        answer(status, otlp::error_body(answer_in, &e))
+    };
+
+    if let Some(challenge) = auth_challenge(app, headers) {
+        let body = otlp::unauthenticated_body(answer_in, UNAUTHORIZED_MESSAGE);
+        let response = answer(StatusCode::UNAUTHORIZED, body);
+        return with_header(response, header::WWW_AUTHENTICATE, challenge);
+    }
+    let encoding = match encoding {
+        Ok(encoding) => encoding,
+        Err(e) => return refuse(e),
+    };
+    let content_encoding = header_text(header::CONTENT_ENCODING).map(str::to_owned);
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err((StatusCode::PAYLOAD_TOO_LARGE, _)) => {
+            let limit = app.max_body_bytes;
+            let e = otlp::OtlpError::TooLarge {
+                limit,
+                decompressed: false,
+            };
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                otlp::error_body(answer_in, &e),
+            );
+        }
+        Err((status, message)) => {
+            let e = otlp::OtlpError::Unreadable(message);
+            return answer(status, otlp::error_body(answer_in, &e));
+        }
+    };
+    let decoded = otlp::decompress(&body, content_encoding.as_deref(), app.max_body_bytes)
+        .and_then(|body| otlp::decode(signal, encoding, &body, &app.otlp, Utc::now()));
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(e) => return refuse(e),
+    };
+    m::otlp_records(
+        signal,
+        decoded.alerted(),
+        decoded.skipped(),
+        decoded.rejected,
+    );
+    let response_body = decoded.response(encoding);
+    if !decoded.notification.alerts.is_empty() && commit(app, decoded.notification).await.is_err() {
+        let body = otlp::unavailable_body(answer_in, STORE_BUSY_MESSAGE);
+        return with_header(
+            answer(StatusCode::SERVICE_UNAVAILABLE, body),
+            header::RETRY_AFTER,
+            "5",
+        );
+    }
+    answer(StatusCode::OK, response_body)
 }
 
 /// Reads a request from Slack and verifies its signature over the raw body,

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::truncate_chars;
 use crate::model::{Alert, AlertStatus, Fingerprint, Fnv64, Labels, Notification, Source};
 
 /// The only webhook payload version ackbar accepts; Alertmanager 0.25 and
@@ -515,13 +516,6 @@ fn parse_fingerprint(s: &str) -> Option<Fingerprint> {
 /// At most [`MAX_ECHO_CHARS`] characters of `s`, "…" marking a cut.
 fn snippet(s: &str) -> String {
     truncate_chars(s, MAX_ECHO_CHARS)
-}
-
-fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        None => s.to_owned(),
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-    }
 }
 
 // ---------------------------------------------------------------------------
