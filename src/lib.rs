@@ -49,5 +49,6 @@ pub mod slack;
 pub mod store;
 
 pub use ingest::layer::{
-    AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord, layer,
+    AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord,
+    layer,
 };

@@ -49,10 +49,12 @@ impl Sink for RecordingSink {
 
 fn recording(builder: ackbar::LayerBuilder) -> (Dispatch, LayerGuard, Recorded) {
     let recorded = Recorded::default();
-    let (layer, guard) = builder
-        .build_with(RecordingSink(recorded.clone()))
-        .unwrap();
-    (Dispatch::new(Registry::default().with(layer)), guard, recorded)
+    let (layer, guard) = builder.build_with(RecordingSink(recorded.clone())).unwrap();
+    (
+        Dispatch::new(Registry::default().with(layer)),
+        guard,
+        recorded,
+    )
 }
 
 /// Another layer of the host (its `fmt` output, say): counts what it sees.
@@ -73,7 +75,10 @@ impl<S: Subscriber> Layer<S> for HostLayer {
         }
         let mut m = Message(String::new());
         event.record(&mut m);
-        self.seen.lock().unwrap().push((*event.metadata().level(), m.0));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), m.0));
     }
 }
 
@@ -166,7 +171,9 @@ fn full_queue_drops_and_counts_without_blocking() {
     let dispatch = Dispatch::new(Registry::default().with(layer));
 
     tracing::dispatcher::with_default(&dispatch, || tracing::error!("first"));
-    started_rx.recv_timeout(WAIT).expect("the sink got the first event");
+    started_rx
+        .recv_timeout(WAIT)
+        .expect("the sink got the first event");
 
     // The worker is stuck in the sink: two events fit the queue, eight do
     // not. Emitting happens on another thread so a blocking layer fails
@@ -280,7 +287,10 @@ fn guard_drop_flushes_everything_queued_before_it() {
     drop(guard);
     let expected: Vec<String> = (0..500).map(|i| format!("error {i}")).collect();
     assert_eq!(recorded.messages(), expected);
-    assert!(recorded.closed.load(Ordering::SeqCst), "the sink was closed");
+    assert!(
+        recorded.closed.load(Ordering::SeqCst),
+        "the sink was closed"
+    );
 
     // The layer has stopped: later events are ignored, without panicking.
     tracing::error!("after the guard");
@@ -335,7 +345,8 @@ fn span_context_fields_and_labels_reach_the_record() {
     );
     tracing::dispatcher::with_default(&dispatch, || {
         // Spans below the layer's level still make the context.
-        let checkout = tracing::info_span!("checkout", order = tracing::field::Empty, region = "eu");
+        let checkout =
+            tracing::info_span!("checkout", order = tracing::field::Empty, region = "eu");
         let _checkout = checkout.enter();
         checkout.record("order", 7);
         let charge = tracing::debug_span!("charge", attempt = 2);
@@ -387,8 +398,7 @@ fn span_context_fields_and_labels_reach_the_record() {
 
 #[test]
 fn callsite_grouping_makes_one_alert_of_varying_messages() {
-    let (dispatch, guard, recorded) =
-        recording(ackbar::layer().group_by(GroupBy::Callsite));
+    let (dispatch, guard, recorded) = recording(ackbar::layer().group_by(GroupBy::Callsite));
     tracing::dispatcher::with_default(&dispatch, || {
         for id in [1, 2] {
             tracing::error!("order {id} failed");
@@ -399,7 +409,251 @@ fn callsite_grouping_makes_one_alert_of_varying_messages() {
     let records = recorded.records.lock().unwrap();
     assert_eq!(records.len(), 3);
     assert_eq!(records[0].group_key, records[1].group_key);
-    assert_ne!(records[1].group_key, records[2].group_key, "another callsite");
+    assert_ne!(
+        records[1].group_key, records[2].group_key,
+        "another callsite"
+    );
     let name = &records[0].to_alert().labels["alertname"];
     assert!(name.starts_with("layer at tests/layer.rs:"), "{name}");
+}
+
+// ---- forwarding mode -----------------------------------------------------
+
+/// Drops the guard off the runtime's threads: the flush waits for requests
+/// that a server on this same runtime has to answer.
+async fn flush(guard: LayerGuard) {
+    tokio::task::spawn_blocking(move || drop(guard))
+        .await
+        .unwrap();
+}
+
+fn card_texts(slack: &common::Slack) -> Vec<String> {
+    common::cards(&slack.sandbox.state(), common::CHANNEL)
+        .iter()
+        .map(|(_, _, message)| common::message_text(message))
+        .collect()
+}
+
+fn emit(dispatch: &Dispatch, messages: impl IntoIterator<Item = String>) {
+    tracing::dispatcher::with_default(dispatch, || {
+        for message in messages {
+            tracing::error!(order = 7, "{message}");
+        }
+    });
+}
+
+/// Installs this process's recorder, before the layer counts anything.
+fn install_recorder() -> metrics_exporter_prometheus::PrometheusHandle {
+    ackbar::metrics::install().expect("no other recorder in this process")
+}
+
+/// A counter of this process's own recorder.
+fn own_metric(name: &str, labels: &str) -> f64 {
+    common::metric_in(&install_recorder().render(), name, labels)
+}
+
+/// An address nothing listens on (yet).
+fn unused_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_errors_become_cards() {
+    let slack = common::start_slack(common::sandbox_options(&[common::CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(&slack.api_url, &dir.path().join("ackbar.db"));
+    let server = common::start_ackbar(&config).await;
+
+    let (layer, guard) = ackbar::layer()
+        .service_name("shop")
+        .forward(&server.base())
+        .unwrap();
+    let dispatch = Dispatch::new(Registry::default().with(layer));
+    emit(
+        &dispatch,
+        ["payment failed", "payment failed", "refund failed"].map(String::from),
+    );
+    tracing::dispatcher::with_default(&dispatch, || tracing::warn!("below the level"));
+    flush(guard).await;
+
+    common::eventually(WAIT, "two cards", || card_texts(&slack).len() == 2).await;
+    let texts = card_texts(&slack);
+    for name in ["payment failed", "refund failed"] {
+        assert_eq!(
+            texts.iter().filter(|t| t.contains(name)).count(),
+            1,
+            "one card for {name:?}: {texts:#?}"
+        );
+    }
+    assert!(!texts.iter().any(|t| t.contains("below the level")));
+    // Three records arrived, two alerts: the repeated error joined its card.
+    assert_eq!(
+        common::metric_where(
+            &server.base(),
+            "ackbar_otlp_records_total",
+            "outcome=\"alert\""
+        )
+        .await,
+        3.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_survives_a_server_that_starts_late() {
+    install_recorder();
+    let slack = common::start_slack(common::sandbox_options(&[common::CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(&slack.api_url, &dir.path().join("ackbar.db"));
+    let addr = unused_addr();
+
+    let (layer, guard) = ackbar::layer().forward(&format!("http://{addr}")).unwrap();
+    let dispatch = Dispatch::new(Registry::default().with(layer));
+    // The host goes on while nothing listens: these return at once.
+    emit(&dispatch, (0..3).map(|i| format!("error while down {i}")));
+    common::eventually(WAIT, "a failed attempt while the server is down", || {
+        own_metric("ackbar_layer_forward_requests_total", "outcome=\"retried\"") >= 1.0
+    })
+    .await;
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = common::start_ackbar_on(listener, &config).await;
+    common::eventually(WAIT, "a card per error sent while down", || {
+        card_texts(&slack).len() == 3
+    })
+    .await;
+    let texts = card_texts(&slack);
+    for i in 0..3 {
+        let name = format!("error while down {i}");
+        assert!(
+            texts.iter().any(|t| t.contains(&name)),
+            "{name:?} in {texts:#?}"
+        );
+    }
+    flush(guard).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_buffer_keeps_the_newest_records_and_reports_the_rest() {
+    install_recorder();
+    let slack = common::start_slack(common::sandbox_options(&[common::CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::test_config(&slack.api_url, &dir.path().join("ackbar.db"));
+    let addr = unused_addr();
+
+    let (layer, guard) = ackbar::layer()
+        .forward_buffer_capacity(5)
+        .forward(&format!("http://{addr}"))
+        .unwrap();
+    let dispatch = Dispatch::new(Registry::default().with(layer));
+    emit(&dispatch, (0..20).map(|i| format!("event {i:02}")));
+    // 15 evictions mean all 20 reached the buffer, which holds the last 5.
+    common::eventually(WAIT, "15 records evicted", || {
+        own_metric(
+            "ackbar_layer_events_dropped_total",
+            "reason=\"forward_buffer_full\"",
+        ) == 15.0
+    })
+    .await;
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = common::start_ackbar_on(listener, &config).await;
+    common::eventually(WAIT, "the newest five and the drop report", || {
+        card_texts(&slack).len() == 6
+    })
+    .await;
+    let texts = card_texts(&slack);
+    for i in 0..20 {
+        let name = format!("event {i:02}");
+        let expected = usize::from(i >= 15);
+        assert_eq!(
+            texts.iter().filter(|t| t.contains(&name)).count(),
+            expected,
+            "{name:?} in {texts:#?}"
+        );
+    }
+    assert!(
+        texts.iter().any(|t| t.contains(
+            "15 events dropped: the ackbar forwarding buffer was full (server unreachable)"
+        )),
+        "{texts:#?}"
+    );
+    flush(guard).await;
+    server.stop().await;
+}
+
+/// A stand-in OTLP receiver answering from a script (the real server
+/// cannot be made to answer 429 or 400 on demand); records when each
+/// request came.
+async fn scripted_receiver(
+    answers: Vec<(u16, Option<&'static str>)>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<std::time::Instant>>>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(Mutex::new(answers.into_iter()));
+    let app = axum::Router::new().route(
+        "/v1/logs",
+        axum::routing::post({
+            let seen = Arc::clone(&seen);
+            move || {
+                seen.lock().unwrap().push(std::time::Instant::now());
+                let (status, retry_after) = script.lock().unwrap().next().unwrap_or((200, None));
+                let mut headers = HeaderMap::new();
+                if let Some(seconds) = retry_after {
+                    headers.insert("retry-after", seconds.parse().unwrap());
+                }
+                async move { (StatusCode::from_u16(status).unwrap(), headers) }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_429_after_retry_after() {
+    let (addr, seen) = scripted_receiver(vec![(429, Some("1")), (503, None)]).await;
+    let (layer, guard) = ackbar::layer().forward(&format!("http://{addr}")).unwrap();
+    emit(
+        &Dispatch::new(Registry::default().with(layer)),
+        ["x".to_owned()],
+    );
+    common::eventually(WAIT, "429, 503, then 200", || {
+        seen.lock().unwrap().len() == 3
+    })
+    .await;
+    let times = seen.lock().unwrap().clone();
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(1),
+        "the retry came before Retry-After: {:?}",
+        times[1] - times[0]
+    );
+    flush(guard).await;
+    assert_eq!(seen.lock().unwrap().len(), 3, "nothing sent after the 200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_server_refuses_is_dropped_not_retried() {
+    install_recorder();
+    let (addr, seen) = scripted_receiver(vec![(400, None)]).await;
+    let (layer, guard) = ackbar::layer().forward(&format!("http://{addr}")).unwrap();
+    let dispatch = Dispatch::new(Registry::default().with(layer));
+    emit(&dispatch, ["refused".to_owned()]);
+    common::eventually(WAIT, "the refusal is counted", || {
+        own_metric("ackbar_layer_events_dropped_total", "reason=\"rejected\"") == 1.0
+    })
+    .await;
+    emit(&dispatch, ["accepted".to_owned()]);
+    flush(guard).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "one request per batch, no retry"
+    );
 }

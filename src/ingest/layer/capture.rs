@@ -230,7 +230,9 @@ impl SpanFieldVisitor<'_> {
 
 impl Visit for SpanFieldVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.keep(field, |out| capped_write(out, MAX_VALUE_BYTES, format_args!("{value}")));
+        self.keep(field, |out| {
+            capped_write(out, MAX_VALUE_BYTES, format_args!("{value}"))
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -238,7 +240,9 @@ impl Visit for SpanFieldVisitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.keep(field, |out| capped_write(out, MAX_VALUE_BYTES, format_args!("{value:?}")));
+        self.keep(field, |out| {
+            capped_write(out, MAX_VALUE_BYTES, format_args!("{value:?}"))
+        });
     }
 }
 
@@ -263,7 +267,11 @@ impl EventFields {
 impl Visit for EventFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
-            "message" => capped_write(&mut self.message, MAX_MESSAGE_BYTES, format_args!("{value}")),
+            "message" => capped_write(
+                &mut self.message,
+                MAX_MESSAGE_BYTES,
+                format_args!("{value}"),
+            ),
             // `tracing-log` puts the logger's target in a field; its
             // module path only repeats it.
             "log.target" => {
@@ -286,7 +294,11 @@ impl Visit for EventFields {
         match field.name() {
             // `error!("x {y}")` records its message as `fmt::Arguments`,
             // whose `Debug` is its `Display`.
-            "message" => capped_write(&mut self.message, MAX_MESSAGE_BYTES, format_args!("{value:?}")),
+            "message" => capped_write(
+                &mut self.message,
+                MAX_MESSAGE_BYTES,
+                format_args!("{value:?}"),
+            ),
             "log.module_path" => {}
             _ => self.push(field, |out| {
                 capped_write(out, MAX_VALUE_BYTES, format_args!("{value:?}"))

@@ -336,8 +336,10 @@ impl Delivery {
         if !self.gzip {
             return body;
         }
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         // Writing into a Vec cannot fail.
         match encoder.write_all(&body).and_then(|()| encoder.finish()) {
             Ok(gzipped) => gzipped,
@@ -394,7 +396,13 @@ fn classify(status: StatusCode, headers: &HeaderMap) -> Outcome {
 /// `Retry-After` in seconds, capped; the HTTP-date form falls back to the
 /// backoff.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
@@ -408,7 +416,9 @@ fn logs_url(endpoint: &str) -> Result<reqwest::Url, ForwardError> {
         return Err(invalid(format!("scheme {:?}", base.scheme())));
     }
     if base.query().is_some() || base.fragment().is_some() {
-        return Err(invalid("a query or fragment has no place in an endpoint".to_owned()));
+        return Err(invalid(
+            "a query or fragment has no place in an endpoint".to_owned(),
+        ));
     }
     let path = format!("{}/v1/logs", base.path().trim_end_matches('/'));
     let mut url = base;
@@ -422,8 +432,13 @@ fn approx_size(r: &EventRecord) -> usize {
     let pairs = r.fields.iter().chain(&r.labels);
     r.message.len()
         + r.target.len()
-        + pairs.map(|(k, v)| k.len() + v.len() + PER_FIELD).sum::<usize>()
-        + r.spans.iter().map(|s| s.name.len() + PER_FIELD).sum::<usize>()
+        + pairs
+            .map(|(k, v)| k.len() + v.len() + PER_FIELD)
+            .sum::<usize>()
+        + r.spans
+            .iter()
+            .map(|s| s.name.len() + PER_FIELD)
+            .sum::<usize>()
         + 64
 }
 
@@ -460,10 +475,11 @@ fn export_request<'a>(
     let mut scopes: Vec<ScopeLogs> = Vec::new();
     for record in records {
         let log = log_record(record);
-        match scopes
-            .iter_mut()
-            .find(|s| s.scope.as_ref().is_some_and(|scope| scope.name == record.target))
-        {
+        match scopes.iter_mut().find(|s| {
+            s.scope
+                .as_ref()
+                .is_some_and(|scope| scope.name == record.target)
+        }) {
             Some(scope) => scope.log_records.push(log),
             None => scopes.push(ScopeLogs {
                 scope: Some(InstrumentationScope {
@@ -524,7 +540,9 @@ fn log_record(r: &EventRecord) -> LogRecord {
             .unwrap_or(0),
         severity_number: severity_number(r.level),
         severity_text: r.level.as_str().to_owned(),
-        body: (!r.message.is_empty()).then(|| string_value(r.message.as_str())).flatten(),
+        body: (!r.message.is_empty())
+            .then(|| string_value(r.message.as_str()))
+            .flatten(),
         attributes,
         event_name: r.alertname(),
         ..LogRecord::default()
@@ -584,7 +602,12 @@ mod tests {
         let attrs: Vec<(&str, Option<&any_value::Value>)> = log
             .attributes
             .iter()
-            .map(|kv| (kv.key.as_str(), kv.value.as_ref().and_then(|v| v.value.as_ref())))
+            .map(|kv| {
+                (
+                    kv.key.as_str(),
+                    kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                )
+            })
             .collect();
         let s = |v: &str| Some(any_value::Value::StringValue(v.to_owned()));
         assert_eq!(
@@ -602,10 +625,16 @@ mod tests {
 
     #[test]
     fn severity_numbers_are_the_first_step_of_each_level() {
-        let numbers: Vec<i32> = [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE]
-            .into_iter()
-            .map(severity_number)
-            .collect();
+        let numbers: Vec<i32> = [
+            Level::ERROR,
+            Level::WARN,
+            Level::INFO,
+            Level::DEBUG,
+            Level::TRACE,
+        ]
+        .into_iter()
+        .map(severity_number)
+        .collect();
         assert_eq!(numbers, vec![17, 13, 9, 5, 1]);
     }
 
@@ -650,7 +679,10 @@ mod tests {
         );
         headers.insert(RETRY_AFTER, "86400".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), None);
     }
 
@@ -689,8 +721,14 @@ mod tests {
     #[test]
     fn endpoints_become_their_logs_url() {
         let url = |e: &str| logs_url(e).map(|u| u.to_string());
-        assert_eq!(url("http://127.0.0.1:9094").unwrap(), "http://127.0.0.1:9094/v1/logs");
-        assert_eq!(url("https://a.example/ackbar/").unwrap(), "https://a.example/ackbar/v1/logs");
+        assert_eq!(
+            url("http://127.0.0.1:9094").unwrap(),
+            "http://127.0.0.1:9094/v1/logs"
+        );
+        assert_eq!(
+            url("https://a.example/ackbar/").unwrap(),
+            "https://a.example/ackbar/v1/logs"
+        );
         assert!(url("127.0.0.1:9094").is_err());
         assert!(url("ftp://a.example").is_err());
         assert!(url("http://a.example/?x=1").is_err());

@@ -94,9 +94,7 @@ pub enum LayerError {
     EmptyServiceName,
     #[error("{option}: target prefixes must not be empty (an empty prefix matches every target)")]
     EmptyTargetPrefix { option: &'static str },
-    #[error(
-        "{option}: {field:?} cannot be a label field: every alert sets that label itself"
-    )]
+    #[error("{option}: {field:?} cannot be a label field: every alert sets that label itself")]
     ReservedLabel {
         option: &'static str,
         field: &'static str,
@@ -281,7 +279,9 @@ impl LayerBuilder {
             }
         }
         let group_fields = match &self.group_by {
-            GroupBy::Fields(fields) if fields.is_empty() => return Err(LayerError::NoGroupByFields),
+            GroupBy::Fields(fields) if fields.is_empty() => {
+                return Err(LayerError::NoGroupByFields);
+            }
             GroupBy::Fields(fields) => fields.as_slice(),
             _ => &[],
         };
@@ -318,12 +318,17 @@ mod tests {
             error_of(layer().queue_capacity(0)),
             "queue_capacity must be between 1 and 1048576, got 0"
         );
-        assert!(error_of(layer().queue_capacity(MAX_QUEUE_CAPACITY + 1)).contains("queue_capacity"));
+        assert!(
+            error_of(layer().queue_capacity(MAX_QUEUE_CAPACITY + 1)).contains("queue_capacity")
+        );
         assert_eq!(
             error_of(layer().flush_deadline(Duration::ZERO)),
             "flush_deadline must be more than zero"
         );
-        assert_eq!(error_of(layer().service_name("")), "service_name must not be empty");
+        assert_eq!(
+            error_of(layer().service_name("")),
+            "service_name must not be empty"
+        );
         assert!(error_of(layer().exclude_target("")).starts_with("exclude_target:"));
         assert_eq!(
             error_of(layer().label_fields(["user", "severity"])),

@@ -216,17 +216,15 @@ impl Recorder {
         record
     }
 
-
     /// Service, then span fields (spans only keep the span label fields;
     /// the nearest span wins), then event label fields (which win over spans).
     fn labels(&self, r: &EventRecord) -> Vec<(&'static str, String)> {
         let mut labels = service_label(self.service.as_deref());
-        let mut set = |name: &'static str, value: &str| {
-            match labels.iter_mut().find(|(n, _)| *n == name) {
+        let mut set =
+            |name: &'static str, value: &str| match labels.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = value.to_owned(),
                 None => labels.push((name, value.to_owned())),
-            }
-        };
+            };
         for span in &r.spans {
             for (name, value) in &span.fields {
                 set(name, value);
@@ -289,7 +287,10 @@ fn identity(service: Option<&str>, r: &EventRecord) -> Fnv64 {
 }
 
 fn service_label(service: Option<&str>) -> Vec<(&'static str, String)> {
-    service.iter().map(|s| ("service", (*s).to_owned())).collect()
+    service
+        .iter()
+        .map(|s| ("service", (*s).to_owned()))
+        .collect()
 }
 
 /// The layer's report of events it had to drop, as an error of its own:
@@ -421,7 +422,10 @@ mod tests {
         let mut r = record();
         r.message.clear();
         let alert = r.to_alert();
-        assert_eq!(alert.labels["alertname"], "shop::payment at src/payment.rs:42");
+        assert_eq!(
+            alert.labels["alertname"],
+            "shop::payment at src/payment.rs:42"
+        );
         assert!(!alert.annotations.contains_key("summary"));
     }
 
