@@ -13,7 +13,7 @@
 //!
 //! | module | stage |
 //! |---|---|
-//! | [`ingest`] | decode at the edge: Alertmanager webhook (v4) into [`model`] types |
+//! | [`ingest`] | decode at the edge: Alertmanager webhook (v4) into [`model`] types; the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe |
 //! | [`store`] | the store trait (invariants documented there) and SQLite |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
