@@ -14,6 +14,10 @@
 //!   counted as dropped, nothing copied.
 //! * `fmt_to_sink/error`: the same error through `fmt` into `io::sink`, as
 //!   the cost a host already pays per logged event.
+//! * `fmt_to_sink/info` and `fmt_and_ackbar/info`: an event the host's `fmt`
+//!   logs and the layer filters, without and with the layer. Here the
+//!   callsite is wanted by one layer, so its interest is `sometimes` and the
+//!   layer's filter runs per event.
 //!
 //! Only one subscriber is alive per case: callsite interest is computed over
 //! every live dispatcher.
@@ -146,6 +150,31 @@ fn per_event(c: &mut Criterion) {
                 b.iter(|| tracing::error!(user_id = 42, order = "A-7", "payment failed"))
             });
         });
+    }
+
+    {
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+        let dispatch = Dispatch::new(Registry::default().with(fmt));
+        tracing::dispatcher::with_default(&dispatch, || {
+            group.bench_function("fmt_to_sink/info", |b| {
+                b.iter(|| tracing::info!(user_id = 42, order = "A-7", "request served"))
+            });
+        });
+    }
+
+    {
+        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::sink);
+        let (layer, guard) = ackbar::layer()
+            .build_with(CountingSink(Arc::default()))
+            .unwrap();
+        let dispatch = Dispatch::new(Registry::default().with(fmt).with(layer));
+        tracing::dispatcher::with_default(&dispatch, || {
+            group.bench_function("fmt_and_ackbar/info", |b| {
+                b.iter(|| tracing::info!(user_id = 42, order = "A-7", "request served"))
+            });
+        });
+        drop(dispatch);
+        drop(guard);
     }
 
     group.finish();

@@ -443,7 +443,7 @@ fn approx_size(r: &EventRecord) -> usize {
 }
 
 /// OTLP severity number of a level: the first of its four steps.
-pub fn severity_number(level: Level) -> i32 {
+fn severity_number(level: Level) -> i32 {
     match level {
         Level::ERROR => 17,
         Level::WARN => 13,

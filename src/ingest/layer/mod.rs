@@ -47,7 +47,7 @@ use tracing_subscriber::registry::LookupSpan;
 pub use capture::{EventLayer, MAX_FIELDS, MAX_MESSAGE_BYTES, MAX_SPANS, MAX_VALUE_BYTES};
 pub use filter::EventFilter;
 pub use forward::ForwardError;
-pub use record::{EventRecord, GroupBy, LAYER_TARGET, SpanRecord, severity};
+pub use record::{EventRecord, GroupBy, LAYER_TARGET, SpanRecord};
 pub use worker::{LayerGuard, MAX_BATCH};
 
 use record::Recorder;

@@ -165,7 +165,7 @@ impl EventRecord {
 }
 
 /// `ERROR` -> `error`, `WARN` -> `warning`, as the `severity` label.
-pub fn severity(level: Level) -> &'static str {
+fn severity(level: Level) -> &'static str {
     match level {
         Level::ERROR => "error",
         Level::WARN => "warning",
