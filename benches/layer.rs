@@ -42,7 +42,8 @@ struct CountingSink(Arc<AtomicU64>);
 #[async_trait::async_trait]
 impl Sink for CountingSink {
     async fn send(&mut self, batch: Vec<EventRecord>) {
-        self.0.fetch_add(black_box(batch).len() as u64, Ordering::Release);
+        self.0
+            .fetch_add(black_box(batch).len() as u64, Ordering::Release);
     }
     async fn close(&mut self, _deadline: tokio::time::Instant) {}
 }

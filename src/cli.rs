@@ -49,6 +49,16 @@ pub fn main(cli: Cli) -> ExitCode {
                 } else {
                     println!("  slack:  {}", config.slack.api_url);
                 }
+                let otlp = &config.otlp;
+                println!(
+                    "  otlp:   log records with severityNumber >= {} and ERROR spans become alerts{}",
+                    otlp.logs.min_severity,
+                    otlp.traces
+                        .trace_url
+                        .as_deref()
+                        .map(|url| format!("; trace links {url}"))
+                        .unwrap_or_default()
+                );
                 for r in &routes {
                     let matchers: Vec<String> =
                         r.matchers.iter().map(ToString::to_string).collect();

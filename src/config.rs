@@ -71,6 +71,24 @@ pub struct Config {
     pub oncall: Vec<crate::pipeline::oncall::RotationConfig>,
 }
 
+impl Default for Config {
+    /// What `{}` means: sandbox mode, `sqlite://ackbar.db`, one catch-all
+    /// route.
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            store: StoreConfig::default(),
+            slack: SlackConfig::default(),
+            ingest: IngestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            log: LogConfig::default(),
+            otlp: OtlpConfig::default(),
+            routes: Vec::new(),
+            oncall: Vec::new(),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9094))
 }
@@ -402,6 +420,11 @@ pub struct RouteConfig {
     /// card, same thread); later, a new card starts.
     #[serde(default = "default_reopen_window", deserialize_with = "de_duration")]
     pub reopen_window: Duration,
+    /// Alerts from event sources (the tracing Layer, OTLP logs and spans)
+    /// report occurrences, never their own end: one resolves once it has not
+    /// occurred for this long.
+    #[serde(default = "default_quiet_period", deserialize_with = "de_duration")]
+    pub quiet_period: Duration,
     #[serde(default)]
     pub replies: ReplyConfig,
     #[serde(default)]
@@ -416,6 +439,26 @@ pub struct RouteConfig {
     /// Alertmanager to create silences on (`POST /api/v2/silences`).
     #[serde(default)]
     pub alertmanager_url: Option<String>,
+}
+
+impl RouteConfig {
+    /// The route of a config without routes: everything, into
+    /// [`DEFAULT_CHANNEL`], with every setting at its default.
+    pub fn catch_all() -> RouteConfig {
+        RouteConfig {
+            name: "default".to_owned(),
+            matchers: Vec::new(),
+            channel: DEFAULT_CHANNEL.to_owned(),
+            group_by: Vec::new(),
+            reopen_window: default_reopen_window(),
+            quiet_period: default_quiet_period(),
+            replies: ReplyConfig::default(),
+            card: CardConfig::default(),
+            escalation: Vec::new(),
+            allowed: Permissions::default(),
+            alertmanager_url: None,
+        }
+    }
 }
 
 /// One step of an escalation policy.
@@ -504,6 +547,10 @@ pub struct Permissions {
 
 fn default_reopen_window() -> Duration {
     Duration::from_secs(3600)
+}
+
+fn default_quiet_period() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 /// Which changes post a thread reply under the card.
@@ -678,18 +725,7 @@ impl Config {
         if !self.routes.is_empty() {
             return self.routes.clone();
         }
-        vec![RouteConfig {
-            name: "default".to_owned(),
-            matchers: Vec::new(),
-            channel: DEFAULT_CHANNEL.to_owned(),
-            group_by: Vec::new(),
-            reopen_window: default_reopen_window(),
-            replies: ReplyConfig::default(),
-            card: CardConfig::default(),
-            escalation: Vec::new(),
-            allowed: Permissions::default(),
-            alertmanager_url: None,
-        }]
+        vec![RouteConfig::catch_all()]
     }
 
     fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
@@ -713,7 +749,8 @@ impl Config {
         Ok(())
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what the types cannot: store URL, routes, escalation steps.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.store.url;
         if !(url.starts_with("sqlite:")) {
             return Err(ConfigError::invalid(
@@ -1060,6 +1097,71 @@ mod tests {
             err.contains("slack.bot_token") && err.contains("ACKBAR_SURELY_UNSET_VAR"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn otlp_section_defaults_and_severity_names() {
+        let c = Config::from_json("{}").unwrap();
+        assert_eq!(c.otlp.logs.min_severity, 17);
+        assert!(c.otlp.traces.trace_url.is_none());
+        for (given, number) in [
+            ("\"WARN\"", 13),
+            ("\"fatal\"", 21),
+            ("\"ERROR3\"", 19),
+            ("9", 9),
+        ] {
+            let c = Config::from_json(&format!(
+                r#"{{"otlp": {{"logs": {{"min_severity": {given}}}}}}}"#
+            ))
+            .unwrap();
+            assert_eq!(c.otlp.logs.min_severity, number, "{given}");
+        }
+    }
+
+    #[test]
+    fn otlp_mistakes_name_their_path() {
+        for (json, path, words) in [
+            (
+                r#"{"otlp": {"logs": {"min_severity": "LOUD"}}}"#,
+                "otlp.logs.min_severity",
+                "not a severity number",
+            ),
+            (
+                r#"{"otlp": {"logs": {"min_severity": 25}}}"#,
+                "otlp.logs.min_severity",
+                "not a severity number",
+            ),
+            (
+                r#"{"otlp": {"logs": {"label_attributes": ["ok", "severity"]}}}"#,
+                "otlp.logs.label_attributes[1]",
+                "already set",
+            ),
+            (
+                r#"{"otlp": {"traces": {"trace_url": "https://j/{traceid}"}}}"#,
+                "otlp.traces.trace_url",
+                "unknown placeholder \"{traceid}\"",
+            ),
+            (
+                r#"{"otlp": {"traces": {"trace_url": "jaeger/{trace_id}"}}}"#,
+                "otlp.traces.trace_url",
+                "http",
+            ),
+            (
+                r#"{"otlp": {"trace": {}}}"#,
+                "otlp",
+                "unknown field `trace`",
+            ),
+        ] {
+            let err = Config::from_json(json).unwrap_err().to_string();
+            assert!(
+                err.starts_with(path) && err.contains(words),
+                "{json}: {err}"
+            );
+        }
+        let ok = Config::from_json(
+            r#"{"otlp": {"traces": {"trace_url": "https://j/{trace_id}/{span_id}?s={service}"}}}"#,
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -81,19 +81,9 @@ impl Pacer {
     }
 }
 
-/// Capped exponential backoff with jitter: base * 2^(attempt-1), at most
-/// `max`, then a random factor in [0.5, 1.0] so that retries spread out.
+/// [`crate::backoff::jittered`] with the delivery config's base and cap.
 pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
-    jittered_backoff(config.backoff_base, config.backoff_max, attempt)
-}
-
-/// [`backoff`] without a delivery config, for other senders (the `tracing`
-/// Layer's forwarding mode): `attempt` counts from 1.
-pub fn jittered_backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(max);
-    exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    crate::backoff::jittered(config.backoff_base, config.backoff_max, attempt)
 }
 
 struct Worker {

@@ -1,11 +1,13 @@
 //! ackbar: alerts to Slack cards that on-call engineers act on.
 //!
-//! Prometheus Alertmanager webhooks come in; one Block Kit card per alert
-//! group goes out to Slack with Acknowledge and Escalate buttons, and every later change (alerts joining,
-//! resolving, the card resolving) is threaded under the card while the card
-//! itself is kept current. Every change and the Slack operations it causes
-//! are written to the store in one transaction before the webhook is
-//! answered, so nothing accepted is lost and nothing is posted twice.
+//! Prometheus Alertmanager webhooks, OpenTelemetry (OTLP/HTTP) logs and
+//! spans, and `tracing` events from Rust services come in; one Block Kit
+//! card per alert group goes out to Slack with Acknowledge and Escalate
+//! buttons, and every later change (alerts joining, resolving, the card
+//! resolving) is threaded under the card while the card itself is kept
+//! current. Every change and the Slack operations it causes are written to
+//! the store in one transaction before the source is answered, so nothing
+//! accepted is lost and nothing is posted twice.
 //!
 //! # Layout
 //!
@@ -13,12 +15,13 @@
 //!
 //! | module | stage |
 //! |---|---|
-//! | [`ingest`] | decode at the edge: Alertmanager webhook (v4) into [`model`] types; the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
-//! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe |
+//! | [`ingest`] | decode at the edge into [`model`] types: Alertmanager webhook (v4), OTLP/HTTP, the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
+//! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers |
 //! | [`store`] | the store trait (invariants documented there) and SQLite |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
 //! | [`slack`] | Web API client, Block Kit with limits, the default card, request verification, interactions, slash command, Events API, Socket Mode, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
+//! | [`bridge`] | embedded mode: all of the above inside a host process |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |
 //! | [`config`], [`cli`], [`metrics`] | configuration, command line, own metrics |
 //!
@@ -27,6 +30,21 @@
 //! alerts do; escalation timers live in the store
 //! ([`pipeline::escalation`]), on-call rotations in [`pipeline::oncall`].
 //!
+//! # Features
+//!
+//! | feature | what it compiles | for |
+//! |---|---|---|
+//! | `server` (default) | everything, plus the `ackbar` binary and its CLI | running `ackbar serve` |
+//! | `embedded` | the Layer, [`Bridge`], store (SQLite), pipeline, delivery, Slack endpoints and sandbox (axum, sqlx, reqwest) | a service that runs ackbar in-process |
+//! | `forward` | the Layer and its OTLP/HTTP forwarding (reqwest, prost); no HTTP server, no database driver | a service that sends its errors to a remote `ackbar serve` |
+//! | `layer` | the Layer's core with your own [`Sink`](ingest::layer::Sink) | custom sinks |
+//!
+//! A service that only forwards:
+//!
+//! ```toml
+//! ackbar = { version = "0.1", default-features = false, features = ["forward"] }
+//! ```
+//!
 //! # Quick start
 //!
 //! ```text
@@ -34,20 +52,33 @@
 //! ```
 //!
 //! runs ackbar in sandbox mode (no Slack account needed): cards are posted
-//! to a local Slack emulator whose state is at `/sandbox/api/state`.
+//! to a local Slack emulator whose state is at `/sandbox/api/state`. For a
+//! Rust service, see [`layer`] and [`Bridge`].
 
+pub mod backoff;
+#[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "embedded")]
 pub mod config;
+#[cfg(feature = "embedded")]
 pub mod deliver;
 pub mod ingest;
+// The Layer counts what it drops; the exporter is only in embedded builds.
+#[cfg(feature = "layer")]
 pub mod metrics;
 pub mod model;
+#[cfg(feature = "embedded")]
 pub mod pipeline;
+#[cfg(feature = "embedded")]
 pub mod server;
+#[cfg(feature = "embedded")]
 pub mod silence;
+#[cfg(feature = "embedded")]
 pub mod slack;
+#[cfg(feature = "embedded")]
 pub mod store;
 
+#[cfg(feature = "layer")]
 pub use ingest::layer::{
     AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord,
     layer,

@@ -4,9 +4,13 @@
 //! The `metrics` facade is process-global, so [`install`] installs one
 //! recorder per process and hands out the same handle to every server.
 
+#[cfg(feature = "embedded")]
 use std::sync::OnceLock;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::counter;
+#[cfg(feature = "embedded")]
+use metrics::{describe_counter, describe_gauge, gauge};
+#[cfg(feature = "embedded")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::model::OtlpSignal;
@@ -33,11 +37,14 @@ pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
 pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
 pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
+pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
+#[cfg(feature = "embedded")]
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and returns its handle. `None`
 /// when another recorder was installed first (an embedding host's).
+#[cfg(feature = "embedded")]
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -48,6 +55,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+#[cfg(feature = "embedded")]
 fn describe() {
     describe_counter!(NOTIFICATIONS_RECEIVED, "Notifications accepted, by source.");
     describe_counter!(
@@ -59,6 +67,10 @@ fn describe() {
         "Accepted notifications that changed nothing (no Slack call)."
     );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
+    describe_counter!(
+        LAYER_EVENTS_LOST,
+        "tracing events the embedded bridge could not store."
+    );
     describe_counter!(
         ALERTS_UNROUTED,
         "Alerts no route matched (dropped by configuration)."
@@ -148,10 +160,17 @@ pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64
     }
 }
 
+/// Events the embedded bridge could not store (it stopped, or the store
+/// kept failing).
+pub fn layer_events_lost(n: u64) {
+    counter!(LAYER_EVENTS_LOST).increment(n);
+}
+
 pub fn store_error() {
     counter!(STORE_ERRORS).increment(1);
 }
 
+#[cfg(feature = "embedded")]
 pub fn outbox_gauges(summary: crate::store::OutboxSummary) {
     gauge!(OUTBOX_PENDING).set(summary.pending as f64);
     gauge!(OUTBOX_DEAD).set(summary.dead as f64);

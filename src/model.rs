@@ -346,6 +346,10 @@ pub enum ThreadEvent {
         fingerprint: String,
         name: String,
         summary: Option<String>,
+        /// What an event source knows beyond the summary (fields, span
+        /// context), shown under the line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        details: Option<String>,
         at: DateTime<Utc>,
     },
     AlertResolved {

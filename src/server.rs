@@ -18,6 +18,7 @@ use chrono::Utc;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::config::{Config, IngestAuth, OtlpConfig, Secret};
@@ -54,7 +55,7 @@ pub enum ServerError {
 
 struct App {
     interactions: Interactions,
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
     deliverer: Deliverer,
     store: Arc<dyn Store>,
     metrics: Option<PrometheusHandle>,
@@ -63,6 +64,13 @@ struct App {
     otlp: OtlpConfig,
 }
 
+/// A notification handed in from the same process (the embedded
+/// [`Bridge`](crate::Bridge)), with where to say whether it is durable.
+pub type Inbound = (
+    Notification,
+    oneshot::Sender<Result<IngestReport, StoreError>>,
+);
+
 /// Runs ackbar on `listener` until `shutdown` completes, then stops
 /// accepting, finishes in-flight requests, and delivers what it can until
 /// `delivery.shutdown_deadline`. What is left stays in the store.
@@ -70,6 +78,17 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_with_inbound(listener, config, shutdown, None).await
+}
+
+/// [`run`], also ingesting notifications sent on `inbound` until every
+/// sender is gone or the server stops.
+pub async fn run_with_inbound(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    inbound: Option<mpsc::Receiver<Inbound>>,
 ) -> Result<(), ServerError> {
     let metrics = m::install();
     let addr = listener.local_addr()?;
@@ -135,6 +154,16 @@ pub async fn run(
         deliverer.clone(),
         timer_stopped,
     ));
+    let pipeline = Arc::new(Pipeline::new(
+        router.clone(),
+        store.clone(),
+        config.delivery.reply_batch_window,
+    ));
+    let quiet_timer = tokio::spawn(crate::pipeline::quiet::run_timer(
+        pipeline.clone(),
+        deliverer.clone(),
+        stop_timer.subscribe(),
+    ));
     let app = Arc::new(App {
         interactions: Interactions::new(
             store.clone(),
@@ -144,7 +173,7 @@ pub async fn run(
             slack.clone(),
             signing_secret,
         ),
-        pipeline: Pipeline::new(router, store.clone(), config.delivery.reply_batch_window),
+        pipeline,
         deliverer: deliverer.clone(),
         store,
         metrics,
@@ -153,6 +182,15 @@ pub async fn run(
         otlp: config.otlp.clone(),
     });
 
+    let inbound = inbound.map(|mut inbound| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            while let Some((notification, answer)) = inbound.recv().await {
+                let result = app.ingest(notification).await;
+                let _ = answer.send(result);
+            }
+        })
+    });
     let socket_mode = crate::slack::socket::spawn(
         config.slack.app_token.as_ref(),
         &slack,
@@ -202,8 +240,14 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
+    // The Bridge stops the server only after its last notification was
+    // answered, so nothing accepted is cut off here.
+    if let Some(inbound) = inbound {
+        inbound.abort();
+    }
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
+    let _ = quiet_timer.await;
     if let Some(socket_mode) = socket_mode {
         let _ = socket_mode.await;
     }
@@ -211,6 +255,18 @@ pub async fn run(
     supervisor.abort();
     info!("ackbar stopped");
     Ok(())
+}
+
+impl App {
+    /// Applies a notification and wakes delivery for the channels it gave
+    /// work. `Ok` means every change is durable.
+    async fn ingest(&self, notification: Notification) -> Result<IngestReport, StoreError> {
+        let report = self.pipeline.ingest(notification, Utc::now()).await?;
+        for channel in report.channels_to_wake() {
+            self.deliverer.wake(channel);
+        }
+        Ok(report)
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -262,24 +318,6 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
     }
 }
 
-/// Applies a decoded notification and wakes delivery for the channels it
-/// touched. `Err` means the store could not commit: answer 503 so the
-/// sender retries.
-async fn commit(app: &App, notification: Notification) -> Result<IngestReport, StoreError> {
-    let source = notification.source.kind();
-    let report = app
-        .pipeline
-        .ingest(notification, Utc::now())
-        .await
-        .inspect_err(|e| {
-            warn!(error = %e, source, "cannot commit a notification; answering 503 so the sender retries");
-        })?;
-    for channel in report.channels_to_wake() {
-        app.deliverer.wake(channel);
-    }
-    Ok(report)
-}
-
 async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> Response {
     if let Some(challenge) = auth_challenge(&app, request.headers()) {
         let response = error(StatusCode::UNAUTHORIZED, UNAUTHORIZED_MESSAGE);
@@ -304,7 +342,7 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         }
     };
     let alerts = notification.alerts.len();
-    match commit(&app, notification).await {
+    match app.ingest(notification).await {
         Ok(report) => {
             let changed = report.outcomes.iter().filter(|o| o.changed).count();
             (
@@ -318,11 +356,14 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
             )
                 .into_response()
         }
-        Err(_) => with_header(
-            error(StatusCode::SERVICE_UNAVAILABLE, STORE_BUSY_MESSAGE),
-            header::RETRY_AFTER,
-            "5",
-        ),
+        Err(e) => {
+            warn!(error = %e, "cannot commit a notification; answering 503 so Alertmanager retries");
+            with_header(
+                error(StatusCode::SERVICE_UNAVAILABLE, STORE_BUSY_MESSAGE),
+                header::RETRY_AFTER,
+                "5",
+            )
+        }
     }
 }
 
@@ -413,7 +454,11 @@ async fn otlp_export(app: &App, signal: OtlpSignal, request: Request) -> Respons
         decoded.rejected,
     );
     let response_body = decoded.response(encoding);
-    if !decoded.notification.alerts.is_empty() && commit(app, decoded.notification).await.is_err() {
+    if decoded.notification.alerts.is_empty() {
+        return answer(StatusCode::OK, response_body);
+    }
+    if let Err(e) = app.ingest(decoded.notification).await {
+        warn!(error = %e, "cannot commit OTLP alerts; answering 503 so the client retries");
         let body = otlp::unavailable_body(answer_in, STORE_BUSY_MESSAGE);
         return with_header(
             answer(StatusCode::SERVICE_UNAVAILABLE, body),

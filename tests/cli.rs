@@ -25,6 +25,11 @@ fn check_config_accepts_the_example_config() {
         stdout.contains("route \"database\" -> C0DBPAGES1"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("otlp:   log records with severityNumber >= 17")
+            && stdout.contains("trace links https://jaeger.example/trace/{trace_id}"),
+        "{stdout}"
+    );
 }
 
 #[test]

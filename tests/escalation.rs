@@ -41,6 +41,7 @@ fn batch(route: &RouteConfig, status: AlertStatus) -> CardBatch {
         reply_batch_window: Duration::from_secs(2),
         first_escalation: route.escalation.first().map(|s| s.after),
         manual_resolve: false,
+        quiet_period: None,
         group_labels: Labels::new(),
         common_labels: labels.clone(),
         common_annotations: Labels::new(),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ackbar::config::ReplyConfig;
-use ackbar::model::{Alert, AlertStatus, CardState, Fingerprint, Labels, ThreadEvent};
+use ackbar::model::{Alert, AlertStatus, CardState, Fingerprint, Labels, Occurrences, ThreadEvent};
 use ackbar::pipeline::card::CardBatch;
 use ackbar::store::sqlite::SqliteStore;
 use ackbar::store::{Completion, NextOp, OpKind, Store};
@@ -39,6 +39,7 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
         reply_batch_window: Duration::from_secs(2),
         first_escalation: None,
         manual_resolve: false,
+        quiet_period: None,
         group_labels: Labels::new(),
         common_labels: Labels::new(),
         common_annotations: Labels::new(),
@@ -446,4 +447,75 @@ async fn a_storm_reply_is_capped_but_keeps_the_card_resolving() {
         }
         store.complete(&op, Completion::Done, t(10)).await.unwrap();
     }
+}
+
+/// An event source's occurrences of alert `fp`, on a route with a 60 s
+/// quiet period.
+fn occurrences(fp: u64, count: u64, first: i64, last: i64) -> CardBatch {
+    let mut a = alert(fp, AlertStatus::Firing);
+    a.starts_at = t(first);
+    a.occurrences = Some(Occurrences {
+        count,
+        last_seen: t(last),
+    });
+    let mut b = batch("events", vec![a]);
+    b.manual_resolve = true;
+    b.quiet_period = Some(Duration::from_secs(60));
+    b
+}
+
+#[tokio::test]
+async fn occurrences_accumulate_and_a_quiet_alert_resolves_its_card() {
+    let (_dir, store) = open().await;
+    store.apply(&[occurrences(1, 3, 0, 2)], t(2)).await.unwrap();
+    store
+        .apply(&[occurrences(1, 4, 10, 12)], t(12))
+        .await
+        .unwrap();
+    let (card, _, _) = store.card_by_key("events").await.unwrap().unwrap();
+    let view = store.card_view(&card, 10).await.unwrap().unwrap();
+    let a = &view.alerts[0];
+    assert_eq!(
+        a.occurrences,
+        Some(Occurrences {
+            count: 7,
+            last_seen: t(12)
+        })
+    );
+    assert_eq!(a.starts_at, t(0), "the episode's first occurrence stays");
+
+    assert_eq!(store.next_quiet_at().await.unwrap(), Some(t(72)));
+    assert!(store.quiet_alerts(t(71), 10).await.unwrap().is_empty());
+    let quiet = store.quiet_alerts(t(72), 10).await.unwrap();
+    assert_eq!(quiet.len(), 1);
+    assert_eq!(quiet[0].key, "events");
+    let resolved = &quiet[0].alerts[0];
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    assert_eq!(
+        resolved.ends_at,
+        Some(t(12)),
+        "it ended at its last occurrence"
+    );
+
+    // Applied like any resolve, the card resolves and the timer has nothing
+    // left.
+    let mut b = occurrences(1, 7, 0, 12);
+    b.alerts = quiet[0].alerts.clone();
+    let out = store.apply(&[b], t(72)).await.unwrap();
+    assert!(out[0].resolved);
+    assert_eq!(store.next_quiet_at().await.unwrap(), None);
+    assert!(store.quiet_alerts(t(999), 10).await.unwrap().is_empty());
+    let view = store.card_view(&card, 10).await.unwrap().unwrap();
+    assert_eq!(view.state, CardState::Resolved);
+    assert_eq!(view.alerts[0].occurrences.map(|o| o.count), Some(7));
+
+    // The next occurrence starts a new episode on the reopened card.
+    let out = store
+        .apply(&[occurrences(1, 1, 100, 100)], t(100))
+        .await
+        .unwrap();
+    assert!(out[0].reopened);
+    let view = store.card_view(&card, 10).await.unwrap().unwrap();
+    assert_eq!(view.alerts[0].occurrences.map(|o| o.count), Some(1));
+    assert_eq!(view.alerts[0].starts_at, t(100));
 }

@@ -9,18 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-async fn count_rows(db: &std::path::Path, table: &str) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    n
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error_and_stores_nothing() {
     let slack = start_slack(sandbox_options(&[CHANNEL])).await;

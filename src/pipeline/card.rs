@@ -40,6 +40,9 @@ pub struct CardBatch {
     ///
     /// [`Source::resolves_itself`]: crate::model::Source::resolves_itself
     pub manual_resolve: bool,
+    /// For event sources: how long an alert stays firing after its last
+    /// occurrence (the route's `quiet_period`).
+    pub quiet_period: Option<Duration>,
     pub group_labels: Labels,
     pub common_labels: Labels,
     pub common_annotations: Labels,
@@ -48,6 +51,15 @@ pub struct CardBatch {
 }
 
 impl CardBatch {
+    /// When an event-sourced alert of this batch resolves unless it occurs
+    /// again: its last occurrence plus the quiet period. `None` for alerts
+    /// that are not firing or whose source reports their end itself.
+    pub fn expires_at(&self, alert: &Alert) -> Option<DateTime<Utc>> {
+        let quiet = chrono::Duration::from_std(self.quiet_period?).ok()?;
+        let seen = alert.occurrences?.last_seen;
+        (alert.status == AlertStatus::Firing).then(|| seen.checked_add_signed(quiet))?
+    }
+
     /// Digest of the group-level data a card shows.
     pub fn group_digest(&self) -> u64 {
         let mut h = Fnv64::new();
@@ -82,6 +94,8 @@ pub struct CardSnapshot {
 pub struct KnownAlert {
     pub status: AlertStatus,
     pub digest: u64,
+    /// When a firing event-sourced alert resolves unless it occurs again.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,9 +209,19 @@ pub fn plan(
         if last.get(&alert.fingerprint) != Some(&i) {
             continue;
         }
-        let digest = alert.digest();
-        let before = known.get(&alert.fingerprint).map(|k| (k.status, k.digest));
-        if before.is_some_and(|(_, d)| d == digest) {
+        let stored = known.get(&alert.fingerprint);
+        let before = stored.map(|k| (k.status, k.digest));
+        if alert.occurrences.is_some() {
+            // Every occurrence counts on the card, so none is a duplicate;
+            // but a quiet-period resolve decided before a later occurrence
+            // committed is stale.
+            let stale = |k: &KnownAlert| {
+                k.status != AlertStatus::Firing || k.expires_at.is_some_and(|at| at > now)
+            };
+            if alert.status == AlertStatus::Resolved && stored.is_none_or(stale) {
+                continue;
+            }
+        } else if before.is_some_and(|(_, d)| d == alert.digest()) {
             continue;
         }
         alert_writes.push(i);
@@ -205,7 +229,9 @@ pub fn plan(
             (None, AlertStatus::Firing) => {
                 firing += 1;
                 fired += 1;
-                if !is_new {
+                // A new card shows its alerts; an event's details (fields,
+                // span context) are too long for it and go in the thread.
+                if !is_new || alert.annotations.contains_key(DETAILS) {
                     events.push(firing_event(alert, now));
                 }
             }
@@ -226,7 +252,8 @@ pub fn plan(
                 fired += 1;
                 events.push(firing_event(alert, now));
             }
-            // Same status, other details changed (annotations, ...).
+            // Same status: another occurrence, or other details changed
+            // (annotations, ...). The card shows it; the thread does not.
             (Some(_), _) => {}
         }
     }
@@ -306,11 +333,16 @@ fn alert_name(alert: &Alert) -> String {
     }
 }
 
+/// The annotation event sources fill with what the card has no room for:
+/// an event's fields and span context, a span's attributes.
+pub const DETAILS: &str = "details";
+
 fn firing_event(alert: &Alert, now: DateTime<Utc>) -> ThreadEvent {
     ThreadEvent::AlertFiring {
         fingerprint: alert.fingerprint.to_string(),
         name: alert_name(alert),
         summary: alert.annotations.get("summary").cloned(),
+        details: alert.annotations.get(DETAILS).cloned(),
         at: now,
     }
 }
@@ -350,6 +382,7 @@ mod tests {
             reply_batch_window: Duration::from_secs(2),
             first_escalation: None,
             manual_resolve: false,
+            quiet_period: None,
             group_labels: Labels::new(),
             common_labels: Labels::new(),
             common_annotations: Labels::new(),
@@ -386,6 +419,7 @@ mod tests {
                         KnownAlert {
                             status: a.status,
                             digest: a.digest(),
+                            expires_at: b.expires_at(a),
                         },
                     );
                 }
@@ -408,6 +442,67 @@ mod tests {
             Plan::Apply(c) => c,
             Plan::Unchanged => panic!("expected a change"),
         }
+    }
+
+    /// An event source's occurrence (`count` of them, the last at `seen`),
+    /// on a route with a 60 s quiet period.
+    fn occurrence(fp: u64, status: AlertStatus, count: u64, seen: i64) -> CardBatch {
+        let mut a = alert(fp, status);
+        a.annotations.insert(DETAILS.into(), "user_id = 7".into());
+        a.occurrences = Some(crate::model::Occurrences {
+            count,
+            last_seen: t(seen),
+        });
+        let mut b = batch(vec![a]);
+        b.manual_resolve = true;
+        b.quiet_period = Some(Duration::from_secs(60));
+        b
+    }
+
+    #[test]
+    fn every_occurrence_updates_the_card_and_only_the_first_is_threaded() {
+        let mut held = Held::new();
+        let first = change(held.step(&occurrence(1, AlertStatus::Firing, 1, 0), t(0)));
+        assert!(matches!(first.target, Target::New(_)));
+        assert!(
+            matches!(&first.events[..], [ThreadEvent::AlertFiring { details: Some(d), .. }] if d == "user_id = 7"),
+            "the first occurrence's details go in the thread: {:?}",
+            first.events
+        );
+        // The same occurrence again is not a duplicate: it counts.
+        let again = change(held.step(&occurrence(1, AlertStatus::Firing, 1, 5), t(5)));
+        assert!(matches!(again.target, Target::Existing(_)));
+        assert_eq!(again.alert_writes, vec![0]);
+        assert!(again.update_card);
+        assert!(again.events.is_empty());
+        assert_eq!(again.firing_count, 1);
+        assert_eq!(
+            held.alerts[&Fingerprint(1)].expires_at,
+            Some(t(65)),
+            "the quiet period runs from the last occurrence"
+        );
+    }
+
+    #[test]
+    fn quiet_resolve_applies_only_once_the_quiet_period_has_passed() {
+        let mut held = Held::new();
+        held.step(&occurrence(1, AlertStatus::Firing, 3, 10), t(10));
+        // A resolve decided before a later occurrence committed is stale.
+        assert_eq!(
+            held.step(&occurrence(1, AlertStatus::Resolved, 3, 10), t(69)),
+            Plan::Unchanged
+        );
+        let resolved = change(held.step(&occurrence(1, AlertStatus::Resolved, 3, 10), t(70)));
+        assert_eq!(resolved.state, CardState::Resolved);
+        assert!(resolved.card_resolved());
+        // Resolving it twice (two timers, a manual Resolve first) is nothing.
+        assert_eq!(
+            held.step(&occurrence(1, AlertStatus::Resolved, 3, 10), t(80)),
+            Plan::Unchanged
+        );
+        // A later occurrence inside the reopen window reopens the card.
+        let again = change(held.step(&occurrence(1, AlertStatus::Firing, 1, 90), t(90)));
+        assert!(matches!(again.target, Target::Reopen(_)));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod card;
 pub mod escalation;
 pub mod oncall;
+pub mod quiet;
 pub mod route;
 
 use std::collections::BTreeMap;
@@ -18,11 +19,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use metrics::counter;
 
+use crate::config::RouteConfig;
 use crate::metrics as m;
-use crate::model::Notification;
+use crate::model::{Labels, Notification};
 use crate::store::{ApplyOutcome, Store, StoreError};
 use card::CardBatch;
 use route::Router;
+
+/// Quiet alerts resolved per store transaction.
+const QUIET_BATCH: u32 = 500;
 
 pub struct Pipeline {
     router: Arc<Router>,
@@ -76,25 +81,80 @@ impl Pipeline {
             let key = route::card_key(route, &notification, &alert);
             let i = *index.entry(key.clone()).or_insert_with(|| {
                 batches.push(CardBatch {
-                    key,
-                    route: route.name.clone(),
-                    channel: route.channel.clone(),
-                    reopen_window: route.reopen_window,
-                    replies: route.replies,
-                    reply_batch_window: self.reply_batch_window,
-                    first_escalation: route.escalation.first().map(|step| step.after),
-                    manual_resolve: !notification.source.resolves_itself(),
                     group_labels: notification.group_labels.clone(),
                     common_labels: notification.common_labels.clone(),
                     common_annotations: notification.common_annotations.clone(),
                     external_url: external_url.clone(),
-                    alerts: Vec::new(),
+                    ..self.empty_batch(route, key, notification.source.resolves_itself())
                 });
                 batches.len() - 1
             });
             batches[i].alerts.push(alert);
         }
         (batches, unrouted)
+    }
+
+    /// A batch for `route` with no alerts and no group data yet.
+    fn empty_batch(&self, route: &RouteConfig, key: String, resolves_itself: bool) -> CardBatch {
+        CardBatch {
+            key,
+            route: route.name.clone(),
+            channel: route.channel.clone(),
+            reopen_window: route.reopen_window,
+            replies: route.replies,
+            reply_batch_window: self.reply_batch_window,
+            first_escalation: route.escalation.first().map(|step| step.after),
+            manual_resolve: !resolves_itself,
+            quiet_period: (!resolves_itself).then_some(route.quiet_period),
+            group_labels: Labels::new(),
+            common_labels: Labels::new(),
+            common_annotations: Labels::new(),
+            external_url: None,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Resolves event-sourced alerts whose quiet period ended by `now`, like
+    /// a source's resolves: thread replies, the card resolving when it was
+    /// the last firing alert. A route removed from the config since still
+    /// resolves its cards (with default reply settings).
+    pub async fn resolve_quiet(&self, now: DateTime<Utc>) -> Result<IngestReport, StoreError> {
+        let quiet = self.store.quiet_alerts(now, QUIET_BATCH).await?;
+        if quiet.is_empty() {
+            return Ok(IngestReport::default());
+        }
+        let fallback = RouteConfig::catch_all();
+        let batches: Vec<CardBatch> = quiet
+            .into_iter()
+            .map(|card| {
+                let route = self.router.by_name(&card.route).unwrap_or(&fallback);
+                CardBatch {
+                    route: card.route,
+                    channel: card.channel,
+                    group_labels: card.group_labels,
+                    common_labels: card.common_labels,
+                    common_annotations: card.common_annotations,
+                    external_url: card.external_url,
+                    alerts: card.alerts,
+                    ..self.empty_batch(route, card.key, false)
+                }
+            })
+            .collect();
+        let outcomes = self
+            .store
+            .apply(&batches, now)
+            .await
+            .inspect_err(|_| m::store_error())?;
+        count_outcomes(&outcomes);
+        Ok(IngestReport {
+            outcomes,
+            unrouted: 0,
+        })
+    }
+
+    /// When [`Pipeline::resolve_quiet`] next has work.
+    pub async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store.next_quiet_at().await
     }
 
     /// Applies a notification. `Ok` means every change it causes is durable.
@@ -122,20 +182,24 @@ impl Pipeline {
         if outcomes.iter().all(|o| !o.changed) {
             counter!(m::NOTIFICATIONS_DEDUPED).increment(1);
         }
-        for o in &outcomes {
-            if o.opened {
-                counter!(m::CARDS_OPENED).increment(1);
-            }
-            if o.reopened {
-                counter!(m::CARDS_REOPENED).increment(1);
-            }
-            if o.resolved {
-                counter!(m::CARDS_RESOLVED).increment(1);
-            }
-            for kind in &o.ops_pushed {
-                counter!(m::OUTBOX_PUSHED, "kind" => kind.as_str()).increment(1);
-            }
-        }
+        count_outcomes(&outcomes);
         Ok(IngestReport { outcomes, unrouted })
+    }
+}
+
+fn count_outcomes(outcomes: &[ApplyOutcome]) {
+    for o in outcomes {
+        if o.opened {
+            counter!(m::CARDS_OPENED).increment(1);
+        }
+        if o.reopened {
+            counter!(m::CARDS_REOPENED).increment(1);
+        }
+        if o.resolved {
+            counter!(m::CARDS_RESOLVED).increment(1);
+        }
+        for kind in &o.ops_pushed {
+            counter!(m::OUTBOX_PUSHED, "kind" => kind.as_str()).increment(1);
+        }
     }
 }

@@ -397,6 +397,7 @@ mod tests {
             channel: "C0ALERTS01".to_owned(),
             group_by: group_by.iter().map(|s| s.to_string()).collect(),
             reopen_window: Duration::from_secs(3600),
+            quiet_period: Duration::from_secs(1800),
             replies: ReplyConfig::default(),
             card: CardConfig::default(),
             escalation: Vec::new(),

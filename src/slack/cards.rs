@@ -26,7 +26,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::config::RouteConfig;
-use crate::model::{AlertStatus, CardAlert, CardState, CardView, Labels, Severity, ThreadEvent};
+use crate::model::{
+    AlertStatus, CardAlert, CardState, CardView, Labels, Occurrences, Severity, ThreadEvent,
+};
 use crate::slack::blocks::{
     Actions, Block, Button, ButtonStyle, Context, Header, MAX_BLOCKS, Message, MessageBuilder,
     Metadata, Section, Text, date, is_http_url, link, truncate, untrusted, untrusted_plain,
@@ -59,6 +61,11 @@ const MAX_CARD_URL: usize = 1000;
 const CARD_FIXED_BLOCKS: usize = 7;
 /// Names listed per kind in a thread reply before "and N more".
 pub const MAX_REPLY_NAMES: usize = 20;
+/// Alerts of one reply whose details (an event's fields and span context)
+/// get a block of their own; a storm's reply lists names only.
+const MAX_REPLY_DETAILS: usize = 3;
+/// Chars of one alert's details: a section holds 3,000.
+const MAX_DETAILS: usize = 2_000;
 
 const RUNBOOK_KEYS: &[&str] = &["runbook_url", "runbook"];
 const DASHBOARD_KEYS: &[&str] = &["dashboard", "dashboard_url", "grafana_url"];
@@ -322,6 +329,9 @@ fn alert_line(view: &CardView, alert: &CardAlert) -> String {
         untrusted(&truncate(&differing.join(", "), MAX_ALERT_LABELS))
     };
     let mut line = format!("{emoji} *{labels}*");
+    if let Some(o) = &alert.occurrences {
+        line.push_str(&format!(" _{}_", occurrence_text(alert.starts_at, o)));
+    }
     if let Some(s) = alert
         .annotations
         .get("summary")
@@ -352,6 +362,27 @@ fn alert_line(view: &CardView, alert: &CardAlert) -> String {
         line.push_str(&alert_links);
     }
     line
+}
+
+/// `seen 37 times in 5m, last at 12:03`: how often an event-sourced alert
+/// happened in this episode, over what span, and when it last did.
+fn occurrence_text(first: DateTime<Utc>, o: &Occurrences) -> String {
+    if o.count <= 1 {
+        return format!("seen once {}", when(o.last_seen));
+    }
+    let span = format_duration((o.last_seen - first).num_seconds());
+    format!(
+        "seen {} times in {span}, last {}",
+        o.count,
+        when(o.last_seen)
+    )
+}
+
+/// Untrusted multi-line text as a code block, cut to `max_chars`. A fence
+/// inside the text is broken so it cannot end the block early.
+fn code_block(text: &str, max_chars: usize) -> String {
+    let body = untrusted(&truncate(text.trim_end(), max_chars)).replace("```", "`\u{200b}``");
+    format!("```{body}```")
 }
 
 /// `<url|Label> · <url|Label>` for the URLs that are present and short
@@ -392,7 +423,7 @@ fn plural(n: u64, word: &str) -> String {
 /// alerts that have been firing for a minute or more when the reply is sent.
 pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>) -> Message {
     let mut reopened = false;
-    let mut firing: Vec<(&str, Option<&str>, DateTime<Utc>)> = Vec::new();
+    let mut firing: Vec<FiringLine<'_>> = Vec::new();
     let mut resolved: Vec<&str> = Vec::new();
     let mut card_resolved: Option<i64> = None;
     // What people did, in the order it happened.
@@ -401,8 +432,17 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         match event {
             ThreadEvent::CardReopened { .. } => reopened = true,
             ThreadEvent::AlertFiring {
-                name, summary, at, ..
-            } => firing.push((name, summary.as_deref(), *at)),
+                name,
+                summary,
+                details,
+                at,
+                ..
+            } => firing.push(FiringLine {
+                name,
+                summary: summary.as_deref(),
+                details: details.as_deref(),
+                at: *at,
+            }),
             ThreadEvent::AlertResolved { name, .. } => resolved.push(name),
             ThreadEvent::CardResolved { duration_secs, .. } => card_resolved = Some(*duration_secs),
             ThreadEvent::Acknowledged { by, at } => actions.push((
@@ -487,7 +527,14 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
     if !firing.is_empty() {
         let n = firing.len() as u64;
         let mut text = format!(":fire: {n} {} firing:", plural(n, "alert"));
-        for (name, summary, at) in firing.iter().take(MAX_REPLY_NAMES) {
+        let mut detail_blocks = Vec::new();
+        for FiringLine {
+            name,
+            summary,
+            details,
+            at,
+        } in firing.iter().take(MAX_REPLY_NAMES)
+        {
             text.push_str("\n• ");
             text.push_str(&untrusted(&truncate(name, 100)));
             if let Some(s) = summary.filter(|s| !s.trim().is_empty()) {
@@ -498,11 +545,18 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
             if age >= 60 {
                 text.push_str(&format!(" _(for {})_", format_duration(age)));
             }
+            if let Some(d) = details.filter(|d| !d.trim().is_empty()) {
+                if detail_blocks.len() < MAX_REPLY_DETAILS {
+                    let name = untrusted(&truncate(name, 100));
+                    detail_blocks.push(format!("*{name}*\n{}", code_block(d, MAX_DETAILS)));
+                }
+            }
         }
         if firing.len() > MAX_REPLY_NAMES {
             text.push_str(&format!("\n… and {} more", firing.len() - MAX_REPLY_NAMES));
         }
         lines.push(text);
+        lines.extend(detail_blocks);
         fallback.push(format!("{n} firing"));
     }
     if !resolved.is_empty() {
@@ -532,6 +586,14 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         b.push(Section::mrkdwn(line).block_id(&format!("ackbar_reply_{i}")));
     }
     b.build()
+}
+
+/// An alert that fired, as a reply lists it.
+struct FiringLine<'a> {
+    name: &'a str,
+    summary: Option<&'a str>,
+    details: Option<&'a str>,
+    at: DateTime<Utc>,
 }
 
 /// A direct message about a card (an escalation step with `dm`): what
@@ -751,6 +813,72 @@ mod tests {
 
     fn json(m: &Message) -> String {
         serde_json::to_string(m).unwrap()
+    }
+
+    /// A card of one event-sourced alert (a service's repeated error).
+    fn event_view(count: u64) -> CardView {
+        let mut v = view(0);
+        v.group_labels = Labels::new();
+        v.common_labels = Labels::new();
+        v.common_annotations = Labels::new();
+        v.external_url = None;
+        v.manual_resolve = true;
+        v.firing_count = 1;
+        v.alerts = vec![CardAlert {
+            fingerprint: Fingerprint(7),
+            status: AlertStatus::Firing,
+            labels: labels(&[
+                ("alertname", "payment failed"),
+                ("severity", "error"),
+                ("service", "checkout"),
+            ]),
+            annotations: labels(&[("summary", "payment failed")]),
+            starts_at: t(0),
+            ends_at: None,
+            generator_url: None,
+            occurrences: Some(Occurrences {
+                count,
+                last_seen: t(300),
+            }),
+        }];
+        v
+    }
+
+    #[test]
+    fn event_card_counts_occurrences_and_offers_resolve() {
+        let m = render_card(&event_view(37), t(310));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(s.contains("payment failed"), "{s}");
+        assert!(s.contains("seen 37 times in 5m, last"), "{s}");
+        assert!(
+            buttons(&m)
+                .iter()
+                .any(|b| b.action_id() == RESOLVE_ACTION_ID),
+            "{s}"
+        );
+        let once = json(&render_card(&event_view(1), t(310)));
+        assert!(once.contains("seen once"), "{once}");
+    }
+
+    #[test]
+    fn first_occurrence_reply_shows_its_details_in_a_code_block() {
+        let events = [ThreadEvent::AlertFiring {
+            fingerprint: "7".into(),
+            name: "payment failed".into(),
+            summary: Some("payment failed".into()),
+            details: Some("order = 7\nuser = <@U123>\n```".into()),
+            at: t(0),
+        }];
+        let m = render_reply(&event_view(1), &events, t(1));
+        check_limits(&m).unwrap();
+        let s = json(&m);
+        assert!(s.contains("```order = 7\\nuser = &lt;@"), "{s}");
+        assert!(!s.contains("<@U123>"), "no mention escapes: {s}");
+        assert!(
+            s.contains("&gt;\\n`\u{200b}`````"),
+            "a fence in the details cannot close the block early: {s}"
+        );
     }
 
     fn buttons(m: &Message) -> Vec<&crate::slack::blocks::Button> {
@@ -993,6 +1121,7 @@ mod tests {
             fingerprint: "1".into(),
             name: evil.into(),
             summary: Some(evil.into()),
+            details: Some(evil.into()),
             at: t(0),
         }];
         for m in [render_card(&v, t(1)), render_reply(&v, &events, t(1))] {
@@ -1091,6 +1220,7 @@ mod tests {
                 fingerprint: i.to_string(),
                 name: format!("A{i}"),
                 summary: Some("disk <full>".into()),
+                details: None,
                 at: t(0),
             })
             .collect();

@@ -51,7 +51,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{CardId, CardState, CardView, ThreadEvent};
+use crate::model::{Alert, CardId, CardState, CardView, Labels, ThreadEvent};
 use crate::pipeline::card::CardBatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +271,21 @@ pub struct DueEscalation {
     pub opened_at: DateTime<Utc>,
 }
 
+/// A card with event-sourced alerts that have been quiet past their expiry.
+/// The alerts come back resolved (ending at their last occurrence), to be
+/// applied like any source's resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuietCard {
+    pub key: String,
+    pub route: String,
+    pub channel: String,
+    pub group_labels: Labels,
+    pub common_labels: Labels,
+    pub common_annotations: Labels,
+    pub external_url: Option<String>,
+    pub alerts: Vec<Alert>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies batches (one per card key) in one transaction: state changes
@@ -352,6 +367,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest pending escalation step is due.
     async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Cards with firing event-sourced alerts whose quiet period ended by
+    /// `now`, at most `limit` alerts in all.
+    async fn quiet_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<QuietCard>, StoreError>;
+
+    /// When the earliest firing event-sourced alert's quiet period ends.
+    async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Records an idempotency key (a Slack event id, a delivery of an
     /// interaction). True the first time; false for a repeat.

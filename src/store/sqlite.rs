@@ -18,11 +18,11 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, NextOp, OpKind, OutboxOp, OutboxSummary, Store, StoreError,
+    DueEscalation, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
 };
 use crate::model::{
-    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels,
-    ThreadEvent,
+    Acknowledgement, Alert, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint,
+    Labels, Occurrences, ThreadEvent,
 };
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
@@ -156,6 +156,19 @@ async fn latest_card(
     }))
 }
 
+/// The occurrence columns of an alert row (both NULL for state sources).
+fn occurrences_from_row(row: &SqliteRow) -> Result<Option<Occurrences>, StoreError> {
+    let count: Option<i64> = row.try_get("occurrences")?;
+    let last_seen: Option<i64> = row.try_get("last_seen_at")?;
+    match (count, last_seen) {
+        (Some(count), Some(last_seen)) => Ok(Some(Occurrences {
+            count: count as u64,
+            last_seen: from_ms(last_seen)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
 async fn known_alerts(
     conn: &mut SqliteConnection,
     card_seq: i64,
@@ -165,7 +178,7 @@ async fn known_alerts(
     for chunk in batch.alerts.chunks(IN_CHUNK) {
         let placeholders = vec!["?"; chunk.len()].join(",");
         let sql = format!(
-            "SELECT fingerprint, status, digest FROM alerts WHERE card_seq = ? AND fingerprint IN ({placeholders})"
+            "SELECT fingerprint, status, digest, expires_at FROM alerts WHERE card_seq = ? AND fingerprint IN ({placeholders})"
         );
         let mut q = sqlx::query(&sql).bind(card_seq);
         for a in chunk {
@@ -178,6 +191,10 @@ async fn known_alerts(
                 KnownAlert {
                     status: AlertStatus::from_str(&status).map_err(StoreError::Corrupt)?,
                     digest: row.try_get::<i64, _>("digest")? as u64,
+                    expires_at: row
+                        .try_get::<Option<i64>, _>("expires_at")?
+                        .map(from_ms)
+                        .transpose()?,
                 },
             );
         }
@@ -410,12 +427,19 @@ async fn write_change(
         let a = &batch.alerts[i];
         sqlx::query(
             "INSERT INTO alerts (card_seq, fingerprint, status, digest, labels, annotations, starts_at, ends_at,
-                 generator_url, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 generator_url, updated_at, occurrences, last_seen_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (card_seq, fingerprint) DO UPDATE SET status = excluded.status,
                  digest = excluded.digest, labels = excluded.labels, annotations = excluded.annotations,
-                 starts_at = excluded.starts_at, ends_at = excluded.ends_at,
-                 generator_url = excluded.generator_url, updated_at = excluded.updated_at",
+                 starts_at = CASE WHEN alerts.status = 'firing' AND excluded.status = 'firing'
+                     AND excluded.occurrences IS NOT NULL THEN alerts.starts_at ELSE excluded.starts_at END,
+                 ends_at = excluded.ends_at,
+                 generator_url = excluded.generator_url, updated_at = excluded.updated_at,
+                 occurrences = CASE WHEN alerts.status = 'firing' AND excluded.status = 'firing'
+                     THEN alerts.occurrences + excluded.occurrences ELSE excluded.occurrences END,
+                 last_seen_at = max(coalesce(alerts.last_seen_at, excluded.last_seen_at), excluded.last_seen_at),
+                 expires_at = CASE WHEN excluded.status = 'firing'
+                     THEN max(coalesce(alerts.expires_at, excluded.expires_at), excluded.expires_at) END",
         )
         .bind(seq)
         .bind(a.fingerprint.0 as i64)
@@ -427,6 +451,9 @@ async fn write_change(
         .bind(a.ends_at.map(ms))
         .bind(&a.generator_url)
         .bind(ms(now))
+        .bind(a.occurrences.map(|o| o.count as i64))
+        .bind(a.occurrences.map(|o| ms(o.last_seen)))
+        .bind(batch.expires_at(a).map(ms))
         .execute(&mut *conn)
         .await?;
     }
@@ -742,7 +769,8 @@ impl Store for SqliteStore {
         let seq: i64 = row.try_get("seq")?;
         let state: String = row.try_get("state")?;
         let alert_rows = sqlx::query(
-            "SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url FROM alerts
+            "SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, occurrences,
+                 last_seen_at FROM alerts
              WHERE card_seq = ?
              ORDER BY CASE status WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, starts_at, fingerprint
              LIMIT ?",
@@ -765,7 +793,7 @@ impl Store for SqliteStore {
                     .map(from_ms)
                     .transpose()?,
                 generator_url: a.try_get("generator_url")?,
-                occurrences: None,
+                occurrences: occurrences_from_row(a)?,
             });
         }
         Ok(Some(CardView {
@@ -1110,6 +1138,69 @@ impl Store for SqliteStore {
         let next: Option<i64> = sqlx::query(
             "SELECT MIN(next_escalation_at) AS next FROM cards
              WHERE next_escalation_at IS NOT NULL AND state = 'firing' AND acked_by IS NULL",
+        )
+        .fetch_one(&self.reader)
+        .await?
+        .try_get("next")?;
+        next.map(from_ms).transpose()
+    }
+
+    async fn quiet_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<QuietCard>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.card_key, c.route, c.channel, c.group_labels, c.common_labels, c.common_annotations,
+                 c.external_url, a.card_seq, a.fingerprint, a.labels, a.annotations, a.starts_at,
+                 a.generator_url, a.occurrences, a.last_seen_at
+             FROM alerts a JOIN cards c ON c.seq = a.card_seq
+             WHERE a.expires_at IS NOT NULL AND a.expires_at <= ? AND a.status = 'firing'
+             ORDER BY a.card_seq, a.expires_at LIMIT ?",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut cards: Vec<(i64, QuietCard)> = Vec::new();
+        for row in &rows {
+            let seq: i64 = row.try_get("card_seq")?;
+            if cards.last().is_none_or(|(s, _)| *s != seq) {
+                cards.push((
+                    seq,
+                    QuietCard {
+                        key: row.try_get("card_key")?,
+                        route: row.try_get("route")?,
+                        channel: row.try_get("channel")?,
+                        group_labels: from_json(row.try_get("group_labels")?)?,
+                        common_labels: from_json(row.try_get("common_labels")?)?,
+                        common_annotations: from_json(row.try_get("common_annotations")?)?,
+                        external_url: row.try_get("external_url")?,
+                        alerts: Vec::new(),
+                    },
+                ));
+            }
+            let occurrences = occurrences_from_row(row)?;
+            let Some((_, card)) = cards.last_mut() else {
+                continue;
+            };
+            card.alerts.push(Alert {
+                fingerprint: Fingerprint(row.try_get::<i64, _>("fingerprint")? as u64),
+                status: AlertStatus::Resolved,
+                labels: from_json(row.try_get("labels")?)?,
+                annotations: from_json(row.try_get("annotations")?)?,
+                starts_at: from_ms(row.try_get("starts_at")?)?,
+                ends_at: occurrences.map(|o| o.last_seen),
+                generator_url: row.try_get("generator_url")?,
+                occurrences,
+            });
+        }
+        Ok(cards.into_iter().map(|(_, card)| card).collect())
+    }
+
+    async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query(
+            "SELECT MIN(expires_at) AS next FROM alerts WHERE expires_at IS NOT NULL AND status = 'firing'",
         )
         .fetch_one(&self.reader)
         .await?

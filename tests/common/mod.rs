@@ -267,6 +267,19 @@ pub fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// Rows in a table of ackbar's SQLite store (read beside the running server).
+pub async fn count_rows(db: &Path, table: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
+
 /// Top-level ackbar cards in a channel: (ts, card_id, message).
 pub fn cards(state: &SandboxState, channel: &str) -> Vec<(String, String, Value)> {
     let Some(ch) = state.channels.get(channel) else {

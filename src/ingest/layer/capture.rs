@@ -43,8 +43,10 @@ thread_local! {
     static INSIDE_ACKBAR: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Marks the current thread as one of the layer's own for the rest of its life.
-pub(super) fn mark_thread_as_ackbar() {
+/// Marks the current thread as one of the layer's own for the rest of its
+/// life: its events are never captured. For threads that sinks start (the
+/// embedded Bridge's), as the worker does for its own.
+pub fn mark_worker_thread() {
     INSIDE_ACKBAR.with(|f| f.set(true));
 }
 
@@ -401,7 +403,7 @@ mod tests {
     #[test]
     fn worker_threads_stay_marked() {
         std::thread::spawn(|| {
-            mark_thread_as_ackbar();
+            mark_worker_thread();
             assert!(Reentry::enter().is_none());
             assert!(Reentry::enter().is_none());
         })

@@ -42,7 +42,7 @@ use tracing::Level;
 use super::Sink;
 use super::record::{DropReason, EventRecord, dropped_report};
 use super::worker::MAX_BATCH;
-use crate::deliver::jittered_backoff;
+use crate::backoff;
 use crate::ingest::otlp::proto::{
     AnyValue, ExportLogsServiceRequest, ExportLogsServiceResponse, InstrumentationScope, KeyValue,
     LogRecord, Resource, ResourceLogs, ScopeLogs, any_value,
@@ -289,7 +289,7 @@ impl Delivery {
                     m::layer_forward_request("retried");
                     self.shared.buffer().requeue(batch);
                     let delay = retry_after
-                        .unwrap_or_else(|| jittered_backoff(BACKOFF_BASE, MAX_BACKOFF, attempt));
+                        .unwrap_or_else(|| backoff::jittered(BACKOFF_BASE, MAX_BACKOFF, attempt));
                     let wake_at = Instant::now() + delay;
                     match closing {
                         // No retry fits before the deadline: stop; `close`

@@ -30,6 +30,7 @@
 
 mod capture;
 mod filter;
+#[cfg(feature = "forward")]
 pub mod forward;
 mod record;
 mod worker;
@@ -44,8 +45,11 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Filtered;
 use tracing_subscriber::registry::LookupSpan;
 
-pub use capture::{EventLayer, MAX_FIELDS, MAX_MESSAGE_BYTES, MAX_SPANS, MAX_VALUE_BYTES};
+pub use capture::{
+    EventLayer, MAX_FIELDS, MAX_MESSAGE_BYTES, MAX_SPANS, MAX_VALUE_BYTES, mark_worker_thread,
+};
 pub use filter::EventFilter;
+#[cfg(feature = "forward")]
 pub use forward::ForwardError;
 pub use record::{EventRecord, GroupBy, LAYER_TARGET, SpanRecord};
 pub use worker::{LayerGuard, MAX_BATCH};
@@ -103,6 +107,7 @@ pub enum LayerError {
     EmptyFieldName { option: &'static str },
     #[error("group_by: GroupBy::Fields needs at least one field")]
     NoGroupByFields,
+    #[cfg(feature = "forward")]
     #[error(transparent)]
     Forward(#[from] ForwardError),
     #[error("cannot start the layer's worker thread: {0}")]
@@ -127,6 +132,7 @@ pub struct LayerBuilder {
     queue_capacity: usize,
     flush_deadline: Duration,
     service_name: Option<String>,
+    #[cfg(feature = "forward")]
     forward: forward::ForwardOptions,
 }
 
@@ -142,6 +148,7 @@ impl Default for LayerBuilder {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             flush_deadline: DEFAULT_FLUSH_DEADLINE,
             service_name: None,
+            #[cfg(feature = "forward")]
             forward: forward::ForwardOptions::default(),
         }
     }
@@ -211,12 +218,14 @@ impl LayerBuilder {
     /// Forwarding mode: records buffered while the server is unreachable
     /// (default [`forward::DEFAULT_BUFFER_CAPACITY`]); past it the oldest
     /// are dropped, counted and reported.
+    #[cfg(feature = "forward")]
     pub fn forward_buffer_capacity(mut self, records: usize) -> Self {
         self.forward.buffer_capacity = records;
         self
     }
 
     /// Forwarding mode: gzip request bodies (default on).
+    #[cfg(feature = "forward")]
     pub fn forward_gzip(mut self, gzip: bool) -> Self {
         self.forward.gzip = gzip;
         self
@@ -251,6 +260,7 @@ impl LayerBuilder {
     /// Forwarding mode: builds the layer with a [`forward::ForwardSink`]
     /// that posts records as OTLP/HTTP logs to `{endpoint}/v1/logs` of a
     /// running `ackbar serve` (for example `http://127.0.0.1:9094`).
+    #[cfg(feature = "forward")]
     pub fn forward<S>(self, endpoint: &str) -> Result<(AckbarLayer<S>, LayerGuard), LayerError>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
@@ -299,6 +309,7 @@ impl LayerBuilder {
                 }
             }
         }
+        #[cfg(feature = "forward")]
         self.forward.validate()?;
         Ok(())
     }
@@ -336,6 +347,11 @@ mod tests {
         );
         assert!(error_of(layer().span_label_fields([""])).starts_with("span_label_fields:"));
         assert!(error_of(layer().group_by(GroupBy::Fields(vec![]))).contains("at least one"));
+    }
+
+    #[cfg(feature = "forward")]
+    #[test]
+    fn builder_rejects_an_empty_forward_buffer() {
         assert!(error_of(layer().forward_buffer_capacity(0)).contains("forward_buffer_capacity"));
     }
 

@@ -5,9 +5,12 @@
 //! drops. [`LayerGuard`] stops it: on drop, everything queued before reaches
 //! the sink, then the sink closes, all within the flush deadline.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,13 +18,22 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
 use super::Sink;
-use super::capture::{Captured, mark_thread_as_ackbar};
+use super::capture::{Captured, mark_worker_thread};
 use super::record::{DropReason, EventRecord, Recorder, dropped_report};
 use crate::metrics as m;
 
 /// Records per [`Sink::send`]: large enough to amortise a request per
 /// batch, small enough that one batch stays a modest request body.
 pub const MAX_BATCH: usize = 512;
+
+/// Why the worker woke up.
+enum Wake {
+    /// This many events are in the buffer; zero when every sender is gone
+    /// (the layer itself was dropped).
+    Received(usize),
+    /// The guard dropped: flush until this deadline.
+    Shutdown(Instant),
+}
 
 struct Worker {
     queue: mpsc::Receiver<Captured>,
@@ -45,7 +57,7 @@ pub(super) fn start<K: Sink>(
         .thread_name("ackbar-layer-blocking")
         // The runtime's blocking threads (DNS lookups of the HTTP client)
         // are the worker's too: their events must not re-enter.
-        .on_thread_start(mark_thread_as_ackbar)
+        .on_thread_start(mark_worker_thread)
         .build()?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -58,7 +70,7 @@ pub(super) fn start<K: Sink>(
     let thread = std::thread::Builder::new()
         .name("ackbar-layer".to_owned())
         .spawn(move || {
-            mark_thread_as_ackbar();
+            mark_worker_thread();
             runtime.block_on(worker.run(sink, shutdown_rx));
             let _ = done_tx.send(());
             // The sink is closed; leftover tasks (idle connections) and
@@ -77,17 +89,10 @@ impl Worker {
     async fn run<K: Sink>(mut self, mut sink: K, mut shutdown: oneshot::Receiver<Instant>) {
         let mut buf = Vec::with_capacity(MAX_BATCH);
         let deadline = loop {
-            tokio::select! {
-                received = self.queue.recv_many(&mut buf, MAX_BATCH) => {
-                    // Zero: every sender is gone, the layer itself was dropped.
-                    if received == 0 {
-                        break Instant::now() + self.flush_deadline;
-                    }
-                    self.deliver(&mut sink, &mut buf).await;
-                }
-                deadline = &mut shutdown => {
-                    break deadline.unwrap_or_else(|_| Instant::now() + self.flush_deadline);
-                }
+            match self.next_wake(&mut shutdown, &mut buf).await {
+                Wake::Received(0) => break Instant::now() + self.flush_deadline,
+                Wake::Received(_) => self.deliver(&mut sink, &mut buf).await,
+                Wake::Shutdown(deadline) => break deadline,
             }
         };
         // Closing refuses new events but keeps what is queued: exactly the
@@ -101,6 +106,26 @@ impl Worker {
         })
         .await;
         let _ = timeout_at(deadline, sink.close(deadline)).await;
+    }
+
+    /// Waits for events or the guard's shutdown, whichever comes first;
+    /// both are cancel-safe to poll.
+    async fn next_wake(
+        &mut self,
+        shutdown: &mut oneshot::Receiver<Instant>,
+        buf: &mut Vec<Captured>,
+    ) -> Wake {
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(deadline) = Pin::new(&mut *shutdown).poll(cx) {
+                // The guard is gone without a word only if it was leaked.
+                let deadline = deadline.unwrap_or_else(|_| Instant::now() + self.flush_deadline);
+                return Poll::Ready(Wake::Shutdown(deadline));
+            }
+            self.queue
+                .poll_recv_many(cx, buf, MAX_BATCH)
+                .map(Wake::Received)
+        })
+        .await
     }
 
     /// Sends what is in `buf`, plus a report of events dropped since the

@@ -190,8 +190,10 @@ impl Details {
         let line = format!("{key}: {value}\n");
         let len = line.chars().count();
         if self.chars + len > MAX_DETAILS_CHARS {
-            let room = MAX_DETAILS_CHARS.saturating_sub(self.chars);
-            self.text.push_str(&truncate_chars(&line, room));
+            // What fits, with one character left for the `…` marking the cut.
+            if let Some(room) = (MAX_DETAILS_CHARS - self.chars).checked_sub(1) {
+                self.text.push_str(&truncate_chars(&line, room));
+            }
             self.full = true;
             return;
         }

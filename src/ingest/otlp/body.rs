@@ -6,7 +6,7 @@ use std::io::Read;
 
 use flate2::read::MultiGzDecoder;
 
-use super::OtlpError;
+use super::receiver::{OtlpError, echo};
 
 /// How a request body (and so its answer) is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Encoding {
             Ok(Encoding::Json)
         } else {
             Err(OtlpError::ContentType {
-                found: value.map(super::echo),
+                found: value.map(echo),
             })
         }
     }
@@ -60,7 +60,7 @@ pub fn decompress<'a>(
     }
     if !(coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip")) {
         return Err(OtlpError::ContentEncoding {
-            found: super::echo(coding),
+            found: echo(coding),
         });
     }
     gunzip(body, limit).map(Cow::Owned)

@@ -18,7 +18,7 @@ pub fn u64_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64,
 }
 
 /// An `int64` field, as a string or a number.
-pub fn i64_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+fn i64_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     d.deserialize_any(IntVisitor::<i64>::default())
 }
 

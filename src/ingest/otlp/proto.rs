@@ -16,7 +16,8 @@
 //! unknown keys ignored, trace and span ids as hex (not the base64 of the
 //! generic protobuf JSON mapping), 64-bit integers as strings or numbers,
 //! enums as integers, `bytesValue` as base64. The helpers for those live in
-//! [`super::json`]. Responses and [`Status`] serialize to the same mapping.
+//! the sibling `json` module. Responses and [`RpcStatus`] serialize to the
+//! same mapping.
 
 use serde::{Deserialize, Serialize};
 
