@@ -5,6 +5,7 @@
 //! go to the ackbar server at `http://127.0.0.1:9094` as OTLP/HTTP logs and
 //! become cards there; its other events only go to its own `fmt` output.
 
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::prelude::*;
 
 fn main() -> Result<(), ackbar::LayerError> {
@@ -14,7 +15,9 @@ fn main() -> Result<(), ackbar::LayerError> {
         .span_label_fields(["order"])
         .forward("http://127.0.0.1:9094")?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
+        // The host's own output at INFO: the layer's worker (its HTTP
+        // client) logs at DEBUG and TRACE, like any library.
+        .with(tracing_subscriber::fmt::layer().with_filter(LevelFilter::INFO))
         .with(ackbar_layer)
         .init();
 
