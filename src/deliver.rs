@@ -81,14 +81,9 @@ impl Pacer {
     }
 }
 
-/// Capped exponential backoff with jitter: base * 2^(attempt-1), at most
-/// `max`, then a random factor in [0.5, 1.0] so that retries spread out.
+/// [`crate::backoff::jittered`] with the delivery config's base and cap.
 pub fn backoff(config: &DeliveryConfig, attempt: u32) -> Duration {
-    let exp = config
-        .backoff_base
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-        .min(config.backoff_max);
-    exp.mul_f64(0.5 + fastrand::f64() * 0.5)
+    crate::backoff::jittered(config.backoff_base, config.backoff_max, attempt)
 }
 
 struct Worker {

@@ -15,7 +15,7 @@
 //!
 //! | module | stage |
 //! |---|---|
-//! | [`ingest`] | decode at the edge into [`model`] types: Alertmanager webhook (v4), OTLP/HTTP, the `tracing` Layer |
+//! | [`ingest`] | decode at the edge into [`model`] types: Alertmanager webhook (v4), OTLP/HTTP, the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers |
 //! | [`store`] | the store trait (invariants documented there) and SQLite |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
@@ -55,6 +55,7 @@
 //! to a local Slack emulator whose state is at `/sandbox/api/state`. For a
 //! Rust service, see [`layer`] and [`Bridge`].
 
+pub mod backoff;
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "embedded")]
@@ -62,7 +63,8 @@ pub mod config;
 #[cfg(feature = "embedded")]
 pub mod deliver;
 pub mod ingest;
-#[cfg(feature = "embedded")]
+// The Layer counts what it drops; the exporter is only in embedded builds.
+#[cfg(feature = "layer")]
 pub mod metrics;
 pub mod model;
 #[cfg(feature = "embedded")]
@@ -75,3 +77,9 @@ pub mod silence;
 pub mod slack;
 #[cfg(feature = "embedded")]
 pub mod store;
+
+#[cfg(feature = "layer")]
+pub use ingest::layer::{
+    AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord,
+    layer,
+};

@@ -4,9 +4,13 @@
 //! The `metrics` facade is process-global, so [`install`] installs one
 //! recorder per process and hands out the same handle to every server.
 
+#[cfg(feature = "embedded")]
 use std::sync::OnceLock;
 
-use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics::counter;
+#[cfg(feature = "embedded")]
+use metrics::{describe_counter, describe_gauge, gauge};
+#[cfg(feature = "embedded")]
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::model::OtlpSignal;
@@ -30,13 +34,17 @@ pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
+pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
+pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
 pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
 pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
+#[cfg(feature = "embedded")]
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and returns its handle. `None`
 /// when another recorder was installed first (an embedding host's).
+#[cfg(feature = "embedded")]
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
@@ -47,6 +55,7 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+#[cfg(feature = "embedded")]
 fn describe() {
     describe_counter!(NOTIFICATIONS_RECEIVED, "Notifications accepted, by source.");
     describe_counter!(
@@ -96,6 +105,14 @@ fn describe() {
         "Actions on cards (acknowledge, escalate, resolve; from Slack or the escalation timer), by outcome."
     );
     describe_counter!(
+        LAYER_EVENTS_DROPPED,
+        "Events the tracing Layer captured but could not hand on, by reason."
+    );
+    describe_counter!(
+        LAYER_FORWARD_REQUESTS,
+        "OTLP requests of the tracing Layer's forwarding mode, by outcome."
+    );
+    describe_counter!(
         OTLP_RECORDS,
         "OTLP log records and spans in accepted requests, by signal and outcome (alert, skipped: not alert-worthy, rejected: reported in partialSuccess)."
     );
@@ -113,6 +130,18 @@ pub fn slack_call(method: &'static str, outcome: &'static str) {
 /// `refused` (not allowed).
 pub fn card_action(action: &'static str, outcome: &'static str) {
     counter!(CARD_ACTIONS, "action" => action, "outcome" => outcome).increment(1);
+}
+
+/// Events the `tracing` Layer dropped: `queue_full`, `forward_buffer_full`,
+/// `rejected` (the server refused them for good), `shutdown` (still
+/// undelivered at the flush deadline).
+pub fn layer_events_dropped(reason: &'static str, count: u64) {
+    counter!(LAYER_EVENTS_DROPPED, "reason" => reason).increment(count);
+}
+
+/// One forwarding request: `delivered`, `retried` or `rejected`.
+pub fn layer_forward_request(outcome: &'static str) {
+    counter!(LAYER_FORWARD_REQUESTS, "outcome" => outcome).increment(1);
 }
 
 /// What became of the records of one accepted OTLP request. `alerts`
@@ -141,6 +170,7 @@ pub fn store_error() {
     counter!(STORE_ERRORS).increment(1);
 }
 
+#[cfg(feature = "embedded")]
 pub fn outbox_gauges(summary: crate::store::OutboxSummary) {
     gauge!(OUTBOX_PENDING).set(summary.pending as f64);
     gauge!(OUTBOX_DEAD).set(summary.dead as f64);

@@ -2,6 +2,8 @@
 
 #[cfg(feature = "embedded")]
 pub mod alertmanager;
+#[cfg(feature = "layer")]
+pub mod layer;
 #[cfg(any(feature = "embedded", feature = "forward"))]
 pub mod otlp;
 

@@ -117,8 +117,13 @@ impl Drop for Ackbar {
 }
 
 pub async fn start_ackbar(config: &Value) -> Ackbar {
+    start_ackbar_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), config).await
+}
+
+/// [`start_ackbar`] on a listener the test bound itself (a port chosen
+/// before the server was started).
+pub async fn start_ackbar_on(listener: TcpListener, config: &Value) -> Ackbar {
     let config = Config::from_json(&config.to_string()).expect("test config is valid");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(async move {
@@ -249,6 +254,12 @@ pub async fn metric_where(base_url: &str, name: &str, labels: &str) -> f64 {
         .text()
         .await
         .unwrap();
+    metric_in(&text, name, labels)
+}
+
+/// [`metric_where`] over Prometheus text already at hand (this process's
+/// own recorder, say).
+pub fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
