@@ -18,6 +18,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::mpsc as std_mpsc;
@@ -200,7 +201,7 @@ impl Bridge {
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
-                    .on_thread_start(crate::ingest::layer::mark_thread_as_ackbar)
+                    .on_thread_start(crate::ingest::layer::mark_worker_thread)
                     .build()
                 {
                     Ok(runtime) => runtime,
@@ -209,7 +210,7 @@ impl Bridge {
                         return;
                     }
                 };
-                crate::ingest::layer::mark_thread_as_ackbar();
+                crate::ingest::layer::mark_worker_thread();
                 let result = runtime.block_on(async move {
                     let listener = match TcpListener::bind(listen).await {
                         Ok(listener) => listener,
@@ -264,14 +265,22 @@ impl Bridge {
 
     /// Applies a notification through the pipeline. `Ok` means every change
     /// it causes is durable in the bridge's store.
-    pub async fn ingest(&self, notification: Notification) -> Result<IngestReport, BridgeError> {
-        let inbound = self.inbound.as_ref().ok_or(BridgeError::Stopped)?;
-        let (answer, answered) = oneshot::channel();
-        inbound
-            .send((notification, answer))
-            .await
-            .map_err(|_| BridgeError::Stopped)?;
-        Ok(answered.await.map_err(|_| BridgeError::Stopped)??)
+    // Not an `async fn`: the future holds a clone of the sender rather than
+    // `&self`, so it is `Send` although the bridge is not `Sync`.
+    pub fn ingest(
+        &self,
+        notification: Notification,
+    ) -> impl Future<Output = Result<IngestReport, BridgeError>> + Send + 'static {
+        let inbound = self.inbound.clone();
+        async move {
+            let inbound = inbound.ok_or(BridgeError::Stopped)?;
+            let (answer, answered) = oneshot::channel();
+            inbound
+                .send((notification, answer))
+                .await
+                .map_err(|_| BridgeError::Stopped)?;
+            Ok(answered.await.map_err(|_| BridgeError::Stopped)??)
+        }
     }
 
     /// Stops accepting, delivers what it can within `deadline` (and the
@@ -359,7 +368,7 @@ impl Sink for Bridge {
                 Err(e) => warn!(error = %e, "cannot store events; giving them up"),
             }
         }
-        crate::metrics::layer_events_lost(batch.len() as u64);
+        crate::metrics::layer_events_dropped("store", batch.len() as u64);
     }
 
     async fn close(&mut self, deadline: tokio::time::Instant) {

@@ -56,6 +56,8 @@
 //! Rust service, see [`layer`] and [`Bridge`].
 
 pub mod backoff;
+#[cfg(feature = "embedded")]
+pub mod bridge;
 #[cfg(feature = "server")]
 pub mod cli;
 #[cfg(feature = "embedded")]
@@ -78,6 +80,8 @@ pub mod slack;
 #[cfg(feature = "embedded")]
 pub mod store;
 
+#[cfg(feature = "embedded")]
+pub use bridge::{Bridge, BridgeBuilder, BridgeError};
 #[cfg(feature = "layer")]
 pub use ingest::layer::{
     AckbarLayer, EventRecord, GroupBy, LayerBuilder, LayerError, LayerGuard, Sink, SpanRecord,

@@ -37,7 +37,6 @@ pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
 pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
 pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
-pub const LAYER_EVENTS_LOST: &str = "ackbar_layer_events_lost_total";
 
 #[cfg(feature = "embedded")]
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -67,10 +66,6 @@ fn describe() {
         "Accepted notifications that changed nothing (no Slack call)."
     );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
-    describe_counter!(
-        LAYER_EVENTS_LOST,
-        "tracing events the embedded bridge could not store."
-    );
     describe_counter!(
         ALERTS_UNROUTED,
         "Alerts no route matched (dropped by configuration)."
@@ -134,7 +129,8 @@ pub fn card_action(action: &'static str, outcome: &'static str) {
 
 /// Events the `tracing` Layer dropped: `queue_full`, `forward_buffer_full`,
 /// `rejected` (the server refused them for good), `shutdown` (still
-/// undelivered at the flush deadline).
+/// undelivered at the flush deadline), `store` (the embedded bridge could not
+/// store them).
 pub fn layer_events_dropped(reason: &'static str, count: u64) {
     counter!(LAYER_EVENTS_DROPPED, "reason" => reason).increment(count);
 }
@@ -158,12 +154,6 @@ pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64
     ] {
         counter!(OTLP_RECORDS, "signal" => signal, "outcome" => outcome).increment(n);
     }
-}
-
-/// Events the embedded bridge could not store (it stopped, or the store
-/// kept failing).
-pub fn layer_events_lost(n: u64) {
-    counter!(LAYER_EVENTS_LOST).increment(n);
 }
 
 pub fn store_error() {

@@ -21,7 +21,7 @@ use metrics::counter;
 
 use crate::config::RouteConfig;
 use crate::metrics as m;
-use crate::model::{Labels, Notification};
+use crate::model::{Alert, Labels, Notification};
 use crate::store::{ApplyOutcome, Store, StoreError};
 use card::CardBatch;
 use route::Router;
@@ -79,13 +79,19 @@ impl Pipeline {
                 continue;
             };
             let key = route::card_key(route, &notification, &alert);
+            let resolves_itself = notification.source.resolves_itself();
             let i = *index.entry(key.clone()).or_insert_with(|| {
+                let group_labels = if resolves_itself {
+                    notification.group_labels.clone()
+                } else {
+                    event_group_labels(route, &alert)
+                };
                 batches.push(CardBatch {
-                    group_labels: notification.group_labels.clone(),
+                    group_labels,
                     common_labels: notification.common_labels.clone(),
                     common_annotations: notification.common_annotations.clone(),
                     external_url: external_url.clone(),
-                    ..self.empty_batch(route, key, notification.source.resolves_itself())
+                    ..self.empty_batch(route, key, resolves_itself)
                 });
                 batches.len() - 1
             });
@@ -185,6 +191,21 @@ impl Pipeline {
         count_outcomes(&outcomes);
         Ok(IngestReport { outcomes, unrouted })
     }
+}
+
+/// What an event source's card is about, since the source has no groups of
+/// its own: the values of the route's `group_by`, or (one alert per card)
+/// the alert's own labels. Both are the same for every alert of the card,
+/// so the card's group data stays put.
+fn event_group_labels(route: &RouteConfig, alert: &Alert) -> Labels {
+    if route.group_by.is_empty() {
+        return alert.labels.clone();
+    }
+    route
+        .group_by
+        .iter()
+        .filter_map(|name| Some((name.clone(), alert.labels.get(name)?.clone())))
+        .collect()
 }
 
 fn count_outcomes(outcomes: &[ApplyOutcome]) {

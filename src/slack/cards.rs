@@ -537,7 +537,8 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
         {
             text.push_str("\n• ");
             text.push_str(&untrusted(&truncate(name, 100)));
-            if let Some(s) = summary.filter(|s| !s.trim().is_empty()) {
+            // An event's name is often its message: say it once.
+            if let Some(s) = summary.filter(|s| !s.trim().is_empty() && s != name) {
                 text.push_str(" — ");
                 text.push_str(&untrusted(&truncate(s, 120)));
             }
