@@ -503,6 +503,44 @@ async fn forwarded_errors_become_cards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_label_fields_are_labels_the_server_routes_by() {
+    const TENANT_CHANNEL: &str = "C0TENANT01";
+    let slack =
+        common::start_slack(common::sandbox_options(&[common::CHANNEL, TENANT_CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(&slack.api_url, &dir.path().join("ackbar.db"));
+    config["routes"] = serde_json::json!([
+        { "name": "acme", "matchers": ["tenant=acme"], "channel": TENANT_CHANNEL },
+        { "name": "all", "channel": common::CHANNEL }
+    ]);
+    let server = common::start_ackbar(&config).await;
+
+    let (layer, guard) = ackbar::layer()
+        .label_fields(["tenant"])
+        .forward(&server.base())
+        .unwrap();
+    let dispatch = Dispatch::new(Registry::default().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::error!(tenant = "acme", "quota exceeded");
+        tracing::error!(tenant = "other", "quota exceeded");
+    });
+    flush(guard).await;
+
+    // Without any `otlp.logs.label_attributes`: the layer said which
+    // attributes are labels, and the route matched on one.
+    common::eventually(WAIT, "a card in each channel", || {
+        let state = slack.sandbox.state();
+        common::cards(&state, TENANT_CHANNEL).len() == 1
+            && common::cards(&state, common::CHANNEL).len() == 1
+    })
+    .await;
+    let state = slack.sandbox.state();
+    let (_, _, card) = &common::cards(&state, TENANT_CHANNEL)[0];
+    assert!(common::message_text(card).contains("tenant=acme"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_survives_a_server_that_starts_late() {
     install_recorder();
     let slack = common::start_slack(common::sandbox_options(&[common::CHANNEL])).await;

@@ -24,7 +24,7 @@
 //! | `timeUnixNano`, `severityNumber`, `severityText` | time, level (ERROR=17, WARN=13, INFO=9, DEBUG=5, TRACE=1) |
 //! | `body` (string) | the message |
 //! | `eventName` | [`EventRecord::alertname`] |
-//! | attributes | the fields, the labels (but `service`, `alertname`), `code.filepath`, `code.lineno`, `ackbar.spans` (the span context), `ackbar.group` (the group key, 16 hex digits) |
+//! | attributes | the fields, the labels (but `service`, `alertname`), `code.filepath`, `code.lineno`, `ackbar.spans` (the span context), `ackbar.group` (the group key, 16 hex digits), `ackbar.labels` (which attributes are labels, comma-separated) |
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -47,6 +47,7 @@ use crate::ingest::otlp::proto::{
     AnyValue, ExportLogsServiceRequest, ExportLogsServiceResponse, InstrumentationScope, KeyValue,
     LogRecord, Resource, ResourceLogs, ScopeLogs, any_value,
 };
+use crate::ingest::otlp::{GROUP_ATTRIBUTE, LABELS_ATTRIBUTE};
 use crate::metrics as m;
 
 /// Default `forward_buffer_capacity`: minutes of a steady error rate, a
@@ -531,7 +532,18 @@ fn log_record(r: &EventRecord) -> LogRecord {
     if !r.spans.is_empty() {
         attributes.push(attribute("ackbar.spans", r.span_context()));
     }
-    attributes.push(attribute("ackbar.group", format!("{:016x}", r.group_key)));
+    attributes.push(attribute(GROUP_ATTRIBUTE, format!("{:016x}", r.group_key)));
+    // Which attributes are labels, so the server's routes see what an
+    // embedded bridge would.
+    let labels: Vec<&str> = r
+        .labels
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !matches!(*name, "service" | "alertname"))
+        .collect();
+    if !labels.is_empty() {
+        attributes.push(attribute(LABELS_ATTRIBUTE, labels.join(",")));
+    }
     LogRecord {
         time_unix_nano: r
             .time
@@ -619,6 +631,7 @@ mod tests {
                 ("code.lineno", Some(&any_value::Value::IntValue(42))),
                 ("ackbar.spans", s("checkout{order=7}").as_ref()),
                 ("ackbar.group", s("0000000000abcdef").as_ref()),
+                ("ackbar.labels", s("order,user_id").as_ref()),
             ]
         );
     }

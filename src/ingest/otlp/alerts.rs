@@ -201,8 +201,8 @@ impl Details {
         self.text.push_str(&line);
     }
 
-    /// One line per attribute, except those copied into labels and
-    /// `ackbar.group`.
+    /// One line per attribute, except those copied into labels and the
+    /// forwarding Layer's own (`ackbar.group`, `ackbar.labels`).
     pub fn attributes(&mut self, attributes: &[KeyValue], label_attributes: &[String]) {
         for kv in attributes {
             self.attribute(kv, label_attributes);
@@ -210,7 +210,9 @@ impl Details {
     }
 
     fn attribute(&mut self, kv: &KeyValue, label_attributes: &[String]) {
-        if kv.key == super::logs::GROUP_ATTRIBUTE || label_attributes.contains(&kv.key) {
+        if [super::GROUP_ATTRIBUTE, super::LABELS_ATTRIBUTE].contains(&kv.key.as_str())
+            || label_attributes.contains(&kv.key)
+        {
             return;
         }
         let value = kv.value.as_ref().map(text).unwrap_or_default();

@@ -7,15 +7,12 @@ use super::alerts::{
     trace_link,
 };
 use super::proto::{ExportLogsServiceRequest, LogRecord};
-use super::{Decoded, MAX_ALERTNAME_CHARS, MAX_SUMMARY_CHARS};
+use super::{Decoded, GROUP_ATTRIBUTE, LABELS_ATTRIBUTE, MAX_ALERTNAME_CHARS, MAX_SUMMARY_CHARS};
 use crate::config::OtlpConfig;
 use crate::ingest::alertmanager::fingerprint;
 use crate::ingest::truncate_chars;
 use crate::model::{Alert, AlertStatus, Fingerprint, Fnv64, Labels, Occurrences, OtlpSignal};
 
-/// A log record attribute that groups records explicitly: its value and
-/// the service name make the fingerprint.
-pub const GROUP_ATTRIBUTE: &str = "ackbar.group";
 /// Highest `severityNumber` (FATAL4).
 const MAX_SEVERITY_NUMBER: i32 = 24;
 
@@ -90,7 +87,23 @@ fn alert(
         return Err("the record has neither an eventName nor a body to name the alert".to_owned());
     }
 
-    let label_attributes = &config.logs.label_attributes;
+    // Attributes the forwarding Layer made labels, besides the configured.
+    let mut forwarded_labels: Vec<String> = string_attribute(&record.attributes, LABELS_ATTRIBUTE)
+        .map(|names| {
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let label_attributes = if forwarded_labels.is_empty() {
+        &config.logs.label_attributes
+    } else {
+        forwarded_labels.extend(config.logs.label_attributes.iter().cloned());
+        &forwarded_labels
+    };
     let labels = origin.labels(
         &alertname,
         severity_label(number),

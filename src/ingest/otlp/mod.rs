@@ -60,6 +60,10 @@
 //! groups events itself) gets its fingerprint from its `service` label and
 //! that value alone. Records with the same service and group are then one
 //! alert whatever their other labels; the first record's labels are kept.
+//! Its string attribute `ackbar.labels` (comma-separated attribute names)
+//! says which of its attributes the host made labels: they become labels
+//! here too, as if `label_attributes` named them, so routes match forwarded
+//! events as they match embedded ones.
 //!
 //! # Partial success
 //!
@@ -79,6 +83,12 @@
 //! `embedded`.
 
 pub mod proto;
+
+/// The attributes by which the Layer's forwarding mode carries what an
+/// embedded bridge would know directly: the group key, and which attributes
+/// are labels.
+pub const GROUP_ATTRIBUTE: &str = "ackbar.group";
+pub const LABELS_ATTRIBUTE: &str = "ackbar.labels";
 // Serde helpers the wire types' derives name, so they come with them.
 mod json;
 
