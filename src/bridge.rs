@@ -34,7 +34,7 @@ use crate::config::{Config, ConfigError, RouteConfig, Secret, StoreConfig};
 use crate::ingest::layer::{EventRecord, Sink};
 use crate::model::{Alert, Notification, Occurrences, Source};
 use crate::pipeline::IngestReport;
-use crate::server::{self, Inbound, ServerError};
+use crate::server::{self, Embedding, Inbound, ServerError};
 use crate::store::StoreError;
 
 /// Notifications waiting for the bridge's runtime; the Layer's worker waits
@@ -223,7 +223,10 @@ impl Bridge {
                     let stop = async {
                         let _ = stop_rx.await;
                     };
-                    server::run_with_inbound(listener, config, stop, Some(inbound_rx)).await
+                    let embedding = Embedding {
+                        inbound: inbound_rx,
+                    };
+                    server::run_embedded(listener, config, stop, embedding).await
                 });
                 let _ = stopped_tx.send(result);
             })

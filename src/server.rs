@@ -79,18 +79,39 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    run_with_inbound(listener, config, shutdown, None).await
+    serve(listener, config, shutdown, None).await
 }
 
-/// [`run`], also ingesting notifications sent on `inbound` until every
-/// sender is gone or the server stops.
-pub async fn run_with_inbound(
+/// What differs when the server runs inside a host process (the embedded
+/// [`Bridge`](crate::Bridge)).
+#[derive(Debug)]
+pub struct Embedding {
+    /// Notifications from the host, ingested until every sender is gone or
+    /// the server stops.
+    pub inbound: mpsc::Receiver<Inbound>,
+}
+
+/// [`run`] inside a host. The host owns the process: ackbar does not
+/// install a metrics recorder (its counters go to the host's, if any).
+pub async fn run_embedded(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    inbound: Option<mpsc::Receiver<Inbound>>,
+    embedding: Embedding,
 ) -> Result<(), ServerError> {
-    let metrics = m::install();
+    serve(listener, config, shutdown, Some(embedding)).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    embedding: Option<Embedding>,
+) -> Result<(), ServerError> {
+    let metrics = match embedding {
+        None => m::install(),
+        Some(_) => None,
+    };
     let addr = listener.local_addr()?;
     let store = store::open(&config.store.url, STORE_BUSY_TIMEOUT).await?;
     let routes = config.effective_routes();
@@ -182,7 +203,7 @@ pub async fn run_with_inbound(
         otlp: config.otlp.clone(),
     });
 
-    let inbound = inbound.map(|mut inbound| {
+    let inbound = embedding.map(|Embedding { mut inbound }| {
         let app = app.clone();
         tokio::spawn(async move {
             while let Some((notification, answer)) = inbound.recv().await {
