@@ -89,6 +89,7 @@ pub mod proto;
 /// are labels.
 pub const GROUP_ATTRIBUTE: &str = "ackbar.group";
 pub const LABELS_ATTRIBUTE: &str = "ackbar.labels";
+
 // Serde helpers the wire types' derives name, so they come with them.
 mod json;
 
