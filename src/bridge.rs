@@ -179,6 +179,7 @@ impl Bridge {
             config: Config {
                 store: StoreConfig {
                     url: "sqlite::memory:".to_owned(),
+                    ..StoreConfig::default()
                 },
                 ..Config::default()
             },

@@ -99,14 +99,23 @@ pub struct StoreConfig {
     /// `sqlite://PATH` (created when missing) or `sqlite::memory:`.
     #[serde(default = "default_store_url")]
     pub url: String,
+    /// Resolved cards (with their alerts, thread and dead letters) are
+    /// deleted this long after they resolved, so the tables stay bounded.
+    #[serde(default = "default_retention", deserialize_with = "de_duration")]
+    pub retention: Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             url: default_store_url(),
+            retention: default_retention(),
         }
     }
+}
+
+fn default_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 fn default_store_url() -> String {
@@ -760,6 +769,20 @@ impl Config {
                 ),
             ));
         }
+        // A pruned card cannot reopen: its key's next alert starts a new one.
+        if let Some(route) = self
+            .effective_routes()
+            .into_iter()
+            .find(|r| r.reopen_window > self.store.retention)
+        {
+            return Err(ConfigError::invalid(
+                "store.retention",
+                format!(
+                    "must be at least route {:?}'s reopen_window, or its resolved cards are pruned while they could still reopen",
+                    route.name
+                ),
+            ));
+        }
         if !(self.slack.api_url.starts_with("http://")
             || self.slack.api_url.starts_with("https://"))
         {
@@ -1058,6 +1081,20 @@ mod tests {
         .to_string();
         assert!(err.starts_with("routes[0]"), "{err}");
         assert!(err.contains("unknown field `chanel`"), "{err}");
+    }
+
+    #[test]
+    fn retention_shorter_than_a_reopen_window_is_refused() {
+        let err = Config::from_json(
+            r#"{"store": {"retention": "1h"},
+                "routes": [{"name": "db", "channel": "C0123ABCD", "reopen_window": "2h"}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("store.retention"), "{err}");
+        assert!(err.contains("\"db\""), "{err}");
+        let ok = Config::from_json(r#"{"store": {"retention": "30d"}}"#).unwrap();
+        assert_eq!(ok.store.retention, Duration::from_secs(30 * 86_400));
     }
 
     #[test]

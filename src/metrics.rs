@@ -33,6 +33,7 @@ pub const OUTBOX_PENDING: &str = "ackbar_outbox_pending";
 pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
+pub const CARDS_PRUNED: &str = "ackbar_cards_pruned_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
 pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
@@ -96,6 +97,10 @@ fn describe() {
     describe_gauge!(CARDS_FIRING, "Cards currently firing.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
     describe_counter!(
+        CARDS_PRUNED,
+        "Resolved cards deleted after store.retention."
+    );
+    describe_counter!(
         CARD_ACTIONS,
         "Actions on cards (acknowledge, escalate, resolve; from Slack or the escalation timer), by outcome."
     );
@@ -158,6 +163,10 @@ pub fn otlp_records(signal: OtlpSignal, alerts: u64, skipped: u64, rejected: u64
 
 pub fn store_error() {
     counter!(STORE_ERRORS).increment(1);
+}
+
+pub fn cards_pruned(n: u64) {
+    counter!(CARDS_PRUNED).increment(n);
 }
 
 #[cfg(feature = "embedded")]

@@ -180,6 +180,11 @@ async fn serve(
         store.clone(),
         config.delivery.reply_batch_window,
     ));
+    let pruner = tokio::spawn(store::retention::run_pruner(
+        store.clone(),
+        config.store.retention,
+        stop_timer.subscribe(),
+    ));
     let quiet_timer = tokio::spawn(crate::pipeline::quiet::run_timer(
         pipeline.clone(),
         deliverer.clone(),
@@ -269,6 +274,7 @@ async fn serve(
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
     let _ = quiet_timer.await;
+    let _ = pruner.await;
     if let Some(socket_mode) = socket_mode {
         let _ = socket_mode.await;
     }

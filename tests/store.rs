@@ -519,3 +519,63 @@ async fn occurrences_accumulate_and_a_quiet_alert_resolves_its_card() {
     assert_eq!(view.alerts[0].occurrences.map(|o| o.count), Some(1));
     assert_eq!(view.alerts[0].starts_at, t(100));
 }
+
+/// Delivers everything due at `now`, as if Slack accepted every call.
+async fn deliver_all(store: &SqliteStore, now: DateTime<Utc>) {
+    while let NextOp::Ready(op) = store.next_op("C0STORETST", now).await.unwrap() {
+        store.begin_attempt(op.id, now).await.unwrap();
+        let done = match op.kind {
+            OpKind::Post => Completion::Posted {
+                ts: format!("1.{}", op.id),
+                refresh: false,
+            },
+            _ => Completion::Done,
+        };
+        store.complete(&op, done, now).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver() {
+    let (_dir, store) = open().await;
+    for key in ["old", "recent", "firing"] {
+        store
+            .apply(&[batch(key, vec![alert(1, AlertStatus::Firing)])], t(0))
+            .await
+            .unwrap();
+    }
+    store
+        .apply(
+            &[batch("old", vec![alert(1, AlertStatus::Resolved)])],
+            t(10),
+        )
+        .await
+        .unwrap();
+    store
+        .apply(
+            &[batch("recent", vec![alert(1, AlertStatus::Resolved)])],
+            t(500),
+        )
+        .await
+        .unwrap();
+    // Undelivered work keeps even an old card.
+    assert_eq!(store.prune(t(100), 10).await.unwrap(), 0);
+    deliver_all(&store, t(600)).await;
+    assert_eq!(store.outbox_summary().await.unwrap().pending, 0);
+
+    assert_eq!(store.prune(t(100), 10).await.unwrap(), 1);
+    assert!(store.card_by_key("old").await.unwrap().is_none());
+    assert!(store.card_by_key("recent").await.unwrap().is_some());
+    assert!(store.card_by_key("firing").await.unwrap().is_some());
+    assert_eq!(
+        store.prune(t(100), 10).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+    // The pruned key's next alert opens a new card.
+    let out = store
+        .apply(&[batch("old", vec![alert(1, AlertStatus::Firing)])], t(700))
+        .await
+        .unwrap();
+    assert!(out[0].opened);
+}

@@ -44,6 +44,7 @@
 //! unknown is sent again. Idempotency keys of requests from Slack (event ids)
 //! are kept a day (`requests_seen`).
 
+pub mod retention;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -378,6 +379,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest firing event-sourced alert's quiet period ends.
     async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Deletes up to `limit` cards that resolved before `resolved_before`
+    /// and have nothing left to deliver, with their alerts and outbox rows
+    /// (dead letters included). Returns how many cards went.
+    async fn prune(&self, resolved_before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
     /// Records an idempotency key (a Slack event id, a delivery of an
     /// interaction). True the first time; false for a repeat.

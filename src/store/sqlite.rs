@@ -1208,6 +1208,41 @@ impl Store for SqliteStore {
         next.map(from_ms).transpose()
     }
 
+    async fn prune(&self, resolved_before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM cards c WHERE c.state = 'resolved' AND c.resolved_at < ?
+               AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.card_seq = c.seq AND o.state <> 'dead')
+             ORDER BY c.resolved_at LIMIT ?",
+        )
+        .bind(ms(resolved_before))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if seqs.is_empty() {
+            return Ok(0);
+        }
+        let placeholders = vec!["?"; seqs.len()].join(",");
+        // Children first: foreign keys are enforced (thread events go with
+        // their outbox rows by cascade).
+        for table in ["alerts", "outbox"] {
+            let sql = format!("DELETE FROM {table} WHERE card_seq IN ({placeholders})");
+            let mut q = sqlx::query(&sql);
+            for seq in &seqs {
+                q = q.bind(seq);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let sql = format!("DELETE FROM cards WHERE seq IN ({placeholders})");
+        let mut q = sqlx::query(&sql);
+        for seq in &seqs {
+            q = q.bind(seq);
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(seqs.len() as u64)
+    }
+
     async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
         let day_ago = now - chrono::Duration::days(1);
