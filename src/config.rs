@@ -947,12 +947,16 @@ impl Config {
     }
 }
 
-/// Equality whose running time does not depend on where the inputs differ.
+/// Equality for secrets (ingest credentials, tokens the sandbox checks):
+/// its running time reveals neither where the inputs differ nor, beyond
+/// what hashing the attacker's own input costs, the secret's length. Both
+/// sides are hashed to fixed-size digests, which `subtle` compares without
+/// branching on the bytes. The one place ackbar compares secrets; Slack
+/// signatures use `hmac`'s `verify_slice`, constant-time in the same way.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),
@@ -1085,6 +1089,45 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("xoxb-from-file"));
         assert!(!c.sandbox_mode());
+    }
+
+    #[test]
+    fn secret_debug_never_shows_an_inline_or_resolved_value() {
+        let c = Config::from_json(
+            r#"{"slack": {"bot_token": "xoxb-inline-9f3c", "signing_secret": "sig-inline-9f3c",
+                "app_token": "xapp-inline-9f3c"},
+                "ingest": {"auth": {"basic": {"username": "am", "password": "pw-inline-9f3c"}}}}"#,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("9f3c"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+        let raw = Secret::Inline("inline-9f3c".into());
+        assert_eq!(format!("{raw:?}"), "Secret(***)");
+        assert_eq!(
+            format!(
+                "{:?}",
+                Secret::Env {
+                    env: "TOKEN_VAR".into()
+                }
+            ),
+            "Secret(env TOKEN_VAR)"
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"S3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret\0"));
+        assert!(!constant_time_eq(b"", b"x"));
+        let secret = Secret::Resolved("token-1".into());
+        assert!(secret.matches(b"token-1"));
+        assert!(!secret.matches(b"token-2"));
+        assert!(!secret.matches(b""));
     }
 
     #[test]

@@ -398,7 +398,9 @@ impl Sandbox {
             .filter(|t| !t.is_empty());
         match (&presented, &inner.token) {
             (None, _) => return Reply::err(ApiError::new("not_authed")),
-            (Some(p), Some(expected)) if p != expected => {
+            (Some(p), Some(expected))
+                if !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
+            {
                 return Reply::err(ApiError::new("invalid_auth"));
             }
             _ => {}
