@@ -756,7 +756,8 @@ impl Config {
             return Err(ConfigError::invalid(
                 "store.url",
                 format!(
-                    "unsupported store {url:?}: use sqlite://PATH (postgres:// is not supported yet)"
+                    "unsupported store {:?}: use sqlite://PATH (postgres:// is not supported yet)",
+                    redact_url(url)
                 ),
             ));
         }
@@ -766,6 +767,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "slack.api_url",
                 "must be an http:// or https:// URL such as https://slack.com/api",
+            ));
+        }
+        if redact_url(&self.slack.api_url) != self.slack.api_url {
+            return Err(ConfigError::invalid(
+                "slack.api_url",
+                "must not carry credentials: the token goes in slack.bot_token",
             ));
         }
         if let Some(token) = &self.slack.bot_token {
@@ -959,6 +966,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
+/// `url` with the credentials of its authority (`user:password@`) replaced
+/// by `***`, for messages and `check-config`: a store or Alertmanager URL
+/// may carry a password. Works on any scheme and on text that is not a
+/// valid URL; text without `://` is returned as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_start + i);
+    match url[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),
 /// upper-case alphanumerics.
 pub fn is_channel_id(s: &str) -> bool {
@@ -1113,6 +1142,35 @@ mod tests {
             ),
             "Secret(env TOKEN_VAR)"
         );
+    }
+
+    #[test]
+    fn redact_url_hides_credentials_only() {
+        for (url, shown) in [
+            (
+                "postgres://ackbar:pw@db.example:5432/ackbar?sslmode=require",
+                "postgres://***@db.example:5432/ackbar?sslmode=require",
+            ),
+            ("http://u:p@am:9093", "http://***@am:9093"),
+            ("http://token@am:9093/x@y", "http://***@am:9093/x@y"),
+            ("http://a@b:p@w@am:9093#f", "http://***@am:9093#f"),
+            ("http://am:9093/path?q=a@b", "http://am:9093/path?q=a@b"),
+            ("sqlite://ackbar.db", "sqlite://ackbar.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn api_url_with_credentials_is_refused_without_echoing_them() {
+        let err =
+            Config::from_json(r#"{"slack": {"api_url": "https://u:hunter2@slack.example/api"}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("slack.api_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

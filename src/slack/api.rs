@@ -441,18 +441,20 @@ impl SlackClient {
         bot_token: &str,
         timeout: Duration,
     ) -> Result<SlackClient, SlackError> {
+        // Shown in errors without any credentials it (wrongly) carries.
+        let shown = crate::config::redact_url(api_url);
         let url = reqwest::Url::parse(api_url).map_err(|e| SlackError::InvalidConfig {
-            reason: format!("api_url {api_url:?}: {e}"),
+            reason: format!("api_url {shown:?}: {e}"),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
             return Err(SlackError::InvalidConfig {
-                reason: format!("api_url {api_url:?}: must be an http(s) URL"),
+                reason: format!("api_url {shown:?}: must be an http(s) URL"),
             });
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             return Err(SlackError::InvalidConfig {
                 reason: format!(
-                    "api_url {api_url:?}: must not carry a query, fragment or credentials"
+                    "api_url {shown:?}: must not carry a query, fragment or credentials"
                 ),
             });
         }
