@@ -428,3 +428,142 @@ fn check_config_and_config_errors_never_print_secrets() {
         }
     }
 }
+
+/// A sandbox-mode ackbar (every route, the emulator's included) with a
+/// small ingest limit.
+async fn limits_ackbar(dir: &std::path::Path) -> Ackbar {
+    let mut config = test_config("https://slack.com/api", &dir.join("l.db"));
+    config["slack"] = json!({});
+    config["ingest"] = json!({ "max_body_bytes": 64 * 1024 });
+    start_ackbar(&config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_body_past_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ackbar = limits_ackbar(dir.path()).await;
+    let client = http();
+    let ingest = 64 * 1024;
+    let slack = 1024 * 1024;
+    let sandbox = ackbar::slack::sandbox::MAX_REQUEST_BYTES;
+    for (path, content_type, limit) in [
+        ("/webhook/alertmanager", "application/json", ingest),
+        ("/v1/logs", "application/json", ingest),
+        ("/v1/traces", "application/x-protobuf", ingest),
+        (
+            "/slack/interactions",
+            "application/x-www-form-urlencoded",
+            slack,
+        ),
+        (
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            slack,
+        ),
+        ("/slack/events", "application/json", slack),
+        ("/sandbox/api/_act/click", "application/json", sandbox),
+        ("/sandbox/api/_faults", "application/json", sandbox),
+        ("/sandbox/api/_response/x", "application/json", sandbox),
+    ] {
+        let r = client
+            .post(ackbar.url(path))
+            .header("content-type", content_type)
+            .body(vec![b' '; limit + 1])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+    }
+    // The emulated Web API answers as Slack does: 200 with an error.
+    let r = client
+        .post(ackbar.url("/sandbox/api/chat.postMessage"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; sandbox + 1])
+        .send()
+        .await
+        .expect("request");
+    let answer: Value = r.json().await.expect("json");
+    assert_eq!(answer["error"], "request_too_large", "{answer}");
+    ackbar.stop().await;
+}
+
+/// hyper's HTTP/1 defaults, which `axum::serve` keeps: at most 100 headers,
+/// and a request head within a read buffer of 8 KiB + 100 × 4 KiB (checked
+/// between reads, so a head may pass it by one read). Past either, the
+/// request is answered 431 before any route runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_past_hypers_limits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ackbar = limits_ackbar(dir.path()).await;
+    let client = http();
+
+    let mut many = client.get(ackbar.url("/healthz"));
+    for i in 0..100 {
+        many = many.header(format!("x-filler-{i}"), "x");
+    }
+    assert_eq!(many.send().await.unwrap().status().as_u16(), 431);
+    let mut fewer = client.get(ackbar.url("/healthz"));
+    for i in 0..90 {
+        fewer = fewer.header(format!("x-filler-{i}"), "x");
+    }
+    assert_eq!(fewer.send().await.unwrap().status().as_u16(), 200);
+
+    let huge = "x".repeat(1024 * 1024);
+    let r = client
+        .get(ackbar.url("/healthz"))
+        .header("x-filler", huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    let large = "x".repeat(64 * 1024);
+    let r = client
+        .get(ackbar.url("/healthz"))
+        .header("x-filler", large)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    ackbar.stop().await;
+}
+
+/// A signed slash command whose `response_url` points into ackbar's own
+/// network: ackbar answers it, but never connects there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_url_outside_slack_is_never_called() {
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_url = format!("http://{}/steal", trap.local_addr().unwrap());
+    let mut options = sandbox_options(&[CHANNEL]);
+    options.signing_secret = Some(SIGNING_SECRET.to_owned());
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("r.db"));
+    config["slack"]["signing_secret"] = json!(SIGNING_SECRET);
+    let ackbar = start_ackbar(&config).await;
+    slack.sandbox.set_app_url(Some(ackbar.base()));
+
+    let form = serde_urlencoded::to_string([
+        ("command", "/ackbar"),
+        ("text", "list"),
+        ("user_id", ALICE),
+        ("channel_id", CHANNEL),
+        ("response_url", &trap_url),
+    ])
+    .unwrap();
+    let r = slack
+        .sandbox
+        .send_raw(
+            "/slack/commands",
+            "application/x-www-form-urlencoded",
+            form.as_bytes(),
+            Signing::Valid,
+        )
+        .await
+        .expect("sent");
+    assert_eq!(r.status, 200, "{}", r.body);
+    // `list` answers later through the response_url; give it the time a
+    // real one takes here (milliseconds) many times over.
+    let connected = tokio::time::timeout(Duration::from_secs(2), trap.accept()).await;
+    assert!(connected.is_err(), "ackbar connected to {trap_url}");
+    ackbar.stop().await;
+}
