@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, LogFormat, redact_url};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,11 +43,11 @@ pub fn main(cli: Cli) -> ExitCode {
                 let routes = config.effective_routes();
                 println!("{}: ok", file.display());
                 println!("  listen: {}", config.listen);
-                println!("  store:  {}", config.store.url);
+                println!("  store:  {}", redact_url(&config.store.url));
                 if config.sandbox_mode() {
                     println!("  slack:  sandbox mode (no bot token; local emulator at /sandbox/)");
                 } else {
-                    println!("  slack:  {}", config.slack.api_url);
+                    println!("  slack:  {}", redact_url(&config.slack.api_url));
                 }
                 let otlp = &config.otlp;
                 println!(
@@ -56,7 +56,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     otlp.traces
                         .trace_url
                         .as_deref()
-                        .map(|url| format!("; trace links {url}"))
+                        .map(|url| format!("; trace links {}", redact_url(url)))
                         .unwrap_or_default()
                 );
                 for r in &routes {
@@ -68,6 +68,9 @@ pub fn main(cli: Cli) -> ExitCode {
                         r.channel,
                         matchers.join(", ")
                     );
+                    if let Some(url) = &r.alertmanager_url {
+                        println!("    silences via {}", redact_url(url));
+                    }
                     for (i, step) in r.escalation.iter().enumerate() {
                         let who: Vec<String> =
                             step.notify.iter().map(ToString::to_string).collect();

@@ -765,7 +765,8 @@ impl Config {
             return Err(ConfigError::invalid(
                 "store.url",
                 format!(
-                    "unsupported store {url:?}: use sqlite://PATH (postgres:// is not supported yet)"
+                    "unsupported store {:?}: use sqlite://PATH (postgres:// is not supported yet)",
+                    redact_url(url)
                 ),
             ));
         }
@@ -789,6 +790,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "slack.api_url",
                 "must be an http:// or https:// URL such as https://slack.com/api",
+            ));
+        }
+        if redact_url(&self.slack.api_url) != self.slack.api_url {
+            return Err(ConfigError::invalid(
+                "slack.api_url",
+                "must not carry credentials: the token goes in slack.bot_token",
             ));
         }
         if let Some(token) = &self.slack.bot_token {
@@ -970,12 +977,38 @@ impl Config {
     }
 }
 
-/// Equality whose running time does not depend on where the inputs differ.
+/// Equality for secrets (ingest credentials, tokens the sandbox checks):
+/// its running time reveals neither where the inputs differ nor, beyond
+/// what hashing the attacker's own input costs, the secret's length. Both
+/// sides are hashed to fixed-size digests, which `subtle` compares without
+/// branching on the bytes. The one place ackbar compares secrets; Slack
+/// signatures use `hmac`'s `verify_slice`, constant-time in the same way.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
+}
+
+/// `url` with the credentials of its authority (`user:password@`) replaced
+/// by `***`, for messages and `check-config`: a store or Alertmanager URL
+/// may carry a password. Works on any scheme and on text that is not a
+/// valid URL; text without `://` is returned as it is.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| authority_start + i);
+    match url[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}***{}",
+            &url[..authority_start],
+            &url[authority_start + at..]
+        ),
+        None => url.to_owned(),
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),
@@ -1122,6 +1155,74 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("xoxb-from-file"));
         assert!(!c.sandbox_mode());
+    }
+
+    #[test]
+    fn secret_debug_never_shows_an_inline_or_resolved_value() {
+        let c = Config::from_json(
+            r#"{"slack": {"bot_token": "xoxb-inline-9f3c", "signing_secret": "sig-inline-9f3c",
+                "app_token": "xapp-inline-9f3c"},
+                "ingest": {"auth": {"basic": {"username": "am", "password": "pw-inline-9f3c"}}}}"#,
+        )
+        .unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("9f3c"), "{shown}");
+        assert!(shown.contains("Secret(***)"), "{shown}");
+        let raw = Secret::Inline("inline-9f3c".into());
+        assert_eq!(format!("{raw:?}"), "Secret(***)");
+        assert_eq!(
+            format!(
+                "{:?}",
+                Secret::Env {
+                    env: "TOKEN_VAR".into()
+                }
+            ),
+            "Secret(env TOKEN_VAR)"
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_credentials_only() {
+        for (url, shown) in [
+            (
+                "postgres://ackbar:pw@db.example:5432/ackbar?sslmode=require",
+                "postgres://***@db.example:5432/ackbar?sslmode=require",
+            ),
+            ("http://u:p@am:9093", "http://***@am:9093"),
+            ("http://token@am:9093/x@y", "http://***@am:9093/x@y"),
+            ("http://a@b:p@w@am:9093#f", "http://***@am:9093#f"),
+            ("http://am:9093/path?q=a@b", "http://am:9093/path?q=a@b"),
+            ("sqlite://ackbar.db", "sqlite://ackbar.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("", ""),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn api_url_with_credentials_is_refused_without_echoing_them() {
+        let err =
+            Config::from_json(r#"{"slack": {"api_url": "https://u:hunter2@slack.example/api"}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("slack.api_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn constant_time_eq_is_plain_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"S3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret\0"));
+        assert!(!constant_time_eq(b"", b"x"));
+        let secret = Secret::Resolved("token-1".into());
+        assert!(secret.matches(b"token-1"));
+        assert!(!secret.matches(b"token-2"));
+        assert!(!secret.matches(b""));
     }
 
     #[test]

@@ -125,11 +125,13 @@ impl SilenceError {
 }
 
 /// The answer to a `view_submission` that keeps the modal open and shows
-/// `errors` under their fields (several on one field are joined).
+/// `errors` under their fields (several on one field are joined). The
+/// variants carrying outside text sanitise it when they are made; it is
+/// sanitised again here (idempotently) so no error can ever mention anyone.
 pub fn errors_answer(errors: &[SilenceError]) -> Value {
     let mut by_block: serde_json::Map<String, Value> = serde_json::Map::new();
     for e in errors {
-        let text = e.to_string();
+        let text = untrusted_plain(&e.to_string());
         match by_block.get_mut(e.block_id()) {
             Some(Value::String(s)) => {
                 s.push(' ');

@@ -42,6 +42,12 @@ pub mod methods {
     pub const RESPONSE_URL: &str = "response_url";
 }
 
+/// Where Slack's `response_url`s live. A `response_url` arrives in a
+/// request (signed, or over the Socket Mode connection), so ackbar checks it
+/// before posting: anything else would let whoever shaped the payload make
+/// ackbar send requests into its own network.
+pub const RESPONSE_URL_PREFIX: &str = "https://hooks.slack.com/";
+
 /// Longest a connection attempt may take, whatever the request timeout.
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -92,6 +98,13 @@ pub enum SlackError {
     /// The client cannot be built from this configuration.
     #[error("invalid slack client configuration: {reason}")]
     InvalidConfig { reason: String },
+    /// A URL from a request (a `response_url`) points somewhere ackbar does
+    /// not post to: neither Slack's [`RESPONSE_URL_PREFIX`] nor the origin
+    /// of the configured `slack.api_url`. The URL itself is not kept.
+    #[error(
+        "slack {method}: refused to post to a URL outside {RESPONSE_URL_PREFIX} and slack.api_url"
+    )]
+    ForbiddenUrl { method: &'static str },
 }
 
 /// What to do after a failed call.
@@ -152,7 +165,7 @@ impl SlackError {
             // A 2xx we could not read: Slack or a proxy misbehaved; the next
             // answer may be fine.
             SlackError::Decode { .. } => Retry::Backoff,
-            SlackError::InvalidConfig { .. } => Retry::Never,
+            SlackError::InvalidConfig { .. } | SlackError::ForbiddenUrl { .. } => Retry::Never,
         }
     }
 
@@ -167,7 +180,7 @@ impl SlackError {
             SlackError::Timeout { .. } => true,
             SlackError::Connect { maybe_sent, .. } => *maybe_sent,
             SlackError::Decode { .. } => true,
-            SlackError::InvalidConfig { .. } => false,
+            SlackError::InvalidConfig { .. } | SlackError::ForbiddenUrl { .. } => false,
         }
     }
 
@@ -428,18 +441,20 @@ impl SlackClient {
         bot_token: &str,
         timeout: Duration,
     ) -> Result<SlackClient, SlackError> {
+        // Shown in errors without any credentials it (wrongly) carries.
+        let shown = crate::config::redact_url(api_url);
         let url = reqwest::Url::parse(api_url).map_err(|e| SlackError::InvalidConfig {
-            reason: format!("api_url {api_url:?}: {e}"),
+            reason: format!("api_url {shown:?}: {e}"),
         })?;
         if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
             return Err(SlackError::InvalidConfig {
-                reason: format!("api_url {api_url:?}: must be an http(s) URL"),
+                reason: format!("api_url {shown:?}: must be an http(s) URL"),
             });
         }
         if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
             return Err(SlackError::InvalidConfig {
                 reason: format!(
-                    "api_url {api_url:?}: must not carry a query, fragment or credentials"
+                    "api_url {shown:?}: must not carry a query, fragment or credentials"
                 ),
             });
         }
@@ -477,6 +492,27 @@ impl SlackClient {
     /// The API base URL this client talks to.
     pub fn api_url(&self) -> &str {
         &self.base
+    }
+
+    /// Whether ackbar may post to `url` as a `response_url`: it is under
+    /// [`RESPONSE_URL_PREFIX`] (default port, no credentials), or on the
+    /// origin (scheme, host and port) of the configured API base, which is
+    /// where the sandbox and test doubles mint theirs. Compared after
+    /// parsing, so `https://hooks.slack.com.evil/`,
+    /// `https://hooks.slack.com@evil/` and the like do not pass.
+    pub fn is_response_url(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return false;
+        }
+        let is_slack = url.scheme() == "https"
+            && url.host_str() == Some("hooks.slack.com")
+            && url.port().is_none();
+        let same_origin_as_api =
+            reqwest::Url::parse(&self.base).is_ok_and(|base| base.origin() == url.origin());
+        is_slack || same_origin_as_api
     }
 
     /// `chat.postMessage`: post `msg` (with its metadata) to `channel`, as a
@@ -665,7 +701,8 @@ impl SlackClient {
 
     /// POST `body` as JSON to an interaction's `response_url` (valid 30
     /// minutes, at most 5 uses). No `Authorization` header: the URL is the
-    /// credential, so it is never logged or put in an error. Slack answers
+    /// credential, so it is never logged or put in an error. Only URLs
+    /// [`Self::is_response_url`] accepts are posted to. Slack answers
     /// a plain `ok` or `{"ok":true}`; `{"ok":false,"error":..}` and non-2xx
     /// statuses are failures.
     pub async fn post_response_url(
@@ -674,6 +711,9 @@ impl SlackClient {
         body: &serde_json::Value,
     ) -> Result<(), SlackError> {
         let method = methods::RESPONSE_URL;
+        if !self.is_response_url(url) {
+            return Err(SlackError::ForbiddenUrl { method });
+        }
         let bytes = serde_json::to_vec(body).map_err(|e| SlackError::InvalidConfig {
             reason: format!("{method}: cannot encode request: {e}"),
         })?;
@@ -881,6 +921,68 @@ mod tests {
             method: methods::POST_MESSAGE,
             status,
         }
+    }
+
+    #[test]
+    fn response_urls_are_only_slack_hooks_or_the_api_origin() {
+        let slack = SlackClient::new("https://slack.com/api", "xoxb-1", Duration::from_secs(1))
+            .expect("client");
+        let local = SlackClient::new(
+            "http://127.0.0.1:9094/sandbox/api",
+            "xoxb-1",
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        for url in [
+            "https://hooks.slack.com/commands/T1/2/abc",
+            "https://hooks.slack.com/actions/T1/2/abc",
+            "https://HOOKS.slack.com/actions/T1/2/abc",
+            "https://slack.com/anything",
+        ] {
+            assert!(slack.is_response_url(url), "{url}");
+        }
+        for url in [
+            "http://hooks.slack.com/commands/T1/2/abc",
+            "https://hooks.slack.com:8443/commands/T1/2/abc",
+            "https://hooks.slack.com.evil.example/commands",
+            "https://hooks.slack.com@evil.example/commands",
+            "https://user:pass@hooks.slack.com/commands",
+            "https://evil.example/?https://hooks.slack.com/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:9094/sandbox/_response/1",
+            "https://api.slack.com/x",
+            "file:///etc/passwd",
+            "hooks.slack.com/commands",
+            "",
+        ] {
+            assert!(!slack.is_response_url(url), "{url}");
+        }
+        assert!(local.is_response_url("http://127.0.0.1:9094/sandbox/api/_response/1"));
+        assert!(local.is_response_url("https://hooks.slack.com/commands/T1/2/abc"));
+        assert!(!local.is_response_url("http://127.0.0.1:9095/sandbox/api/_response/1"));
+        assert!(!local.is_response_url("http://localhost:9094/sandbox/api/_response/1"));
+        assert!(!local.is_response_url("https://127.0.0.1:9094/sandbox/api/_response/1"));
+    }
+
+    #[tokio::test]
+    async fn foreign_response_url_is_refused_without_a_request() {
+        // Nothing listens here; a refusal, not a connection error, shows no
+        // request was attempted.
+        let c = SlackClient::new("https://slack.com/api", "xoxb-1", Duration::from_secs(1))
+            .expect("client");
+        let err = c
+            .post_response_url("http://127.0.0.1:9/x", &serde_json::json!({"text": "hi"}))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err,
+            SlackError::ForbiddenUrl {
+                method: methods::RESPONSE_URL
+            }
+        );
+        assert_eq!(err.retry(), Retry::Never);
+        assert!(!err.outcome_unknown());
+        assert!(!err.to_string().contains("127.0.0.1"), "{err}");
     }
 
     #[test]

@@ -661,12 +661,13 @@ pub fn parse_escalate_value(value: &str) -> Option<(crate::model::CardId, u32)> 
 }
 
 /// `<@U…>` for a user id; ids come from Slack payloads or the config and
-/// are checked to be id-shaped, anything else is shown as escaped text.
+/// are checked to be id-shaped, anything else is shown as untrusted text
+/// (which `link_names` cannot turn into a mention either).
 fn mention_user(id: &str) -> String {
     if crate::model::is_slack_id(id) {
         format!("<@{id}>")
     } else {
-        crate::slack::blocks::escape_mrkdwn(id)
+        untrusted(&truncate(id, 100))
     }
 }
 

@@ -109,7 +109,7 @@ impl Interactions {
             Some("oncall") => ephemeral(self.oncall_text()),
             Some(other) => ephemeral(format!(
                 "Unknown subcommand `{}`.\n{HELP}",
-                crate::slack::blocks::escape_mrkdwn(&crate::slack::blocks::truncate(other, 40))
+                crate::slack::blocks::untrusted(&crate::slack::blocks::truncate(other, 40))
             )),
         };
         Ok(Some(answer))

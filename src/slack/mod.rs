@@ -7,6 +7,8 @@ pub mod cards;
 pub mod commands;
 pub mod events;
 pub mod interact;
+#[cfg(test)]
+mod mention_tests;
 pub mod sandbox;
 pub mod socket;
 pub mod verify;

@@ -78,6 +78,7 @@ use tokio::time::Instant;
 pub use act::{ActError, ActResponse, Signing};
 pub use interact::{ActRecord, EphemeralState, ResponsePostState, ViewState};
 pub use limits::RateLimit;
+pub use server::MAX_REQUEST_BYTES;
 pub use socket::SocketState;
 pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
 

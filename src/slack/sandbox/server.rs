@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,8 @@ use super::{Faults, Inner, Sandbox};
 use crate::slack::api::methods;
 use crate::slack::blocks::Metadata;
 
-/// Largest request body the emulator reads.
+/// Largest request body the emulator reads, on every route (larger ones
+/// get 413).
 pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 /// Longest method name or channel id kept in the call log.
 const MAX_LOGGED_CHARS: usize = 100;
@@ -38,6 +39,7 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
         )
         .route("/socket/{ticket}", get(super::socket::socket))
         .route("/api/{method}", get(api).post(api))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(sandbox)
 }
 
@@ -398,7 +400,9 @@ impl Sandbox {
             .filter(|t| !t.is_empty());
         match (&presented, &inner.token) {
             (None, _) => return Reply::err(ApiError::new("not_authed")),
-            (Some(p), Some(expected)) if p != expected => {
+            (Some(p), Some(expected))
+                if !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
+            {
                 return Reply::err(ApiError::new("invalid_auth"));
             }
             _ => {}

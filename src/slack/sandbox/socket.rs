@@ -168,7 +168,11 @@ pub(super) async fn connections_open(State(sb): State<Sandbox>, headers: HeaderM
         match (&token, &inner.app_token) {
             (None, _) => Err("not_authed"),
             (Some(t), _) if !t.starts_with("xapp-") => Err("not_allowed_token_type"),
-            (Some(t), Some(expected)) if t != expected => Err("invalid_auth"),
+            (Some(t), Some(expected))
+                if !crate::config::constant_time_eq(t.as_bytes(), expected.as_bytes()) =>
+            {
+                Err("invalid_auth")
+            }
             _ => {
                 inner.socket.prune_tickets();
                 if inner.socket.tickets.len() >= MAX_TICKETS
