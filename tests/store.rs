@@ -83,7 +83,11 @@ impl TestStore {
 
     async fn open_sqlite(dir: Arc<tempfile::TempDir>) -> TestStore {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let handle = Arc::new(SqliteStore::open(&url, Duration::from_secs(5)).await.unwrap());
+        let handle = Arc::new(
+            SqliteStore::open(&url, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
         TestStore {
             store: handle.clone(),
             backend: Backend::Sqlite { dir, handle },
@@ -96,7 +100,11 @@ impl TestStore {
     }
 
     async fn open_postgres(db: Arc<PgDatabase>) -> TestStore {
-        let handle = Arc::new(PgStore::open(&db.url, Duration::from_secs(5)).await.unwrap());
+        let handle = Arc::new(
+            PgStore::open(&db.url, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
         TestStore {
             store: handle.clone(),
             backend: Backend::Postgres { db, handle },
@@ -225,10 +233,7 @@ async fn updates_wait_for_the_post_and_coalesce(store: TestStore) {
         )
         .await
         .unwrap();
-    assert_eq!(
-        store.next_op(CHANNEL, t(1)).await.unwrap(),
-        NextOp::Idle
-    );
+    assert_eq!(store.next_op(CHANNEL, t(1)).await.unwrap(), NextOp::Idle);
     store
         .complete(
             &post,
@@ -339,10 +344,7 @@ async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried(s
         .unwrap();
     let summary = store.outbox_summary().await.unwrap();
     assert_eq!((summary.pending, summary.dead), (0, 2));
-    assert_eq!(
-        store.next_op(CHANNEL, t(100)).await.unwrap(),
-        NextOp::Idle
-    );
+    assert_eq!(store.next_op(CHANNEL, t(100)).await.unwrap(), NextOp::Idle);
     let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 2);
     let post_letter = letters.iter().find(|l| l.kind == OpKind::Post).unwrap();
@@ -356,7 +358,10 @@ async fn inflight_post_is_recovered_when_its_channel_changes_hands(store: TestSt
         .await
         .unwrap();
     assert!(matches!(
-        store.acquire_lease(CHANNEL, "dead", LEASE_TTL, t(0)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, "dead", LEASE_TTL, t(0))
+            .await
+            .unwrap(),
         Lease::Held { recovered: 0, .. }
     ));
     let post = ready(&*store, t(0)).await;
@@ -372,7 +377,10 @@ async fn inflight_post_is_recovered_when_its_channel_changes_hands(store: TestSt
     );
     assert_eq!(store.next_op(CHANNEL, t(1)).await.unwrap(), NextOp::Idle);
     assert!(matches!(
-        store.acquire_lease(CHANNEL, "next", LEASE_TTL, t(15)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, "next", LEASE_TTL, t(15))
+            .await
+            .unwrap(),
         Lease::Held { recovered: 1, .. }
     ));
     let post = ready(&*store, t(15)).await;
@@ -629,7 +637,11 @@ where
     let start = Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
         .map(|i| {
-            let on = if i % 2 == 0 { &store.store } else { &replica.store };
+            let on = if i % 2 == 0 {
+                &store.store
+            } else {
+                &replica.store
+            };
             let run = task(on.clone(), i);
             let start = start.clone();
             tokio::spawn(async move {
@@ -661,8 +673,7 @@ async fn duplicates_applied_concurrently_by_two_replicas_make_one_card_and_one_p
     let opened = outcomes.iter().filter(|o| o[0].opened).count();
     let changed = outcomes.iter().filter(|o| o[0].changed).count();
     assert_eq!((opened, changed), (1, 1), "{outcomes:?}");
-    let cards: std::collections::HashSet<_> =
-        outcomes.iter().map(|o| o[0].card.clone()).collect();
+    let cards: std::collections::HashSet<_> = outcomes.iter().map(|o| o[0].card.clone()).collect();
     assert_eq!(cards.len(), 1, "every duplicate names the one card");
     let summary = store.outbox_summary().await.unwrap();
     assert_eq!((summary.pending, summary.cards_firing), (1, 1));
@@ -685,7 +696,10 @@ async fn an_operation_is_handed_out_once(store: TestStore) {
 
 async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestStore) {
     let first: Vec<_> = (0..3).map(|i| alert(i, AlertStatus::Firing)).collect();
-    store.apply(&[batch("k", first.clone())], t(0)).await.unwrap();
+    store
+        .apply(&[batch("k", first.clone())], t(0))
+        .await
+        .unwrap();
     let post = ready(&*store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap().unwrap();
     let posted = Completion::Posted {
@@ -695,10 +709,16 @@ async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestS
     store.complete(&post, posted, t(0)).await.unwrap();
     let mut alerts = first.clone();
     alerts[0].status = AlertStatus::Resolved;
-    store.apply(&[batch("k", alerts.clone())], t(1)).await.unwrap();
+    store
+        .apply(&[batch("k", alerts.clone())], t(1))
+        .await
+        .unwrap();
     let update = ready(&*store, t(1)).await;
     store.begin_attempt(update.id, t(1)).await.unwrap().unwrap();
-    store.complete(&update, Completion::Done, t(1)).await.unwrap();
+    store
+        .complete(&update, Completion::Done, t(1))
+        .await
+        .unwrap();
 
     // Delivery looks at the reply, then (paced) hands it out; a resolve
     // lands in between and must go out with it.
@@ -713,7 +733,11 @@ async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestS
 async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: TestStore) {
     let holders = race(&store, 8, |s, i| async move {
         let me = format!("replica-{i}");
-        match s.acquire_lease(CHANNEL, &me, LEASE_TTL, t(0)).await.unwrap() {
+        match s
+            .acquire_lease(CHANNEL, &me, LEASE_TTL, t(0))
+            .await
+            .unwrap()
+        {
             Lease::Held { .. } => Some(me),
             Lease::Busy { .. } => None,
         }
@@ -729,7 +753,10 @@ async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: T
         Lease::Held { until, .. } if until == t(25)
     ));
     assert_eq!(
-        store.acquire_lease(CHANNEL, "b", LEASE_TTL, t(24)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, "b", LEASE_TTL, t(24))
+            .await
+            .unwrap(),
         Lease::Busy {
             holder: a.to_owned(),
             until: t(25)
@@ -737,11 +764,17 @@ async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: T
     );
     // A holder that stops renewing loses the channel when the lease expires.
     assert!(matches!(
-        store.acquire_lease(CHANNEL, "b", LEASE_TTL, t(25)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, "b", LEASE_TTL, t(25))
+            .await
+            .unwrap(),
         Lease::Held { .. }
     ));
     assert!(matches!(
-        store.acquire_lease(CHANNEL, a, LEASE_TTL, t(26)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, a, LEASE_TTL, t(26))
+            .await
+            .unwrap(),
         Lease::Busy { .. }
     ));
     // Released, it can be taken at once; releasing another's lease does
@@ -749,13 +782,22 @@ async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: T
     store.release_lease(CHANNEL, a).await.unwrap();
     store.release_lease(CHANNEL, "b").await.unwrap();
     assert!(matches!(
-        store.acquire_lease(CHANNEL, a, LEASE_TTL, t(27)).await.unwrap(),
+        store
+            .acquire_lease(CHANNEL, a, LEASE_TTL, t(27))
+            .await
+            .unwrap(),
         Lease::Held { .. }
     ));
-    assert!(matches!(
-        store.acquire_lease("C0OTHERCHN", "b", LEASE_TTL, t(27)).await.unwrap(),
-        Lease::Held { .. }
-    ), "leases are per channel");
+    assert!(
+        matches!(
+            store
+                .acquire_lease("C0OTHERCHN", "b", LEASE_TTL, t(27))
+                .await
+                .unwrap(),
+            Lease::Held { .. }
+        ),
+        "leases are per channel"
+    );
 }
 
 async fn racing_escalation_timers_climb_once(store: TestStore) {

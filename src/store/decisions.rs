@@ -141,12 +141,20 @@ pub(crate) enum LeaseStep {
     /// holder left in flight.
     Take,
     /// Another holder's lease is still running.
-    Busy { holder: String, until: DateTime<Utc> },
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Decides on a lease row (`holder`, `until`) for `me` at `now`. A channel
 /// that never had a lease reads as an empty holder that expired long ago.
-pub(crate) fn lease_step(holder: &str, until: DateTime<Utc>, me: &str, now: DateTime<Utc>) -> LeaseStep {
+pub(crate) fn lease_step(
+    holder: &str,
+    until: DateTime<Utc>,
+    me: &str,
+    now: DateTime<Utc>,
+) -> LeaseStep {
     if holder == me && until > now {
         LeaseStep::Renew
     } else if until <= now {

@@ -195,9 +195,15 @@ pub enum Lease {
     /// The caller holds the channel's lease until `until`. `recovered`
     /// counts operations a previous holder left `sending`, put back to
     /// pending because the caller took the lease over.
-    Held { until: DateTime<Utc>, recovered: u64 },
+    Held {
+        until: DateTime<Utc>,
+        recovered: u64,
+    },
     /// Another holder's lease runs until `until`.
-    Busy { holder: String, until: DateTime<Utc> },
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Counts for metrics and the CLI.

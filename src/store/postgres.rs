@@ -399,7 +399,8 @@ async fn brief(conn: &mut PgConnection, card: &CardId) -> Result<Option<CardBrie
 
 /// An outbox row with what delivery needs of its card; callers add the
 /// condition.
-const OP_SELECT: &str = "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
+const OP_SELECT: &str =
+    "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
         c.id AS card_id, c.ts, c.opened_at
     FROM outbox o JOIN cards c ON c.seq = o.card_seq";
 
@@ -876,12 +877,11 @@ impl Store for PgStore {
         let Some(pattern) = decisions::card_id_pattern(prefix) else {
             return Ok(Vec::new());
         };
-        let rows =
-            sqlx::query("SELECT id FROM cards WHERE id LIKE $1 ORDER BY seq DESC LIMIT $2")
-                .bind(pattern)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query("SELECT id FROM cards WHERE id LIKE $1 ORDER BY seq DESC LIMIT $2")
+            .bind(pattern)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(CardId(r.text("id")?))).collect()
     }
 

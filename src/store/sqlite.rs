@@ -402,7 +402,8 @@ async fn brief(
 
 /// An outbox row with what delivery needs of its card; callers add the
 /// condition.
-const OP_SELECT: &str = "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
+const OP_SELECT: &str =
+    "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
         c.id AS card_id, c.ts, c.opened_at
     FROM outbox o JOIN cards c ON c.seq = o.card_seq";
 
@@ -482,10 +483,11 @@ impl Store for SqliteStore {
         let until = decisions::lease_until(ttl, now);
         // The single writer connection serializes this read-decide-write.
         let mut tx = self.writer.begin().await?;
-        let current = sqlx::query("SELECT holder, expires_at FROM channel_leases WHERE channel = ?")
-            .bind(channel)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let current =
+            sqlx::query("SELECT holder, expires_at FROM channel_leases WHERE channel = ?")
+                .bind(channel)
+                .fetch_optional(&mut *tx)
+                .await?;
         let step = match &current {
             Some(row) => decisions::lease_step(
                 &row.text("holder")?,
@@ -573,10 +575,12 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxOp>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(&format!("{OP_SELECT} WHERE o.id = ? AND o.state = 'pending'"))
-            .bind(op_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "{OP_SELECT} WHERE o.id = ? AND o.state = 'pending'"
+        ))
+        .bind(op_id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         sqlx::query("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?")
             .bind(ms(now))

@@ -22,7 +22,9 @@ fn admin_url() -> String {
 
 /// The admin URL with another database name in its path.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
     match query {
         Some(q) => format!("{server}/{name}?{q}"),
@@ -39,7 +41,9 @@ impl PgDatabase {
             Ok(conn) => conn,
             Err(e) => {
                 if std::env::var("ACKBAR_REQUIRE_POSTGRES").as_deref() == Ok("1") {
-                    panic!("ACKBAR_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}");
+                    panic!(
+                        "ACKBAR_REQUIRE_POSTGRES=1 but PostgreSQL at {admin_url} is unreachable: {e}"
+                    );
                 }
                 eprintln!(
                     "SKIPPED: this test needs PostgreSQL at {admin_url} ({e}); set ACKBAR_TEST_POSTGRES_URL or start one"
