@@ -64,6 +64,7 @@
 mod decisions;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod reads;
 mod rows;
 pub mod sqlite;
 

@@ -15,6 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
+use super::reads;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
@@ -535,10 +536,7 @@ impl Store for SqliteStore {
     }
 
     async fn pending_channels(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(|r| r.text("channel")).collect()
+        reads::pending_channels(&self.reader).await
     }
 
     async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError> {
@@ -705,26 +703,11 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_summary(&self) -> Result<OutboxSummary, StoreError> {
-        let row = sqlx::query(
-            "SELECT
-                (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')) AS pending,
-                (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead,
-                (SELECT COUNT(*) FROM cards WHERE state = 'firing') AS firing",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        rows::outbox_summary(&row)
+        reads::outbox_summary(&self.reader).await
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.kind, o.channel, o.attempts, o.last_error, c.id AS card_id
-             FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.state = 'dead' ORDER BY o.id LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(rows::dead_letter).collect()
+        reads::dead_letters(&self.reader, limit).await
     }
 
     async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -867,36 +850,15 @@ impl Store for SqliteStore {
     }
 
     async fn firing_cards(&self, limit: u32) -> Result<Vec<CardSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, route, channel, ts, common_labels, group_labels, firing_count, acked_by, escalation_level,
-                 opened_at
-             FROM cards WHERE state = 'firing' ORDER BY opened_at LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(rows::card_summary).collect()
+        reads::firing_cards(&self.reader, limit).await
     }
 
     async fn cards_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<CardId>, StoreError> {
-        let Some(pattern) = decisions::card_id_pattern(prefix) else {
-            return Ok(Vec::new());
-        };
-        let rows = sqlx::query("SELECT id FROM cards WHERE id LIKE ? ORDER BY seq DESC LIMIT ?")
-            .bind(pattern)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(|r| Ok(CardId(r.text("id")?))).collect()
+        reads::cards_by_prefix(&self.reader, prefix, limit).await
     }
 
     async fn card_by_message(&self, channel: &str, ts: &str) -> Result<Option<CardId>, StoreError> {
-        let row = sqlx::query("SELECT id FROM cards WHERE channel = ? AND ts = ? LIMIT 1")
-            .bind(channel)
-            .bind(ts)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok(CardId(r.text("id")?))).transpose()
+        reads::card_by_message(&self.reader, channel, ts).await
     }
 
     async fn due_escalations(
@@ -904,27 +866,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueEscalation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, route, escalation_level, opened_at FROM cards
-             WHERE next_escalation_at IS NOT NULL AND next_escalation_at <= ?
-               AND state = 'firing' AND acked_by IS NULL
-             ORDER BY next_escalation_at LIMIT ?",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(rows::due_escalation).collect()
+        reads::due_escalations(&self.reader, now, limit).await
     }
 
     async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query(
-            "SELECT MIN(next_escalation_at) AS next FROM cards
-             WHERE next_escalation_at IS NOT NULL AND state = 'firing' AND acked_by IS NULL",
-        )
-        .fetch_one(&self.reader)
-        .await?
-        .opt_instant("next")
+        reads::next_escalation_at(&self.reader).await
     }
 
     async fn quiet_alerts(
@@ -932,28 +878,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<QuietCard>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.card_key, c.route, c.channel, c.group_labels, c.common_labels, c.common_annotations,
-                 c.external_url, a.card_seq, a.fingerprint, a.labels, a.annotations, a.starts_at,
-                 a.generator_url, a.occurrences, a.last_seen_at
-             FROM alerts a JOIN cards c ON c.seq = a.card_seq
-             WHERE a.expires_at IS NOT NULL AND a.expires_at <= ? AND a.status = 'firing'
-             ORDER BY a.card_seq, a.expires_at LIMIT ?",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows::quiet_cards(&rows)
+        reads::quiet_alerts(&self.reader, now, limit).await
     }
 
     async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        sqlx::query(
-            "SELECT MIN(expires_at) AS next FROM alerts WHERE expires_at IS NOT NULL AND status = 'firing'",
-        )
-        .fetch_one(&self.reader)
-        .await?
-        .opt_instant("next")
+        reads::next_quiet_at(&self.reader).await
     }
 
     async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -978,12 +907,6 @@ impl Store for SqliteStore {
         &self,
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, state, ts FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(key)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| rows::card_identity(&r)).transpose()
+        reads::card_by_key(&self.reader, key).await
     }
 }
