@@ -96,7 +96,9 @@ fn default_listen() -> SocketAddr {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (created when missing) or `sqlite::memory:`.
+    /// `sqlite://PATH` (created when missing), `sqlite::memory:`, or
+    /// `postgres://USER@HOST[:PORT]/DATABASE` (several replicas may share
+    /// one PostgreSQL database).
     #[serde(default = "default_store_url")]
     pub url: String,
     /// Resolved cards (with their alerts, thread and dead letters) are
@@ -271,6 +273,11 @@ pub struct DeliveryConfig {
         deserialize_with = "de_duration"
     )]
     pub shutdown_deadline: Duration,
+    /// How long a replica's hold on a channel's outbox lasts without being
+    /// renewed. Only the holder sends to the channel; when it dies, another
+    /// replica takes the channel over after at most this long.
+    #[serde(default = "default_lease_ttl", deserialize_with = "de_duration")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -285,10 +292,14 @@ impl Default for DeliveryConfig {
             backoff_base: default_backoff_base(),
             backoff_max: default_backoff_max(),
             shutdown_deadline: default_shutdown_deadline(),
+            lease_ttl: default_lease_ttl(),
         }
     }
 }
 
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(15)
+}
 fn default_post_interval() -> Duration {
     Duration::from_secs(1)
 }
@@ -761,12 +772,13 @@ impl Config {
     /// Checks what the types cannot: store URL, routes, escalation steps.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.store.url;
-        if !(url.starts_with("sqlite:")) {
+        if !crate::store::supported_url(url) {
             return Err(ConfigError::invalid(
                 "store.url",
                 format!(
-                    "unsupported store {:?}: use sqlite://PATH (postgres:// is not supported yet)",
-                    redact_url(url)
+                    "unsupported store {:?}: use {}",
+                    redact_url(url),
+                    crate::store::SUPPORTED_SCHEMES
                 ),
             ));
         }
@@ -824,6 +836,15 @@ impl Config {
             return Err(ConfigError::invalid(
                 "delivery",
                 "post_burst and update_burst must be at least 1",
+            ));
+        }
+        // A holder renews its lease right before each send; the lease must
+        // outlast that Slack call, or a live holder could lose its channel
+        // mid-call to another replica.
+        if d.lease_ttl <= self.slack.request_timeout {
+            return Err(ConfigError::invalid(
+                "delivery.lease_ttl",
+                "must be longer than slack.request_timeout",
             ));
         }
         if d.max_attempts == 0 {

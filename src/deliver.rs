@@ -13,7 +13,14 @@
 //!   operation is sent, so coalesced updates always carry the latest state;
 //! - **reconciliation**: a card post whose outcome is unknown (timeout,
 //!   dropped connection, crash after sending) is looked up in the channel's
-//!   history by its message metadata before it is posted again.
+//!   history by its message metadata before it is posted again;
+//! - **one sender per channel**: a worker sends only while it holds its
+//!   channel's lease in the store ([`ChannelLease`]), so several replicas on
+//!   one database never send a channel's operations twice. It renews the
+//!   lease right before each send and gives it up when the channel is idle
+//!   or on shutdown; a crashed holder's lease expires after
+//!   `delivery.lease_ttl` and another replica takes over (recovering what
+//!   the dead one left in flight).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +39,7 @@ use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
 use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
 use crate::slack::cards;
-use crate::store::{Completion, NextOp, OpKind, OutboxOp, Store, StoreError};
+use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
 /// How far back before a card opened to look for it in history.
 const RECONCILE_LOOKBACK: chrono::Duration = chrono::Duration::minutes(5);
@@ -43,6 +50,9 @@ const RECONCILE_PAGES: usize = 5;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Pause after a store error before a worker tries again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
+/// Longest wait before asking again for a lease another replica holds: its
+/// holder gives it up early when the channel goes idle.
+const LEASE_POLL: Duration = Duration::from_secs(1);
 
 /// A token bucket in GCRA form: `burst` calls back to back, then one per
 /// `interval`.
@@ -96,6 +106,10 @@ struct Inner {
     slack: SlackClient,
     router: Arc<Router>,
     config: DeliveryConfig,
+    /// This process's name on channel leases: unique per start, so a
+    /// restarted process does not mistake its predecessor's lease for its
+    /// own (and takes it over, with recovery, only once it has expired).
+    holder: String,
     workers: Mutex<HashMap<String, Worker>>,
     update_pacer: Mutex<Pacer>,
     /// `Some(deadline)` once draining for shutdown.
@@ -109,21 +123,15 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    /// Recovers operations left in flight by a previous process and starts
-    /// the supervisor, which starts a worker for every channel with work.
-    pub async fn start(
+    /// Starts the supervisor, which starts a worker for every channel with
+    /// work. Operations a previous process left in flight are recovered by
+    /// whichever worker takes their channel's lease next.
+    pub fn start(
         store: Arc<dyn Store>,
         slack: SlackClient,
         router: Arc<Router>,
         config: DeliveryConfig,
-    ) -> Result<(Deliverer, JoinHandle<()>), StoreError> {
-        let recovered = store.recover_inflight().await?;
-        if recovered > 0 {
-            info!(
-                recovered,
-                "operations left in flight by the previous run will be retried (posts reconciled first)"
-            );
-        }
+    ) -> (Deliverer, JoinHandle<()>) {
         let now = Instant::now();
         let inner = Arc::new(Inner {
             update_pacer: Mutex::new(Pacer::new(config.update_interval, config.update_burst, now)),
@@ -131,12 +139,13 @@ impl Deliverer {
             slack,
             router,
             config,
+            holder: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             workers: Mutex::new(HashMap::new()),
             draining: watch::channel(None).0,
         });
         let deliverer = Deliverer { inner };
         let supervisor = tokio::spawn(deliverer.clone().supervise());
-        Ok((deliverer, supervisor))
+        (deliverer, supervisor)
     }
 
     /// New work for `channel` was committed: make sure its worker runs.
@@ -201,7 +210,93 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A worker's hold on its channel's lease.
+struct ChannelLease<'a> {
+    inner: &'a Inner,
+    channel: &'a str,
+    /// Until when this worker holds the lease, as far as it knows.
+    until: Option<DateTime<Utc>>,
+}
+
+impl ChannelLease<'_> {
+    /// Takes or renews the lease. `Ok(None)` when this worker holds it;
+    /// `Ok(Some(at))` when another holder does, until `at`.
+    async fn renew(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ttl = self.inner.config.lease_ttl;
+        let answer = self
+            .inner
+            .store
+            .acquire_lease(self.channel, &self.inner.holder, ttl, Utc::now())
+            .await;
+        match answer {
+            Ok(Lease::Held { until, recovered }) => {
+                if recovered > 0 {
+                    info!(
+                        channel = self.channel,
+                        recovered,
+                        "took over a channel: operations its previous sender left in flight will be retried (posts reconciled first)"
+                    );
+                }
+                self.until = Some(until);
+                Ok(None)
+            }
+            Ok(Lease::Busy { holder, until }) => {
+                debug!(channel = self.channel, holder, %until, "another replica delivers this channel");
+                self.until = None;
+                Ok(Some(until))
+            }
+            Err(e) => {
+                self.until = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Like [`ChannelLease::renew`], but without a store call while more
+    /// than half of the lease is left.
+    async fn hold(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let half = chrono::Duration::from_std(self.inner.config.lease_ttl / 2).unwrap_or_default();
+        match self.until {
+            Some(until) if until - Utc::now() > half => Ok(None),
+            _ => self.renew().await,
+        }
+    }
+
+    /// Gives the lease up so another replica can take the channel at once.
+    async fn release(&mut self) {
+        if self.until.take().is_none() {
+            return;
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .release_lease(self.channel, &self.inner.holder)
+            .await
+        {
+            // It expires by itself.
+            debug!(channel = self.channel, error = %e, "cannot release a channel lease");
+        }
+    }
+}
+
 async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
+    let mut lease = ChannelLease {
+        inner: &inner,
+        channel: &channel,
+        until: None,
+    };
+    drain_channel(&inner, &channel, &notify, &mut lease).await;
+    lease.release().await;
+}
+
+/// Delivers `channel`'s operations while this worker holds its lease, until
+/// shutdown.
+async fn drain_channel(
+    inner: &Inner,
+    channel: &str,
+    notify: &Notify,
+    lease: &mut ChannelLease<'_>,
+) {
     let mut pacer = Pacer::new(
         inner.config.post_interval,
         inner.config.post_burst,
@@ -213,9 +308,30 @@ async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return;
         }
-        match inner.store.next_op(&channel, Utc::now()).await {
+        match lease.hold().await {
+            Ok(None) => {}
+            Ok(Some(busy_until)) => {
+                // Shutting down: the channel is in other hands already.
+                if deadline.is_some() {
+                    return;
+                }
+                let wait = (busy_until - Utc::now()).to_std().unwrap_or_default();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(LEASE_POLL)) => {}
+                    _ = draining.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                m::store_error();
+                warn!(channel, error = %e, "cannot take the channel's delivery lease; retrying");
+                tokio::time::sleep(STORE_RETRY).await;
+                continue;
+            }
+        }
+        match inner.store.next_op(channel, Utc::now()).await {
             Ok(NextOp::Ready(op)) => {
-                process(&inner, &mut pacer, op).await;
+                process(inner, &mut pacer, lease, op).await;
             }
             Ok(NextOp::WaitUntil(at)) => {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -230,6 +346,7 @@ async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
                 }
             }
             Ok(NextOp::Idle) => {
+                lease.release().await;
                 if deadline.is_some() {
                     return;
                 }
@@ -279,7 +396,7 @@ async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, Sto
     Ok(Some(view))
 }
 
-async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
+async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
     if op.kind == OpKind::Post && op.reconcile {
         match find_posted_card(inner, &op).await {
             Ok(Some(ts)) => {
@@ -305,15 +422,34 @@ async fn process(inner: &Inner, pacer: &mut Pacer, op: OutboxOp) {
         tokio::time::sleep(wait).await;
     }
 
+    // The pacer may have waited long (a 429's Retry-After): renew so that
+    // the lease outlasts the call (`lease_ttl` > `slack.request_timeout`).
+    match lease.renew().await {
+        Ok(None) => {}
+        Ok(Some(_)) => return, // another replica took the channel over
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot renew the channel's delivery lease; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return;
+        }
+    }
     // Mark the operation `sending` before reading the card: a change
     // committed after this point sees no pending post or update to coalesce
     // into and enqueues its own update, so no change is rendered stale.
-    if let Err(e) = inner.store.begin_attempt(op.id, Utc::now()).await {
-        m::store_error();
-        warn!(error = %e, "cannot record delivery attempt; retrying");
-        tokio::time::sleep(STORE_RETRY).await;
-        return;
-    }
+    let op = match inner.store.begin_attempt(op.id, Utc::now()).await {
+        Ok(Some(op)) => op,
+        Ok(None) => {
+            debug!(op = op.id, "operation already handed out; skipping");
+            return;
+        }
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot record delivery attempt; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return;
+        }
+    };
     let view = match load_view(inner, &op.card).await {
         Ok(Some(view)) => view,
         Ok(None) => {

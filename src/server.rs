@@ -165,8 +165,7 @@ async fn serve(
         slack.clone(),
         router.clone(),
         config.delivery.clone(),
-    )
-    .await?;
+    );
     let (stop_timer, timer_stopped) = tokio::sync::watch::channel(false);
     let escalation_timer = tokio::spawn(crate::pipeline::escalation::run_timer(
         store.clone(),

@@ -309,7 +309,7 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
     // ackbar in sandbox mode: Basic ingest auth, the configured signing
     // secret shared with its own emulator, whose state is public.
     let mut config = test_config("https://slack.com/api", &dir.path().join("b.db"));
-    config["slack"] = json!({ "signing_secret": SIGNING_SECRET });
+    config["slack"] = json!({ "signing_secret": SIGNING_SECRET, "request_timeout": "2s" });
     config["ingest"] = json!({
         "auth": { "basic": { "username": "alertmanager", "password": BASIC_PASSWORD } }
     });
@@ -409,7 +409,7 @@ fn check_config_and_config_errors_never_print_secrets() {
     // Invalid configs whose error is about a secret-bearing value.
     let invalid = [
         json!({ "slack": { "bot_token": format!("not-a-token-{MARKER}") } }),
-        json!({ "store": { "url": format!("postgres://ackbar:{AM_PASSWORD}@db.example/ackbar") } }),
+        json!({ "store": { "url": format!("mysql://ackbar:{AM_PASSWORD}@db.example/ackbar") } }),
         json!({ "slack": { "bot_token": BOT_TOKEN, "api_url": format!("https://u:{AM_PASSWORD}@slack.example/api") } }),
         json!({ "routes": [{ "name": "db", "channel": CHANNEL, "alertmanager_url": format!("ftp://u:{AM_PASSWORD}@am.example") }] }),
         json!({ "ingest": { "auth": { "bearer": BEARER, "extra": 1 } } }),
@@ -433,7 +433,9 @@ fn check_config_and_config_errors_never_print_secrets() {
 /// small ingest limit.
 async fn limits_ackbar(dir: &std::path::Path) -> Ackbar {
     let mut config = test_config("https://slack.com/api", &dir.join("l.db"));
-    config["slack"] = json!({});
+    // Sandbox mode: no token (the test config's short request timeout stays,
+    // below its channel lease).
+    config["slack"] = json!({ "request_timeout": "2s" });
     config["ingest"] = json!({ "max_body_bytes": 64 * 1024 });
     start_ackbar(&config).await
 }

@@ -1,13 +1,24 @@
-//! The store's invariants (src/store/mod.rs), on a real SQLite file.
+//! The store's invariants (src/store/mod.rs), on a real SQLite file and a
+//! real PostgreSQL database: every test runs once per backend
+//! (`sqlite::NAME`, `postgres::NAME`).
 
+mod common;
+
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ackbar::config::ReplyConfig;
 use ackbar::model::{Alert, AlertStatus, CardState, Fingerprint, Labels, Occurrences, ThreadEvent};
 use ackbar::pipeline::card::CardBatch;
+use ackbar::store::postgres::PgStore;
 use ackbar::store::sqlite::SqliteStore;
-use ackbar::store::{Completion, NextOp, OpKind, Store};
+use ackbar::store::{Action, ActionOutcome, Completion, Lease, NextOp, OpKind, Store};
 use chrono::{DateTime, TimeZone, Utc};
+use common::postgres::PgDatabase;
+
+const CHANNEL: &str = "C0STORETST";
+const LEASE_TTL: Duration = Duration::from_secs(15);
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).single().unwrap()
@@ -33,7 +44,7 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
     CardBatch {
         key: key.into(),
         route: "r".into(),
-        channel: "C0STORETST".into(),
+        channel: CHANNEL.into(),
         reopen_window: Duration::from_secs(600),
         replies: ReplyConfig::default(),
         reply_batch_window: Duration::from_secs(2),
@@ -48,25 +59,132 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
     }
 }
 
-async fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    let store = SqliteStore::open(&url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    (dir, store)
+/// A store on a database of its own, removed when the test ends.
+struct TestStore {
+    store: Arc<dyn Store>,
+    backend: Backend,
 }
 
-async fn ready(store: &SqliteStore, now: DateTime<Utc>) -> ackbar::store::OutboxOp {
-    match store.next_op("C0STORETST", now).await.unwrap() {
+enum Backend {
+    Sqlite {
+        dir: Arc<tempfile::TempDir>,
+        handle: Arc<SqliteStore>,
+    },
+    Postgres {
+        db: Arc<PgDatabase>,
+        handle: Arc<PgStore>,
+    },
+}
+
+impl TestStore {
+    async fn sqlite() -> TestStore {
+        TestStore::open_sqlite(Arc::new(tempfile::tempdir().unwrap())).await
+    }
+
+    async fn open_sqlite(dir: Arc<tempfile::TempDir>) -> TestStore {
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let handle = Arc::new(
+            SqliteStore::open(&url, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        TestStore {
+            store: handle.clone(),
+            backend: Backend::Sqlite { dir, handle },
+        }
+    }
+
+    /// `None` (the test skips) when no PostgreSQL server answers.
+    async fn postgres() -> Option<TestStore> {
+        Some(TestStore::open_postgres(Arc::new(PgDatabase::create().await?)).await)
+    }
+
+    async fn open_postgres(db: Arc<PgDatabase>) -> TestStore {
+        let handle = Arc::new(
+            PgStore::open(&db.url, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        TestStore {
+            store: handle.clone(),
+            backend: Backend::Postgres { db, handle },
+        }
+    }
+
+    /// What a second replica uses: another store on the same PostgreSQL
+    /// database. SQLite serves one process (its write lock is not meant for
+    /// several), so there the "replica" shares this store.
+    async fn replica(&self) -> TestStore {
+        match &self.backend {
+            Backend::Sqlite { dir, handle } => TestStore {
+                store: handle.clone(),
+                backend: Backend::Sqlite {
+                    dir: dir.clone(),
+                    handle: handle.clone(),
+                },
+            },
+            Backend::Postgres { db, .. } => TestStore::open_postgres(db.clone()).await,
+        }
+    }
+
+    async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { handle, .. } => handle.close().await,
+            Backend::Postgres { handle, .. } => handle.close().await,
+        }
+    }
+
+    /// Closes this store (a process ending) and opens the database again.
+    async fn reopen(self) -> TestStore {
+        self.close().await;
+        match &self.backend {
+            Backend::Sqlite { dir, .. } => TestStore::open_sqlite(dir.clone()).await,
+            Backend::Postgres { db, .. } => TestStore::open_postgres(db.clone()).await,
+        }
+    }
+}
+
+impl Deref for TestStore {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.store
+    }
+}
+
+/// Generates, for each test function `NAME(store: TestStore)`, the tests
+/// `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::TestStore::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(store) = super::TestStore::postgres().await {
+                        super::$name(store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+async fn ready(store: &dyn Store, now: DateTime<Utc>) -> ackbar::store::OutboxOp {
+    match store.next_op(CHANNEL, now).await.unwrap() {
         NextOp::Ready(op) => op,
         other => panic!("expected a ready op, got {other:?}"),
     }
 }
 
-#[tokio::test]
-async fn new_card_writes_one_post_and_dedupes_the_repeat() {
-    let (_dir, store) = open().await;
+async fn new_card_writes_one_post_and_dedupes_the_repeat(store: TestStore) {
     let b = batch("k", vec![alert(1, AlertStatus::Firing)]);
     let out = store.apply(std::slice::from_ref(&b), t(0)).await.unwrap();
     assert!(out[0].opened && out[0].changed);
@@ -76,9 +194,7 @@ async fn new_card_writes_one_post_and_dedupes_the_repeat() {
     assert_eq!(store.outbox_summary().await.unwrap().pending, 1);
 }
 
-#[tokio::test]
-async fn updates_wait_for_the_post_and_coalesce() {
-    let (_dir, store) = open().await;
+async fn updates_wait_for_the_post_and_coalesce(store: TestStore) {
     store
         .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
         .await
@@ -98,7 +214,7 @@ async fn updates_wait_for_the_post_and_coalesce() {
     assert!(!out[0].ops_pushed.contains(&OpKind::Update));
     assert_eq!(out[0].ops_pushed, vec![OpKind::Reply]);
 
-    let post = ready(&store, t(1)).await;
+    let post = ready(&*store, t(1)).await;
     assert_eq!(post.kind, OpKind::Post);
     store.begin_attempt(post.id, t(1)).await.unwrap();
     // A change while the post is in flight does need an update, which is not
@@ -117,10 +233,7 @@ async fn updates_wait_for_the_post_and_coalesce() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        store.next_op("C0STORETST", t(1)).await.unwrap(),
-        NextOp::Idle
-    );
+    assert_eq!(store.next_op(CHANNEL, t(1)).await.unwrap(), NextOp::Idle);
     store
         .complete(
             &post,
@@ -132,7 +245,7 @@ async fn updates_wait_for_the_post_and_coalesce() {
         )
         .await
         .unwrap();
-    let update = ready(&store, t(1)).await;
+    let update = ready(&*store, t(1)).await;
     assert_eq!(update.kind, OpKind::Update);
     assert_eq!(update.card_ts.as_deref(), Some("1.000001"));
     // Two more changes while the update is pending add no second update.
@@ -143,15 +256,13 @@ async fn updates_wait_for_the_post_and_coalesce() {
     }
 }
 
-#[tokio::test]
-async fn thread_events_batch_into_one_pending_reply() {
-    let (_dir, store) = open().await;
+async fn thread_events_batch_into_one_pending_reply(store: TestStore) {
     let first: Vec<_> = (0..3).map(|i| alert(i, AlertStatus::Firing)).collect();
     store
         .apply(&[batch("k", first.clone())], t(0))
         .await
         .unwrap();
-    let post = ready(&store, t(0)).await;
+    let post = ready(&*store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap();
     store
         .complete(
@@ -173,7 +284,7 @@ async fn thread_events_batch_into_one_pending_reply() {
         store.apply(&[batch("k", alerts)], t(1)).await.unwrap();
     }
     // The update is due now; the reply waits for the batching window.
-    let update = ready(&store, t(1)).await;
+    let update = ready(&*store, t(1)).await;
     assert_eq!(update.kind, OpKind::Update);
     store.begin_attempt(update.id, t(1)).await.unwrap();
     store
@@ -181,10 +292,10 @@ async fn thread_events_batch_into_one_pending_reply() {
         .await
         .unwrap();
     assert!(matches!(
-        store.next_op("C0STORETST", t(1)).await.unwrap(),
+        store.next_op(CHANNEL, t(1)).await.unwrap(),
         NextOp::WaitUntil(_)
     ));
-    let reply = ready(&store, t(4)).await;
+    let reply = ready(&*store, t(4)).await;
     assert_eq!(reply.kind, OpKind::Reply);
     let resolved = reply
         .events
@@ -204,9 +315,7 @@ async fn thread_events_batch_into_one_pending_reply() {
     );
 }
 
-#[tokio::test]
-async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried() {
-    let (_dir, store) = open().await;
+async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried(store: TestStore) {
     store
         .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
         .await
@@ -221,7 +330,7 @@ async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried()
         )
         .await
         .unwrap();
-    let post = ready(&store, t(0)).await;
+    let post = ready(&*store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap();
     store
         .complete(
@@ -235,10 +344,7 @@ async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried()
         .unwrap();
     let summary = store.outbox_summary().await.unwrap();
     assert_eq!((summary.pending, summary.dead), (0, 2));
-    assert_eq!(
-        store.next_op("C0STORETST", t(100)).await.unwrap(),
-        NextOp::Idle
-    );
+    assert_eq!(store.next_op(CHANNEL, t(100)).await.unwrap(), NextOp::Idle);
     let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 2);
     let post_letter = letters.iter().find(|l| l.kind == OpKind::Post).unwrap();
@@ -246,27 +352,38 @@ async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried()
     assert_eq!(store.outbox_summary().await.unwrap().pending, 2);
 }
 
-#[tokio::test]
-async fn inflight_post_is_recovered_for_reconciliation_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("s.db").display());
-    {
-        let store = SqliteStore::open(&url, Duration::from_secs(5))
-            .await
-            .unwrap();
-        store
-            .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
-            .await
-            .unwrap();
-        let post = ready(&store, t(0)).await;
-        store.begin_attempt(post.id, t(0)).await.unwrap();
-        store.close().await; // the process dies here, mid-call
-    }
-    let store = SqliteStore::open(&url, Duration::from_secs(5))
+async fn inflight_post_is_recovered_when_its_channel_changes_hands(store: TestStore) {
+    store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
         .await
         .unwrap();
-    assert_eq!(store.recover_inflight().await.unwrap(), 1);
-    let post = ready(&store, t(1)).await;
+    assert!(matches!(
+        store
+            .acquire_lease(CHANNEL, "dead", LEASE_TTL, t(0))
+            .await
+            .unwrap(),
+        Lease::Held { recovered: 0, .. }
+    ));
+    let post = ready(&*store, t(0)).await;
+    store.begin_attempt(post.id, t(0)).await.unwrap().unwrap();
+    let store = store.reopen().await; // the holder dies here, mid-call
+
+    assert!(
+        matches!(
+            store.acquire_lease(CHANNEL, "next", LEASE_TTL, t(1)).await.unwrap(),
+            Lease::Busy { ref holder, .. } if holder == "dead"
+        ),
+        "the dead holder's lease runs until it expires"
+    );
+    assert_eq!(store.next_op(CHANNEL, t(1)).await.unwrap(), NextOp::Idle);
+    assert!(matches!(
+        store
+            .acquire_lease(CHANNEL, "next", LEASE_TTL, t(15))
+            .await
+            .unwrap(),
+        Lease::Held { recovered: 1, .. }
+    ));
+    let post = ready(&*store, t(15)).await;
     assert!(
         post.reconcile,
         "a post of unknown outcome is reconciled before posting again"
@@ -274,9 +391,7 @@ async fn inflight_post_is_recovered_for_reconciliation_after_a_crash() {
     assert_eq!(post.attempts, 1);
 }
 
-#[tokio::test]
-async fn resolved_card_reopens_inside_window_and_renders_latest_state() {
-    let (_dir, store) = open().await;
+async fn resolved_card_reopens_inside_window_and_renders_latest_state(store: TestStore) {
     store
         .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
         .await
@@ -300,9 +415,7 @@ async fn resolved_card_reopens_inside_window_and_renders_latest_state() {
     assert_eq!(view.alerts.len(), 1);
 }
 
-#[tokio::test]
-async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses() {
-    let (_dir, store) = open().await;
+async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(store: TestStore) {
     let out = store
         .apply(
             &[
@@ -324,9 +437,7 @@ async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(
     );
 }
 
-#[tokio::test]
-async fn manual_resolve_resolves_every_alert_and_a_refire_reopens() {
-    let (_dir, store) = open().await;
+async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestStore) {
     let mut b = batch(
         "svc",
         vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
@@ -367,9 +478,7 @@ async fn manual_resolve_resolves_every_alert_and_a_refire_reopens() {
     assert!(out[0].reopened, "{out:?}");
 }
 
-#[tokio::test]
-async fn cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand() {
-    let (_dir, store) = open().await;
+async fn cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand(store: TestStore) {
     let card = store
         .apply(&[batch("am", vec![alert(1, AlertStatus::Firing)])], t(0))
         .await
@@ -394,13 +503,11 @@ async fn cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand() {
     );
 }
 
-#[tokio::test]
-async fn a_storm_reply_is_capped_but_keeps_the_card_resolving() {
-    let (_dir, store) = open().await;
+async fn a_storm_reply_is_capped_but_keeps_the_card_resolving(store: TestStore) {
     let n = 2_100;
     let firing: Vec<_> = (0..n).map(|i| alert(i, AlertStatus::Firing)).collect();
     store.apply(&[batch("k", firing)], t(0)).await.unwrap();
-    let post = ready(&store, t(0)).await;
+    let post = ready(&*store, t(0)).await;
     store.begin_attempt(post.id, t(0)).await.unwrap();
     store
         .complete(
@@ -430,7 +537,7 @@ async fn a_storm_reply_is_capped_but_keeps_the_card_resolving() {
     let all: Vec<_> = (0..n).map(|i| alert(i, AlertStatus::Resolved)).collect();
     store.apply(&[batch("k", all)], t(1)).await.unwrap();
     loop {
-        let op = ready(&store, t(10)).await;
+        let op = ready(&*store, t(10)).await;
         store.begin_attempt(op.id, t(10)).await.unwrap();
         if op.kind == OpKind::Reply {
             let resolved = op
@@ -464,9 +571,7 @@ fn occurrences(fp: u64, count: u64, first: i64, last: i64) -> CardBatch {
     b
 }
 
-#[tokio::test]
-async fn occurrences_accumulate_and_a_quiet_alert_resolves_its_card() {
-    let (_dir, store) = open().await;
+async fn occurrences_accumulate_and_a_quiet_alert_resolves_its_card(store: TestStore) {
     store.apply(&[occurrences(1, 3, 0, 2)], t(2)).await.unwrap();
     store
         .apply(&[occurrences(1, 4, 10, 12)], t(12))
@@ -521,9 +626,9 @@ async fn occurrences_accumulate_and_a_quiet_alert_resolves_its_card() {
 }
 
 /// Delivers everything due at `now`, as if Slack accepted every call.
-async fn deliver_all(store: &SqliteStore, now: DateTime<Utc>) {
-    while let NextOp::Ready(op) = store.next_op("C0STORETST", now).await.unwrap() {
-        store.begin_attempt(op.id, now).await.unwrap();
+async fn deliver_all(store: &dyn Store, now: DateTime<Utc>) {
+    while let NextOp::Ready(op) = store.next_op(CHANNEL, now).await.unwrap() {
+        let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
         let done = match op.kind {
             OpKind::Post => Completion::Posted {
                 ts: format!("1.{}", op.id),
@@ -535,9 +640,7 @@ async fn deliver_all(store: &SqliteStore, now: DateTime<Utc>) {
     }
 }
 
-#[tokio::test]
-async fn pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver() {
-    let (_dir, store) = open().await;
+async fn pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver(store: TestStore) {
     for key in ["old", "recent", "firing"] {
         store
             .apply(&[batch(key, vec![alert(1, AlertStatus::Firing)])], t(0))
@@ -560,7 +663,7 @@ async fn pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver() 
         .unwrap();
     // Undelivered work keeps even an old card.
     assert_eq!(store.prune(t(100), 10).await.unwrap(), 0);
-    deliver_all(&store, t(600)).await;
+    deliver_all(&*store, t(600)).await;
     assert_eq!(store.outbox_summary().await.unwrap().pending, 0);
 
     assert_eq!(store.prune(t(100), 10).await.unwrap(), 1);
@@ -579,3 +682,238 @@ async fn pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver() 
         .unwrap();
     assert!(out[0].opened);
 }
+
+/// Runs `n` copies of `task` at once, alternately on `store` and a second
+/// replica's store, and returns their results in order.
+async fn race<T, F, Fut>(store: &TestStore, n: usize, task: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn Store>, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let replica = store.replica().await;
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let on = if i % 2 == 0 {
+                &store.store
+            } else {
+                &replica.store
+            };
+            let run = task(on.clone(), i);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                run.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+async fn duplicates_applied_concurrently_by_two_replicas_make_one_card_and_one_post(
+    store: TestStore,
+) {
+    // Alertmanager HA peers send the same notification to both replicas.
+    let b = batch(
+        "ha",
+        vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
+    );
+    let outcomes = race(&store, 16, |s, _| {
+        let b = b.clone();
+        async move { s.apply(&[b], t(0)).await.unwrap() }
+    })
+    .await;
+    let opened = outcomes.iter().filter(|o| o[0].opened).count();
+    let changed = outcomes.iter().filter(|o| o[0].changed).count();
+    assert_eq!((opened, changed), (1, 1), "{outcomes:?}");
+    let cards: std::collections::HashSet<_> = outcomes.iter().map(|o| o[0].card.clone()).collect();
+    assert_eq!(cards.len(), 1, "every duplicate names the one card");
+    let summary = store.outbox_summary().await.unwrap();
+    assert_eq!((summary.pending, summary.cards_firing), (1, 1));
+    assert_eq!(ready(&*store, t(0)).await.kind, OpKind::Post);
+}
+
+async fn an_operation_is_handed_out_once(store: TestStore) {
+    store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap();
+    let post = ready(&*store, t(0)).await;
+    let taken = race(&store, 8, |s, _| async move {
+        s.begin_attempt(post.id, t(0)).await.unwrap()
+    })
+    .await;
+    assert_eq!(taken.iter().filter(|op| op.is_some()).count(), 1);
+    assert_eq!(store.next_op(CHANNEL, t(0)).await.unwrap(), NextOp::Idle);
+}
+
+async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestStore) {
+    let first: Vec<_> = (0..3).map(|i| alert(i, AlertStatus::Firing)).collect();
+    store
+        .apply(&[batch("k", first.clone())], t(0))
+        .await
+        .unwrap();
+    let post = ready(&*store, t(0)).await;
+    store.begin_attempt(post.id, t(0)).await.unwrap().unwrap();
+    let posted = Completion::Posted {
+        ts: "1.1".into(),
+        refresh: false,
+    };
+    store.complete(&post, posted, t(0)).await.unwrap();
+    let mut alerts = first.clone();
+    alerts[0].status = AlertStatus::Resolved;
+    store
+        .apply(&[batch("k", alerts.clone())], t(1))
+        .await
+        .unwrap();
+    let update = ready(&*store, t(1)).await;
+    store.begin_attempt(update.id, t(1)).await.unwrap().unwrap();
+    store
+        .complete(&update, Completion::Done, t(1))
+        .await
+        .unwrap();
+
+    // Delivery looks at the reply, then (paced) hands it out; a resolve
+    // lands in between and must go out with it.
+    let peeked = ready(&*store, t(5)).await;
+    assert_eq!((peeked.kind, peeked.events.len()), (OpKind::Reply, 1));
+    alerts[1].status = AlertStatus::Resolved;
+    store.apply(&[batch("k", alerts)], t(5)).await.unwrap();
+    let sent = store.begin_attempt(peeked.id, t(5)).await.unwrap().unwrap();
+    assert_eq!(sent.events.len(), 2, "{:?}", sent.events);
+}
+
+async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: TestStore) {
+    let holders = race(&store, 8, |s, i| async move {
+        let me = format!("replica-{i}");
+        match s
+            .acquire_lease(CHANNEL, &me, LEASE_TTL, t(0))
+            .await
+            .unwrap()
+        {
+            Lease::Held { .. } => Some(me),
+            Lease::Busy { .. } => None,
+        }
+    })
+    .await;
+    let winners: Vec<_> = holders.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let a = winners[0].as_str();
+
+    // The holder renews; anyone else waits for it.
+    assert!(matches!(
+        store.acquire_lease(CHANNEL, a, LEASE_TTL, t(10)).await.unwrap(),
+        Lease::Held { until, .. } if until == t(25)
+    ));
+    assert_eq!(
+        store
+            .acquire_lease(CHANNEL, "b", LEASE_TTL, t(24))
+            .await
+            .unwrap(),
+        Lease::Busy {
+            holder: a.to_owned(),
+            until: t(25)
+        }
+    );
+    // A holder that stops renewing loses the channel when the lease expires.
+    assert!(matches!(
+        store
+            .acquire_lease(CHANNEL, "b", LEASE_TTL, t(25))
+            .await
+            .unwrap(),
+        Lease::Held { .. }
+    ));
+    assert!(matches!(
+        store
+            .acquire_lease(CHANNEL, a, LEASE_TTL, t(26))
+            .await
+            .unwrap(),
+        Lease::Busy { .. }
+    ));
+    // Released, it can be taken at once; releasing another's lease does
+    // nothing.
+    store.release_lease(CHANNEL, a).await.unwrap();
+    store.release_lease(CHANNEL, "b").await.unwrap();
+    assert!(matches!(
+        store
+            .acquire_lease(CHANNEL, a, LEASE_TTL, t(27))
+            .await
+            .unwrap(),
+        Lease::Held { .. }
+    ));
+    assert!(
+        matches!(
+            store
+                .acquire_lease("C0OTHERCHN", "b", LEASE_TTL, t(27))
+                .await
+                .unwrap(),
+            Lease::Held { .. }
+        ),
+        "leases are per channel"
+    );
+}
+
+async fn racing_escalation_timers_climb_once(store: TestStore) {
+    let card = store
+        .apply(&[batch("k", vec![alert(1, AlertStatus::Firing)])], t(0))
+        .await
+        .unwrap()[0]
+        .card
+        .clone()
+        .unwrap();
+    let outcomes = race(&store, 8, |s, _| {
+        let card = card.clone();
+        async move {
+            let step = Action::Escalate {
+                from_level: 0,
+                notify: vec!["U0ONCALL1".into()],
+                dm: Vec::new(),
+                by: None,
+                next_escalation_at: None,
+            };
+            s.act(&card, step, t(60)).await.unwrap()
+        }
+    })
+    .await;
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, ActionOutcome::Applied { .. }))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    let brief = store.card_brief(&card).await.unwrap().unwrap();
+    assert_eq!(brief.escalation_level, 1);
+}
+
+async fn an_idempotency_key_is_first_seen_once_across_replicas(store: TestStore) {
+    let seen = race(&store, 8, |s, _| async move {
+        s.first_seen("Ev0RETRIED", t(0)).await.unwrap()
+    })
+    .await;
+    assert_eq!(seen.iter().filter(|first| **first).count(), 1);
+}
+
+on_both_backends!(
+    new_card_writes_one_post_and_dedupes_the_repeat,
+    updates_wait_for_the_post_and_coalesce,
+    thread_events_batch_into_one_pending_reply,
+    dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried,
+    inflight_post_is_recovered_when_its_channel_changes_hands,
+    resolved_card_reopens_inside_window_and_renders_latest_state,
+    batches_of_one_notification_commit_together_and_a_closed_store_refuses,
+    manual_resolve_resolves_every_alert_and_a_refire_reopens,
+    cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand,
+    a_storm_reply_is_capped_but_keeps_the_card_resolving,
+    occurrences_accumulate_and_a_quiet_alert_resolves_its_card,
+    duplicates_applied_concurrently_by_two_replicas_make_one_card_and_one_post,
+    an_operation_is_handed_out_once,
+    events_appended_before_the_handout_are_sent_with_the_reply,
+    a_channel_lease_has_one_holder_until_it_expires_or_is_released,
+    racing_escalation_timers_climb_once,
+    an_idempotency_key_is_first_seen_once_across_replicas,
+    pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver,
+);

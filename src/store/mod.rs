@@ -32,19 +32,41 @@
 //!    `next_escalation_at`, set when the card opens, climbs, is
 //!    unacknowledged or reopens, and cleared when it is acknowledged, resolved
 //!    or has no further step; nothing about timers lives only in memory.
+//! 9. **One sender per channel.** A channel's outbox is drained only by the
+//!    holder of its lease ([`Store::acquire_lease`]), which expires `ttl`
+//!    after it was last taken or renewed. Taking a free or expired lease
+//!    puts the channel's `sending` operations back to pending in the same
+//!    transaction (see Recovery). [`Store::begin_attempt`] hands an
+//!    operation out once: it answers false when the operation is no longer
+//!    pending.
+//!
+//! # Several processes
+//!
+//! Every method is atomic on its own, also when several replicas share one
+//! PostgreSQL database: [`Store::apply`] serializes the notifications of one
+//! card key (so duplicates from Alertmanager HA peers arriving at two
+//! replicas make one card), [`Store::act`] and [`Store::complete`] lock the
+//! card they change, and the conditions of invariants 3, 4 and 7 are checked
+//! under those locks. Lease expiry compares instants from the replicas'
+//! clocks, which must agree to well within the lease's ttl.
 //!
 //! # Recovery
 //!
-//! An operation is marked `sending` before its Slack call. After a crash,
-//! [`Store::recover_inflight`] puts `sending` operations back to `pending`;
+//! An operation is marked `sending` before its Slack call. When its sender
+//! dies, the next holder of the channel's lease puts it back to `pending`;
 //! a `post` whose outcome is unknown is flagged `reconcile`, and delivery
 //! looks for the card in the channel's history (by its message metadata)
-//! before posting again, so a restart never posts a second card. Thread
-//! replies and direct messages are at-least-once: one whose outcome is
-//! unknown is sent again. Idempotency keys of requests from Slack (event ids)
-//! are kept a day (`requests_seen`).
+//! before posting again, so a restart or a takeover never posts a second
+//! card. Thread replies and direct messages are at-least-once: one whose
+//! outcome is unknown is sent again. Idempotency keys of requests from Slack
+//! (event ids) are kept a day (`requests_seen`).
 
+mod decisions;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod reads;
 pub mod retention;
+mod rows;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -167,6 +189,23 @@ pub enum Completion {
     },
     /// Permanent failure.
     Dead { error: String },
+}
+
+/// What [`Store::acquire_lease`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the channel's lease until `until`. `recovered`
+    /// counts operations a previous holder left `sending`, put back to
+    /// pending because the caller took the lease over.
+    Held {
+        until: DateTime<Utc>,
+        recovered: u64,
+    },
+    /// Another holder's lease runs until `until`.
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Counts for metrics and the CLI.
@@ -300,9 +339,19 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Puts operations left `sending` by a previous process back to pending
-    /// (posts flagged for reconciliation). Call once at start.
-    async fn recover_inflight(&self) -> Result<u64, StoreError>;
+    /// Takes or renews `channel`'s lease for `holder` until `now + ttl`,
+    /// unless another holder's lease is still running (invariant 9).
+    async fn acquire_lease(
+        &self,
+        channel: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+
+    /// Gives up `channel`'s lease if `holder` has it, so another replica
+    /// can take it at once.
+    async fn release_lease(&self, channel: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Channels that have pending operations.
     async fn pending_channels(&self) -> Result<Vec<String>, StoreError>;
@@ -311,9 +360,16 @@ pub trait Store: Send + Sync + 'static {
     /// sent (its card has a ts, or it is the post).
     async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError>;
 
-    /// Marks the operation `sending` and counts the attempt, durably, before
-    /// the Slack call.
-    async fn begin_attempt(&self, op_id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Hands the operation out: marks it `sending` and counts the attempt,
+    /// durably, before the Slack call, and returns it as it is at that
+    /// moment (a reply with every event appended since [`Store::next_op`]
+    /// looked). `None` when it is no longer pending (sent, or taken by
+    /// another sender): the caller must not send it.
+    async fn begin_attempt(
+        &self,
+        op_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxOp>, StoreError>;
 
     /// Records how an attempt ended (see [`Completion`]).
     async fn complete(
@@ -396,6 +452,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
 }
 
+/// The store URLs this build opens, for error messages.
+#[cfg(feature = "postgres")]
+pub const SUPPORTED_SCHEMES: &str = "sqlite://PATH or postgres://USER@HOST/DATABASE";
+#[cfg(not(feature = "postgres"))]
+pub const SUPPORTED_SCHEMES: &str = "sqlite://PATH (postgres:// needs the `postgres` feature)";
+
+/// Whether [`open`] understands the URL's scheme.
+pub fn supported_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
+        || (cfg!(feature = "postgres")
+            && (url.starts_with("postgres://") || url.starts_with("postgresql://")))
+}
+
 /// Opens the store a URL names and applies its migrations.
 pub async fn open(
     url: &str,
@@ -405,8 +474,13 @@ pub async fn open(
         let store = sqlite::SqliteStore::open(url, busy_timeout).await?;
         return Ok(std::sync::Arc::new(store));
     }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::open(url, busy_timeout).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
     Err(StoreError::Open {
         url: url.to_owned(),
-        reason: "unsupported scheme (use sqlite://PATH)".to_owned(),
+        reason: format!("unsupported scheme (use {SUPPORTED_SCHEMES})"),
     })
 }

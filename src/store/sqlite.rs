@@ -10,25 +10,20 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
+use super::reads;
+use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
+    DueEscalation, Lease, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
 };
-use crate::model::{
-    Acknowledgement, Alert, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint,
-    Labels, Occurrences, ThreadEvent,
-};
+use crate::model::{CardId, CardState, CardView, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
-/// Thread events kept in one pending reply. Past this a storm's reply is
-/// already capped by rendering; more events would only grow the row.
-const MAX_EVENTS_PER_REPLY: usize = 2_000;
 /// Fingerprints per `IN (...)` query (SQLite's default limit is 32,766
 /// parameters; stay far below).
 const IN_CHUNK: usize = 500;
@@ -36,36 +31,6 @@ const IN_CHUNK: usize = 500;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::ColumnDecode { .. }
-            | sqlx::Error::Decode(_)
-            | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
-            other => StoreError::Unavailable(other.to_string()),
-        }
-    }
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
-    Utc.timestamp_millis_opt(v)
-        .single()
-        .ok_or_else(|| StoreError::Corrupt(format!("timestamp out of range: {v}")))
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    // Serializing maps of strings and our own enums cannot fail.
-    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("bad JSON column: {e}")))
 }
 
 impl SqliteStore {
@@ -137,36 +102,13 @@ async fn latest_card(
     .bind(key)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let state: String = row.try_get("state")?;
-    Ok(Some(LatestCard {
-        seq: row.try_get("seq")?,
-        snapshot: CardSnapshot {
-            id: CardId(row.try_get("id")?),
-            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
-            opened_at: from_ms(row.try_get("opened_at")?)?,
-            resolved_at: row
-                .try_get::<Option<i64>, _>("resolved_at")?
-                .map(from_ms)
-                .transpose()?,
-            group_digest: row.try_get::<i64, _>("group_digest")? as u64,
-            firing_count: row.try_get::<i64, _>("firing_count")? as u64,
-            resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
-        },
-    }))
-}
-
-/// The occurrence columns of an alert row (both NULL for state sources).
-fn occurrences_from_row(row: &SqliteRow) -> Result<Option<Occurrences>, StoreError> {
-    let count: Option<i64> = row.try_get("occurrences")?;
-    let last_seen: Option<i64> = row.try_get("last_seen_at")?;
-    match (count, last_seen) {
-        (Some(count), Some(last_seen)) => Ok(Some(Occurrences {
-            count: count as u64,
-            last_seen: from_ms(last_seen)?,
-        })),
-        _ => Ok(None),
-    }
+    row.map(|row| {
+        Ok(LatestCard {
+            seq: row.int("seq")?,
+            snapshot: rows::card_snapshot(&row)?,
+        })
+    })
+    .transpose()
 }
 
 async fn known_alerts(
@@ -185,18 +127,8 @@ async fn known_alerts(
             q = q.bind(a.fingerprint.0 as i64);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            let status: String = row.try_get("status")?;
-            known.insert(
-                Fingerprint(row.try_get::<i64, _>("fingerprint")? as u64),
-                KnownAlert {
-                    status: AlertStatus::from_str(&status).map_err(StoreError::Corrupt)?,
-                    digest: row.try_get::<i64, _>("digest")? as u64,
-                    expires_at: row
-                        .try_get::<Option<i64>, _>("expires_at")?
-                        .map(from_ms)
-                        .transpose()?,
-                },
-            );
+            let (fingerprint, alert) = rows::known_alert(&row)?;
+            known.insert(fingerprint, alert);
         }
     }
     Ok(known)
@@ -214,20 +146,6 @@ async fn plan_batch(
     };
     let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, now);
     Ok((latest, plan))
-}
-
-fn unchanged(batch: &CardBatch, latest: Option<&LatestCard>) -> ApplyOutcome {
-    ApplyOutcome {
-        card: latest.map(|c| c.snapshot.id.clone()),
-        channel: batch.channel.clone(),
-        changed: false,
-        opened: false,
-        reopened: false,
-        resolved: false,
-        alerts_fired: 0,
-        alerts_resolved: 0,
-        ops_pushed: Vec::new(),
-    }
 }
 
 async fn insert_op(
@@ -300,7 +218,7 @@ async fn push_reply(
             false,
         ),
         None => {
-            let not_before = now + chrono::Duration::from_std(window).unwrap_or_default();
+            let not_before = decisions::reply_due(window, now);
             let id = insert_op(
                 conn,
                 card_seq,
@@ -314,21 +232,7 @@ async fn push_reply(
             (id, 0, true)
         }
     };
-    // Past the cap, keep only the card-level events (resolved, reopened):
-    // the reply already lists more alerts than it can show.
-    let room = MAX_EVENTS_PER_REPLY.saturating_sub(held);
-    let kept: Vec<String> = events
-        .iter()
-        .enumerate()
-        .filter(|(i, e)| {
-            *i < room
-                || matches!(
-                    e,
-                    ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }
-                )
-        })
-        .map(|(_, e)| json(e))
-        .collect();
+    let kept = reply_events_to_keep(events, held);
     for chunk in kept.chunks(IN_CHUNK / 2) {
         let rows = vec!["(?, ?)"; chunk.len()].join(", ");
         let sql = format!("INSERT INTO thread_events (op_id, event) VALUES {rows}");
@@ -479,30 +383,7 @@ async fn write_change(
     {
         ops_pushed.push(OpKind::Reply);
     }
-    Ok(ApplyOutcome {
-        card: Some(change.target.card_id().clone()),
-        channel: batch.channel.clone(),
-        changed: true,
-        opened: matches!(change.target, Target::New(_)),
-        reopened: matches!(change.target, Target::Reopen(_)),
-        resolved: change.card_resolved(),
-        alerts_fired: change.alerts_fired,
-        alerts_resolved: change.alerts_resolved,
-        ops_pushed,
-    })
-}
-
-/// When a new or reopened card's first escalation step is due.
-fn escalation_due(
-    batch: &CardBatch,
-    change: &card::Change,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    if change.state != CardState::Firing {
-        return None;
-    }
-    let after = chrono::Duration::from_std(batch.first_escalation?).ok()?;
-    now.checked_add_signed(after)
+    Ok(decisions::changed(batch, change, ops_pushed))
 }
 
 async fn brief(
@@ -516,42 +397,34 @@ async fn brief(
     .bind(&card.0)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let state: String = row.try_get("state")?;
-    Ok(Some((
-        row.try_get("seq")?,
-        CardBrief {
-            id: card.clone(),
-            route: row.try_get("route")?,
-            channel: row.try_get("channel")?,
-            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
-            opened_at: from_ms(row.try_get("opened_at")?)?,
-            acked_by: row.try_get("acked_by")?,
-            escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
-            ts: row.try_get("ts")?,
-            manual_resolve: row.try_get::<i64, _>("manual_resolve")? != 0,
-        },
-    )))
+    row.map(|row| Ok((row.int("seq")?, rows::card_brief(card, &row)?)))
+        .transpose()
 }
 
-fn op_from_row(row: &SqliteRow) -> Result<OutboxOp, StoreError> {
-    let kind = OpKind::parse(row.try_get("kind")?)?;
-    let events = match row.try_get::<Option<&str>, _>("events")? {
-        Some(text) => from_json(text)?,
-        None => Vec::new(),
-    };
-    Ok(OutboxOp {
-        id: row.try_get("id")?,
-        kind,
-        card: CardId(row.try_get("card_id")?),
-        channel: row.try_get("channel")?,
-        card_ts: row.try_get("ts")?,
-        events,
-        recipient: row.try_get("recipient")?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        reconcile: row.try_get::<i64, _>("reconcile")? != 0,
-        card_opened_at: from_ms(row.try_get("opened_at")?)?,
-    })
+/// An outbox row with what delivery needs of its card; callers add the
+/// condition.
+const OP_SELECT: &str =
+    "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
+        c.id AS card_id, c.ts, c.opened_at
+    FROM outbox o JOIN cards c ON c.seq = o.card_seq";
+
+/// The operation of an [`OP_SELECT`] row, with a reply's thread events.
+async fn with_events(
+    conn: &mut SqliteConnection,
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<OutboxOp, StoreError> {
+    let mut op = rows::outbox_op(row)?;
+    if op.kind == OpKind::Reply {
+        let rows = sqlx::query("SELECT event FROM thread_events WHERE op_id = ? ORDER BY id")
+            .bind(op.id)
+            .fetch_all(&mut *conn)
+            .await?;
+        op.events = rows
+            .iter()
+            .map(|r| r.json("event"))
+            .collect::<Result<_, StoreError>>()?;
+    }
+    Ok(op)
 }
 
 #[async_trait]
@@ -572,7 +445,7 @@ impl Store for SqliteStore {
                     outcomes.clear();
                     break;
                 }
-                outcomes.push(unchanged(batch, latest.as_ref()));
+                outcomes.push(unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)));
             }
             if outcomes.len() == batches.len() {
                 return Ok(outcomes);
@@ -585,7 +458,7 @@ impl Store for SqliteStore {
         for batch in batches {
             let (latest, plan) = plan_batch(&mut tx, batch, now).await?;
             let outcome = match plan {
-                Plan::Unchanged => unchanged(batch, latest.as_ref()),
+                Plan::Unchanged => unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)),
                 Plan::Apply(change) => {
                     write_change(&mut tx, batch, latest.as_ref(), &change, now).await?
                 }
@@ -601,75 +474,120 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn recover_inflight(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'pending', reconcile = CASE WHEN kind = 'post' THEN 1 ELSE reconcile END
-             WHERE state = 'sending'",
+    async fn acquire_lease(
+        &self,
+        channel: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
+        let until = decisions::lease_until(ttl, now);
+        // The single writer connection serializes this read-decide-write.
+        let mut tx = self.writer.begin().await?;
+        let current =
+            sqlx::query("SELECT holder, expires_at FROM channel_leases WHERE channel = ?")
+                .bind(channel)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let step = match &current {
+            Some(row) => decisions::lease_step(
+                &row.text("holder")?,
+                row.instant("expires_at")?,
+                holder,
+                now,
+            ),
+            None => decisions::LeaseStep::Take,
+        };
+        let recovered = match step {
+            decisions::LeaseStep::Busy { holder, until } => {
+                return Ok(Lease::Busy { holder, until });
+            }
+            decisions::LeaseStep::Renew => 0,
+            decisions::LeaseStep::Take => sqlx::query(
+                "UPDATE outbox SET state = 'pending',
+                     reconcile = CASE WHEN kind = 'post' THEN 1 ELSE reconcile END
+                 WHERE channel = ? AND state = 'sending'",
+            )
+            .bind(channel)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        sqlx::query(
+            "INSERT INTO channel_leases (channel, holder, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
         )
-        .execute(&self.writer)
+        .bind(channel)
+        .bind(holder)
+        .bind(ms(until))
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        tx.commit().await?;
+        Ok(Lease::Held { until, recovered })
+    }
+
+    async fn release_lease(&self, channel: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM channel_leases WHERE channel = ? AND holder = ?")
+            .bind(channel)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     async fn pending_channels(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| r.try_get("channel").map_err(StoreError::from))
-            .collect()
+        reads::pending_channels(&self.reader).await
     }
 
     async fn next_op(&self, channel: &str, now: DateTime<Utc>) -> Result<NextOp, StoreError> {
         let mut conn = self.reader.acquire().await?;
-        let row = sqlx::query(
-            "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile, c.id AS card_id, c.ts,
-                 c.opened_at
-             FROM outbox o JOIN cards c ON c.seq = o.card_seq
-             WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ?
+        let row = sqlx::query(&format!(
+            "{OP_SELECT} WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ?
                AND (o.kind = 'post' OR c.ts IS NOT NULL)
-             ORDER BY o.id LIMIT 1",
-        )
+             ORDER BY o.id LIMIT 1"
+        ))
         .bind(channel)
         .bind(ms(now))
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(row) = row {
-            let mut op = op_from_row(&row)?;
-            if op.kind == OpKind::Reply {
-                let rows =
-                    sqlx::query("SELECT event FROM thread_events WHERE op_id = ? ORDER BY id")
-                        .bind(op.id)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                op.events = rows
-                    .iter()
-                    .map(|r| from_json(r.try_get("event")?))
-                    .collect::<Result<_, StoreError>>()?;
-            }
-            return Ok(NextOp::Ready(op));
+            return Ok(NextOp::Ready(with_events(&mut conn, &row).await?));
         }
-        let next: Option<i64> = sqlx::query(
+        let next = sqlx::query(
             "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
              WHERE o.channel = ? AND o.state = 'pending' AND (o.kind = 'post' OR c.ts IS NOT NULL)",
         )
         .bind(channel)
         .fetch_one(&mut *conn)
         .await?
-        .try_get("next")?;
+        .opt_instant("next")?;
         Ok(match next {
-            Some(at) => NextOp::WaitUntil(from_ms(at)?),
+            Some(at) => NextOp::WaitUntil(at),
             None => NextOp::Idle,
         })
     }
 
-    async fn begin_attempt(&self, op_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn begin_attempt(
+        &self,
+        op_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxOp>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(&format!(
+            "{OP_SELECT} WHERE o.id = ? AND o.state = 'pending'"
+        ))
+        .bind(op_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
         sqlx::query("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?")
             .bind(ms(now))
             .bind(op_id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(())
+        let op = with_events(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(Some(op))
     }
 
     async fn complete(
@@ -691,11 +609,11 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 if refresh {
-                    let seq: i64 = sqlx::query("SELECT seq FROM cards WHERE id = ?")
+                    let seq = sqlx::query("SELECT seq FROM cards WHERE id = ?")
                         .bind(&op.card.0)
                         .fetch_one(&mut *tx)
                         .await?
-                        .try_get("seq")?;
+                        .int("seq")?;
                     push_update(&mut tx, seq, &op.channel, now).await?;
                 }
             }
@@ -741,7 +659,7 @@ impl Store for SqliteStore {
                         "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?
                          WHERE card_seq = (SELECT seq FROM cards WHERE id = ?) AND state = 'pending'",
                     )
-                    .bind(format!("card was never posted: {error}"))
+                    .bind(decisions::orphan_error(&error))
                     .bind(ms(now))
                     .bind(&op.card.0)
                     .execute(&mut *tx)
@@ -766,8 +684,6 @@ impl Store for SqliteStore {
         else {
             return Ok(None);
         };
-        let seq: i64 = row.try_get("seq")?;
-        let state: String = row.try_get("state")?;
         let alert_rows = sqlx::query(
             "SELECT fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, occurrences,
                  last_seen_at FROM alerts
@@ -775,99 +691,23 @@ impl Store for SqliteStore {
              ORDER BY CASE status WHEN 'firing' THEN 0 ELSE 1 END, updated_at DESC, starts_at, fingerprint
              LIMIT ?",
         )
-        .bind(seq)
+        .bind(row.int("seq")?)
         .bind(i64::from(max_alerts))
         .fetch_all(&mut *conn)
         .await?;
-        let mut alerts = Vec::with_capacity(alert_rows.len());
-        for a in &alert_rows {
-            let status: String = a.try_get("status")?;
-            alerts.push(CardAlert {
-                fingerprint: Fingerprint(a.try_get::<i64, _>("fingerprint")? as u64),
-                status: AlertStatus::from_str(&status).map_err(StoreError::Corrupt)?,
-                labels: from_json::<Labels>(a.try_get("labels")?)?,
-                annotations: from_json::<Labels>(a.try_get("annotations")?)?,
-                starts_at: from_ms(a.try_get("starts_at")?)?,
-                ends_at: a
-                    .try_get::<Option<i64>, _>("ends_at")?
-                    .map(from_ms)
-                    .transpose()?,
-                generator_url: a.try_get("generator_url")?,
-                occurrences: occurrences_from_row(a)?,
-            });
-        }
-        Ok(Some(CardView {
-            id: card.clone(),
-            key: row.try_get("card_key")?,
-            route: row.try_get("route")?,
-            channel: row.try_get("channel")?,
-            state: CardState::from_str(&state).map_err(StoreError::Corrupt)?,
-            opened_at: from_ms(row.try_get("opened_at")?)?,
-            resolved_at: row
-                .try_get::<Option<i64>, _>("resolved_at")?
-                .map(from_ms)
-                .transpose()?,
-            group_labels: from_json(row.try_get("group_labels")?)?,
-            common_labels: from_json(row.try_get("common_labels")?)?,
-            common_annotations: from_json(row.try_get("common_annotations")?)?,
-            external_url: row.try_get("external_url")?,
-            key_labels: Vec::new(),
-            alerts,
-            firing_count: row.try_get::<i64, _>("firing_count")? as u64,
-            resolved_count: row.try_get::<i64, _>("resolved_count")? as u64,
-            acknowledged: match (
-                row.try_get::<Option<String>, _>("acked_by")?,
-                row.try_get::<Option<i64>, _>("acked_at")?,
-            ) {
-                (Some(by), Some(at)) => Some(Acknowledgement {
-                    by,
-                    at: from_ms(at)?,
-                }),
-                _ => None,
-            },
-            escalation_level: row.try_get::<i64, _>("escalation_level")? as u32,
-            manual_resolve: row.try_get::<i64, _>("manual_resolve")? != 0,
-        }))
+        let alerts = alert_rows
+            .iter()
+            .map(rows::card_alert)
+            .collect::<Result<_, _>>()?;
+        rows::card_view(card, &row, alerts).map(Some)
     }
 
     async fn outbox_summary(&self) -> Result<OutboxSummary, StoreError> {
-        let row = sqlx::query(
-            "SELECT
-                (SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')) AS pending,
-                (SELECT COUNT(*) FROM outbox WHERE state = 'dead') AS dead,
-                (SELECT COUNT(*) FROM cards WHERE state = 'firing') AS firing",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(OutboxSummary {
-            pending: row.try_get::<i64, _>("pending")? as u64,
-            dead: row.try_get::<i64, _>("dead")? as u64,
-            cards_firing: row.try_get::<i64, _>("firing")? as u64,
-        })
+        reads::outbox_summary(&self.reader).await
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT o.id, o.kind, o.channel, o.attempts, o.last_error, c.id AS card_id
-             FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.state = 'dead' ORDER BY o.id LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeadLetter {
-                    id: r.try_get("id")?,
-                    kind: OpKind::parse(r.try_get("kind")?)?,
-                    card: CardId(r.try_get("card_id")?),
-                    channel: r.try_get("channel")?,
-                    attempts: r.try_get::<i64, _>("attempts")? as u32,
-                    error: r
-                        .try_get::<Option<String>, _>("last_error")?
-                        .unwrap_or_default(),
-                })
-            })
-            .collect()
+        reads::dead_letters(&self.reader, limit).await
     }
 
     async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -877,8 +717,8 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else { return Ok(false) };
-        let card_seq: i64 = row.try_get("card_seq")?;
-        let kind = OpKind::parse(row.try_get("kind")?)?;
+        let card_seq = row.int("card_seq")?;
+        let kind = OpKind::parse(&row.text("kind")?)?;
         let revive =
             "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?";
         if kind == OpKind::Post {
@@ -917,51 +757,9 @@ impl Store for SqliteStore {
         let Some((seq, current)) = brief(&mut tx, card).await? else {
             return Ok(ActionOutcome::NotFound);
         };
-        let firing = current.state == CardState::Firing;
-        let (applies, event) = match &action {
-            Action::Acknowledge { by } => (
-                firing && current.acked_by.is_none(),
-                ThreadEvent::Acknowledged {
-                    by: by.clone(),
-                    at: now,
-                },
-            ),
-            Action::Unacknowledge { by, .. } => (
-                firing && current.acked_by.is_some(),
-                ThreadEvent::Unacknowledged {
-                    by: by.clone(),
-                    at: now,
-                },
-            ),
-            // Cards of sources that resolve themselves cannot be resolved by
-            // hand: the next notification would contradict it.
-            Action::Resolve { by } => (
-                firing && current.manual_resolve,
-                ThreadEvent::ResolvedBy {
-                    by: by.clone(),
-                    at: now,
-                    duration_secs: (now - current.opened_at).num_seconds().max(0),
-                },
-            ),
-            Action::Note { event } => (true, event.clone()),
-            Action::Escalate {
-                from_level,
-                notify,
-                by,
-                ..
-            } => (
-                firing && current.acked_by.is_none() && current.escalation_level == *from_level,
-                ThreadEvent::Escalated {
-                    level: from_level + 1,
-                    notify: notify.clone(),
-                    by: by.clone(),
-                    at: now,
-                },
-            ),
-        };
-        if !applies {
+        let Some(event) = action_event(&action, &current, now) else {
             return Ok(ActionOutcome::NoChange(current));
-        }
+        };
         let update = match &action {
             Action::Acknowledge { by } => Some(sqlx::query(
                 "UPDATE cards SET acked_by = ?, acked_at = ?, next_escalation_at = NULL, updated_at = ? WHERE seq = ?",
@@ -1052,59 +850,15 @@ impl Store for SqliteStore {
     }
 
     async fn firing_cards(&self, limit: u32) -> Result<Vec<CardSummary>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, route, channel, ts, common_labels, group_labels, firing_count, acked_by, escalation_level,
-                 opened_at
-             FROM cards WHERE state = 'firing' ORDER BY opened_at LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let common: Labels = from_json(r.try_get("common_labels")?)?;
-                let group: Labels = from_json(r.try_get("group_labels")?)?;
-                let title = common
-                    .get("alertname")
-                    .or_else(|| group.get("alertname"))
-                    .cloned()
-                    .unwrap_or_else(|| "Alert".to_owned());
-                Ok(CardSummary {
-                    id: CardId(r.try_get("id")?),
-                    route: r.try_get("route")?,
-                    channel: r.try_get("channel")?,
-                    ts: r.try_get("ts")?,
-                    title,
-                    firing_count: r.try_get::<i64, _>("firing_count")? as u64,
-                    acked_by: r.try_get("acked_by")?,
-                    escalation_level: r.try_get::<i64, _>("escalation_level")? as u32,
-                    opened_at: from_ms(r.try_get("opened_at")?)?,
-                })
-            })
-            .collect()
+        reads::firing_cards(&self.reader, limit).await
     }
 
     async fn cards_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<CardId>, StoreError> {
-        // Card ids are hex; anything else cannot match (and keeps LIKE
-        // wildcards out of the pattern).
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query("SELECT id FROM cards WHERE id LIKE ? ORDER BY seq DESC LIMIT ?")
-            .bind(format!("{}%", prefix.to_ascii_lowercase()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(|r| Ok(CardId(r.try_get("id")?))).collect()
+        reads::cards_by_prefix(&self.reader, prefix, limit).await
     }
 
     async fn card_by_message(&self, channel: &str, ts: &str) -> Result<Option<CardId>, StoreError> {
-        let row = sqlx::query("SELECT id FROM cards WHERE channel = ? AND ts = ? LIMIT 1")
-            .bind(channel)
-            .bind(ts)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok(CardId(r.try_get("id")?))).transpose()
+        reads::card_by_message(&self.reader, channel, ts).await
     }
 
     async fn due_escalations(
@@ -1112,37 +866,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DueEscalation>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, route, escalation_level, opened_at FROM cards
-             WHERE next_escalation_at IS NOT NULL AND next_escalation_at <= ?
-               AND state = 'firing' AND acked_by IS NULL
-             ORDER BY next_escalation_at LIMIT ?",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DueEscalation {
-                    card: CardId(r.try_get("id")?),
-                    route: r.try_get("route")?,
-                    level: r.try_get::<i64, _>("escalation_level")? as u32,
-                    opened_at: from_ms(r.try_get("opened_at")?)?,
-                })
-            })
-            .collect()
+        reads::due_escalations(&self.reader, now, limit).await
     }
 
     async fn next_escalation_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query(
-            "SELECT MIN(next_escalation_at) AS next FROM cards
-             WHERE next_escalation_at IS NOT NULL AND state = 'firing' AND acked_by IS NULL",
-        )
-        .fetch_one(&self.reader)
-        .await?
-        .try_get("next")?;
-        next.map(from_ms).transpose()
+        reads::next_escalation_at(&self.reader).await
     }
 
     async fn quiet_alerts(
@@ -1150,62 +878,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<QuietCard>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT c.card_key, c.route, c.channel, c.group_labels, c.common_labels, c.common_annotations,
-                 c.external_url, a.card_seq, a.fingerprint, a.labels, a.annotations, a.starts_at,
-                 a.generator_url, a.occurrences, a.last_seen_at
-             FROM alerts a JOIN cards c ON c.seq = a.card_seq
-             WHERE a.expires_at IS NOT NULL AND a.expires_at <= ? AND a.status = 'firing'
-             ORDER BY a.card_seq, a.expires_at LIMIT ?",
-        )
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        let mut cards: Vec<(i64, QuietCard)> = Vec::new();
-        for row in &rows {
-            let seq: i64 = row.try_get("card_seq")?;
-            if cards.last().is_none_or(|(s, _)| *s != seq) {
-                cards.push((
-                    seq,
-                    QuietCard {
-                        key: row.try_get("card_key")?,
-                        route: row.try_get("route")?,
-                        channel: row.try_get("channel")?,
-                        group_labels: from_json(row.try_get("group_labels")?)?,
-                        common_labels: from_json(row.try_get("common_labels")?)?,
-                        common_annotations: from_json(row.try_get("common_annotations")?)?,
-                        external_url: row.try_get("external_url")?,
-                        alerts: Vec::new(),
-                    },
-                ));
-            }
-            let occurrences = occurrences_from_row(row)?;
-            let Some((_, card)) = cards.last_mut() else {
-                continue;
-            };
-            card.alerts.push(Alert {
-                fingerprint: Fingerprint(row.try_get::<i64, _>("fingerprint")? as u64),
-                status: AlertStatus::Resolved,
-                labels: from_json(row.try_get("labels")?)?,
-                annotations: from_json(row.try_get("annotations")?)?,
-                starts_at: from_ms(row.try_get("starts_at")?)?,
-                ends_at: occurrences.map(|o| o.last_seen),
-                generator_url: row.try_get("generator_url")?,
-                occurrences,
-            });
-        }
-        Ok(cards.into_iter().map(|(_, card)| card).collect())
+        reads::quiet_alerts(&self.reader, now, limit).await
     }
 
     async fn next_quiet_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let next: Option<i64> = sqlx::query(
-            "SELECT MIN(expires_at) AS next FROM alerts WHERE expires_at IS NOT NULL AND status = 'firing'",
-        )
-        .fetch_one(&self.reader)
-        .await?
-        .try_get("next")?;
-        next.map(from_ms).transpose()
+        reads::next_quiet_at(&self.reader).await
     }
 
     async fn prune(&self, resolved_before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
@@ -1245,9 +922,8 @@ impl Store for SqliteStore {
 
     async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let day_ago = now - chrono::Duration::days(1);
         sqlx::query("DELETE FROM requests_seen WHERE at < ?")
-            .bind(ms(day_ago))
+            .bind(ms(decisions::seen_expiry(now)))
             .execute(&mut *tx)
             .await?;
         let inserted = sqlx::query(
@@ -1266,18 +942,6 @@ impl Store for SqliteStore {
         &self,
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, state, ts FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(key)
-        .fetch_optional(&self.reader)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = row.try_get("state")?;
-        Ok(Some((
-            CardId(row.try_get("id")?),
-            CardState::from_str(&state).map_err(StoreError::Corrupt)?,
-            row.try_get("ts")?,
-        )))
+        reads::card_by_key(&self.reader, key).await
     }
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod postgres;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -72,7 +74,8 @@ pub fn test_config(api_url: &str, db: &Path) -> Value {
             "backoff_base": "50ms",
             "backoff_max": "500ms",
             "max_attempts": 50,
-            "shutdown_deadline": "3s"
+            "shutdown_deadline": "3s",
+            "lease_ttl": "3s"
         },
         "routes": [ { "name": "all", "channel": CHANNEL, "reopen_window": "1h" } ]
     })

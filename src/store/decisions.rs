@@ -1,0 +1,193 @@
+//! What a change writes, decided without SQL: both backends ask these
+//! functions and only carry out the answer in their own dialect.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Action, ApplyOutcome, CardBrief, OpKind, rows};
+use crate::model::{CardId, CardState, ThreadEvent};
+use crate::pipeline::card::{CardBatch, Change, Target};
+
+/// Thread events kept in one pending reply. Past this a storm's reply is
+/// already capped by rendering; more events would only grow the row.
+pub(crate) const MAX_EVENTS_PER_REPLY: usize = 2_000;
+
+/// The outcome of a batch that changed nothing.
+pub(crate) fn unchanged(batch: &CardBatch, latest: Option<&CardId>) -> ApplyOutcome {
+    ApplyOutcome {
+        card: latest.cloned(),
+        channel: batch.channel.clone(),
+        changed: false,
+        opened: false,
+        reopened: false,
+        resolved: false,
+        alerts_fired: 0,
+        alerts_resolved: 0,
+        ops_pushed: Vec::new(),
+    }
+}
+
+/// The outcome of a written change, given the operations it added.
+pub(crate) fn changed(batch: &CardBatch, change: &Change, ops_pushed: Vec<OpKind>) -> ApplyOutcome {
+    ApplyOutcome {
+        card: Some(change.target.card_id().clone()),
+        channel: batch.channel.clone(),
+        changed: true,
+        opened: matches!(change.target, Target::New(_)),
+        reopened: matches!(change.target, Target::Reopen(_)),
+        resolved: change.card_resolved(),
+        alerts_fired: change.alerts_fired,
+        alerts_resolved: change.alerts_resolved,
+        ops_pushed,
+    }
+}
+
+/// When a new or reopened card's first escalation step is due.
+pub(crate) fn escalation_due(
+    batch: &CardBatch,
+    change: &Change,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if change.state != CardState::Firing {
+        return None;
+    }
+    let after = chrono::Duration::from_std(batch.first_escalation?).ok()?;
+    now.checked_add_signed(after)
+}
+
+/// When a reply started now is due: after the batching window.
+pub(crate) fn reply_due(window: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(window).unwrap_or_default()
+}
+
+/// The events to append (as JSON) to a reply that already holds `held`.
+/// Past the cap only the card-level events (resolved, reopened) are kept:
+/// the reply already lists more alerts than it can show.
+pub(crate) fn reply_events_to_keep(events: &[ThreadEvent], held: usize) -> Vec<String> {
+    let room = MAX_EVENTS_PER_REPLY.saturating_sub(held);
+    events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            *i < room
+                || matches!(
+                    e,
+                    ThreadEvent::CardResolved { .. } | ThreadEvent::CardReopened { .. }
+                )
+        })
+        .map(|(_, e)| rows::json(e))
+        .collect()
+}
+
+/// The thread event an action adds, or `None` when the card is not in the
+/// state the action was decided for (invariant 7).
+pub(crate) fn action_event(
+    action: &Action,
+    current: &CardBrief,
+    now: DateTime<Utc>,
+) -> Option<ThreadEvent> {
+    let firing = current.state == CardState::Firing;
+    let (applies, event) = match action {
+        Action::Acknowledge { by } => (
+            firing && current.acked_by.is_none(),
+            ThreadEvent::Acknowledged {
+                by: by.clone(),
+                at: now,
+            },
+        ),
+        Action::Unacknowledge { by, .. } => (
+            firing && current.acked_by.is_some(),
+            ThreadEvent::Unacknowledged {
+                by: by.clone(),
+                at: now,
+            },
+        ),
+        // Cards of sources that resolve themselves cannot be resolved by
+        // hand: the next notification would contradict it.
+        Action::Resolve { by } => (
+            firing && current.manual_resolve,
+            ThreadEvent::ResolvedBy {
+                by: by.clone(),
+                at: now,
+                duration_secs: (now - current.opened_at).num_seconds().max(0),
+            },
+        ),
+        Action::Note { event } => (true, event.clone()),
+        Action::Escalate {
+            from_level,
+            notify,
+            by,
+            ..
+        } => (
+            firing && current.acked_by.is_none() && current.escalation_level == *from_level,
+            ThreadEvent::Escalated {
+                level: from_level + 1,
+                notify: notify.clone(),
+                by: by.clone(),
+                at: now,
+            },
+        ),
+    };
+    applies.then_some(event)
+}
+
+/// What to do with a channel's lease row (invariant 9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LeaseStep {
+    /// The caller holds it: extend it.
+    Renew,
+    /// Free or expired: the caller takes it, and recovers what the previous
+    /// holder left in flight.
+    Take,
+    /// Another holder's lease is still running.
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+}
+
+/// Decides on a lease row (`holder`, `until`) for `me` at `now`. A channel
+/// that never had a lease reads as an empty holder that expired long ago.
+pub(crate) fn lease_step(
+    holder: &str,
+    until: DateTime<Utc>,
+    me: &str,
+    now: DateTime<Utc>,
+) -> LeaseStep {
+    if holder == me && until > now {
+        LeaseStep::Renew
+    } else if until <= now {
+        LeaseStep::Take
+    } else {
+        LeaseStep::Busy {
+            holder: holder.to_owned(),
+            until,
+        }
+    }
+}
+
+/// When a lease taken or renewed at `now` expires.
+pub(crate) fn lease_until(ttl: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The error of an operation dead-lettered because its card's post was.
+pub(crate) fn orphan_error(post_error: &str) -> String {
+    format!("card was never posted: {post_error}")
+}
+
+/// Idempotency keys seen before this instant are forgotten.
+pub(crate) fn seen_expiry(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono::Duration::days(1)
+}
+
+/// The `LIKE` pattern for card ids starting with `prefix`, or `None` when
+/// no card id can match. Card ids are hex; anything else cannot match (and
+/// keeps LIKE wildcards out of the pattern).
+pub(crate) fn card_id_pattern(prefix: &str) -> Option<String> {
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(format!("{}%", prefix.to_ascii_lowercase()))
+}
