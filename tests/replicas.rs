@@ -149,3 +149,184 @@ async fn readyz_fails_while_the_database_is_unreachable_and_recovers() {
     .await;
     ackbar.stop().await;
 }
+
+/// Sends `body` to the live replicas in turn until one accepts it, as an
+/// Alertmanager cluster pointed at all of them does. Returns the attempts.
+async fn to_any(client: &reqwest::Client, urls: &[String], body: &Value, start: usize) -> usize {
+    for attempt in 0..300 {
+        let url = &urls[(start + attempt) % urls.len()];
+        let accepted = client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if accepted {
+            return attempt + 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no replica accepted a notification in 300 attempts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_replica_of_three_mid_storm_loses_nothing_and_duplicates_nothing() {
+    use ackbar::slack::sandbox::{Faults, RateLimit};
+    const STORM_GROUPS: usize = 16;
+    const CHANNEL_B: &str = "C0TESTCHB2";
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    // A slow Slack, so that the kill lands with work queued and in flight.
+    options.post_per_channel = RateLimit {
+        max: 3,
+        per: Duration::from_secs(1),
+    };
+    options.faults = Faults {
+        delay: Duration::from_millis(150),
+        delay_rate: 0.5,
+        ..Faults::default()
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_on(&slack, &db);
+    config["routes"] = serde_json::json!([
+        { "name": "even", "matchers": ["group=~g.*[02468]"], "channel": CHANNEL },
+        { "name": "odd", "matchers": [], "channel": CHANNEL_B }
+    ]);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start_ackbar_process(&config, dir.path(), free_port()).await);
+    }
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|r| r.url("/webhook/alertmanager"))
+        .collect();
+    let posted = || {
+        let state = slack.sandbox.state();
+        cards(&state, CHANNEL).len() + cards(&state, CHANNEL_B).len()
+    };
+
+    // The storm: every group fires on some replica, round robin.
+    let storm_started = std::time::Instant::now();
+    let client = http();
+    let storm = {
+        let (client, urls) = (client.clone(), urls.clone());
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for round in 0..3 {
+                for g in 0..STORM_GROUPS {
+                    let alerts: Vec<_> = (0..5 * (round + 1))
+                        .map(|i| firing("Storm", &format!("h{i}")))
+                        .collect();
+                    to_any(
+                        &client,
+                        &urls,
+                        &webhook(&format!("g{g:02}"), &alerts),
+                        g + round,
+                    )
+                    .await;
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    eventually(Duration::from_secs(60), "some cards posted", || {
+        posted() >= 3
+    })
+    .await;
+    // Kill a replica that is delivering: one holding a channel's lease
+    // (holders are named after their process id).
+    let holders: Vec<String> = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar("SELECT holder FROM channel_leases")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    };
+    let victim = replicas
+        .iter()
+        .position(|r| {
+            let pid = r.child.id().unwrap_or_default().to_string();
+            holders
+                .iter()
+                .any(|h| h.split('-').next() == Some(pid.as_str()))
+        })
+        .unwrap_or_else(|| panic!("no replica holds a lease mid-storm: {holders:?}"));
+    replicas[victim].kill().await;
+    let killed_at = std::time::Instant::now();
+    assert!(posted() < STORM_GROUPS, "the kill should land mid-storm");
+
+    let sent = tokio::time::timeout(Duration::from_secs(120), storm)
+        .await
+        .expect("the storm finished")
+        .unwrap();
+    let storm_secs = storm_started.elapsed().as_secs_f64();
+    eventually(Duration::from_secs(120), "a card for every group", || {
+        posted() >= STORM_GROUPS
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+
+    // Resolve everything through the survivors.
+    let survivors: Vec<String> = urls
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, u)| u.clone())
+        .collect();
+    for g in 0..STORM_GROUPS {
+        let alerts: Vec<_> = (0..15)
+            .map(|i| resolved("Storm", &format!("h{i}")))
+            .collect();
+        to_any(
+            &client,
+            &survivors,
+            &webhook(&format!("g{g:02}"), &alerts),
+            g,
+        )
+        .await;
+    }
+    let store = PgStore::open(&db.url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    eventually_async(Duration::from_secs(120), "the outbox drains", || async {
+        store.outbox_summary().await.unwrap().pending == 0
+    })
+    .await;
+    let dead = store.outbox_summary().await.unwrap().dead;
+    store.close().await;
+
+    let state = slack.sandbox.state();
+    let mut ids = HashSet::new();
+    for channel in [CHANNEL, CHANNEL_B] {
+        for (ts, id, card) in cards(&state, channel) {
+            assert!(ids.insert(id), "card {ts} posted twice");
+            assert!(is_resolved(&card), "card {ts} ends resolved");
+            let resolves = replies(&state, channel, &ts)
+                .iter()
+                .filter(|r| message_text(r).contains("card resolved"))
+                .count();
+            assert!(
+                resolves <= 1,
+                "card {ts}: resolved {resolves} times in its thread"
+            );
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        STORM_GROUPS,
+        "one card per group: nothing lost, nothing twice"
+    );
+    assert_eq!(dead, 0, "no dead letters");
+    eprintln!(
+        "FIGURES: {sent} notifications in {storm_secs:.1} s ({:.1}/s) across 3 replicas, one SIGKILLed; \
+         every card posted {:.1} s after the kill",
+        sent as f64 / storm_secs,
+        takeover.as_secs_f64()
+    );
+    drop(replicas);
+}
