@@ -286,3 +286,64 @@ fn list_line(card: &CardSummary, link: Option<&str>, now: chrono::DateTime<Utc>)
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(text: &str) -> Command {
+        Command {
+            command: "/ackbar".to_owned(),
+            text: text.to_owned(),
+            user_id: "U0ALICE01".to_owned(),
+            response_url: None,
+            trigger_id: None,
+            ssl_check: None,
+        }
+    }
+
+    #[test]
+    fn subcommand_reads_the_first_word_in_any_case() {
+        assert_eq!(text("").subcommand(), Subcommand::Help);
+        assert_eq!(text("  \t ").subcommand(), Subcommand::Help);
+        assert_eq!(text("HELP me").subcommand(), Subcommand::Help);
+        assert_eq!(text(" List ").subcommand(), Subcommand::List);
+        assert_eq!(
+            text("ack 3f2a9c1e extra").subcommand(),
+            Subcommand::Ack(Some("3f2a9c1e"))
+        );
+        assert_eq!(text("Ack").subcommand(), Subcommand::Ack(None));
+        assert_eq!(
+            text("silence\u{a0}ab").subcommand(),
+            Subcommand::Silence(Some("ab"))
+        );
+        assert_eq!(text("oncall").subcommand(), Subcommand::Oncall);
+        assert_eq!(
+            text("Ünknown x").subcommand(),
+            Subcommand::Unknown("Ünknown")
+        );
+    }
+
+    #[test]
+    fn unknown_subcommand_echo_is_cut_and_escaped() {
+        let answer = unknown_subcommand_text(&format!("<@U0ALL>{}", "&".repeat(100)));
+        assert!(
+            answer.starts_with("Unknown subcommand `&lt;@u0all&gt;&amp;"),
+            "{answer}"
+        );
+        // 40 characters: the 8 of the mention, 31 of the rest and the ellipsis.
+        assert_eq!(answer.matches("&amp;").count(), 31, "{answer}");
+        assert!(answer.contains("…`"), "{answer}");
+    }
+
+    #[test]
+    fn command_forms_decode_and_garbage_is_malformed() {
+        let command = Command::from_form(b"command=%2Fackbar&text=ack+3f2a&user_id=U0ALICE01")
+            .expect("a form");
+        assert_eq!(command.subcommand(), Subcommand::Ack(Some("3f2a")));
+        assert!(matches!(
+            Command::from_form(b"text=%ZZ&text=a"),
+            Err(InteractError::Malformed(_))
+        ));
+    }
+}
