@@ -8,8 +8,8 @@ use std::io::Write;
 
 use ackbar::config::{OtlpConfig, OtlpLogsConfig, OtlpTracesConfig};
 use ackbar::ingest::otlp::{
-    self, Decoded, Encoding, MAX_ALERTNAME_CHARS, MAX_ALERTS, MAX_DETAILS_CHARS,
-    MAX_LABEL_VALUE_CHARS, MAX_SUMMARY_CHARS, OtlpError,
+    self, Decoded, Encoding, MAX_ALERTS, MAX_DETAILS_CHARS, MAX_LABEL_VALUE_CHARS,
+    MAX_SUMMARY_CHARS, OtlpError,
 };
 use ackbar::model::OtlpSignal;
 use chrono::{DateTime, Utc};
@@ -132,15 +132,6 @@ fn check_decoded(decoded: &Decoded, encoding: Encoding) {
                 "label name {name:?}"
             );
             at_most(value, MAX_LABEL_VALUE_CHARS, name);
-        }
-        if let Some(name) = alert.labels.get("alertname") {
-            if decoded.signal == OtlpSignal::Logs {
-                at_most(
-                    name,
-                    MAX_ALERTNAME_CHARS.max(MAX_LABEL_VALUE_CHARS),
-                    "alertname",
-                );
-            }
         }
         if let Some(summary) = alert.annotations.get("summary") {
             at_most(summary, MAX_SUMMARY_CHARS, "summary");
