@@ -107,3 +107,35 @@ impl Interactions {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_decode_and_anything_else_is_malformed() {
+        let challenge = br#"{"type":"url_verification","challenge":"c\u0000<@U1>"}"#;
+        assert!(matches!(
+            EventRequest::from_json(challenge),
+            Ok(EventRequest(Envelope::UrlVerification { challenge })) if challenge == "c\0<@U1>"
+        ));
+        assert!(matches!(
+            EventRequest::from_json(br#"{"type":"app_rate_limited"}"#),
+            Ok(EventRequest(Envelope::Other))
+        ));
+        for body in [
+            &b""[..],
+            b"[]",
+            b"{\"type\":5}",
+            b"{\"type\":\"event_callback\"}",
+        ] {
+            assert!(
+                matches!(
+                    EventRequest::from_json(body),
+                    Err(InteractError::Malformed(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+}

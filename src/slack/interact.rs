@@ -764,3 +764,37 @@ fn why_unchanged(brief: &CardBrief) -> String {
         None => "Someone acted on this card a moment ago; nothing more was changed.".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_decodes_the_same_over_http_and_socket_mode() {
+        let json = r#"{"type":"block_actions","user":{"id":"U0ALICE01"},"actions":[{"action_id":"ack","value":"c+1 %"}]}"#;
+        let form = format!(
+            "payload={}",
+            serde_urlencoded::to_string([("", json)])
+                .expect("a form")
+                .trim_start_matches('=')
+        );
+        for decoded in [
+            Interaction::from_json(json.as_bytes()),
+            Interaction::from_form(form.as_bytes()),
+        ] {
+            assert!(
+                matches!(&decoded, Ok(Interaction(Payload::BlockActions(a))) if a.actions[0].value.as_deref() == Some("c+1 %")),
+                "{decoded:?}"
+            );
+        }
+        for body in [&b"payload="[..], b"payload=%7B%7D", b"nopayload=1", b"\xff"] {
+            assert!(
+                matches!(
+                    Interaction::from_form(body),
+                    Err(InteractError::Malformed(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+}
