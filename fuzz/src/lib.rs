@@ -28,7 +28,7 @@ pub const MAX_ERROR_CHARS: usize = 4096;
 ///
 /// * byte 0, bit 0: traces (set) or logs;
 /// * byte 0, bits 1-2: `Content-Encoding`: 0 none; 1 `gzip`, the body
-///   passed on as it is (the decoder must cope with any stream); 2 `gzip`,
+///   passed on as it is (the decoder must cope with any stream); 2 or 3 `gzip`,
 ///   compressed by the harness, so decompression must give back exactly the
 ///   body, or refuse it as too large when it is;
 /// * byte 1: the body limit, `1 + 32 * byte` bytes, small enough that the
@@ -81,7 +81,7 @@ pub fn otlp_export(data: &[u8], encoding: Encoding) {
     }
 }
 
-/// A configuration that reaches every branch: label attributes on both
+/// A configuration that reaches the configurable paths: label attributes on both
 /// signals (one of them the `service.name` every seed carries), a trace link.
 fn config() -> OtlpConfig {
     let label_attributes = vec![
