@@ -574,7 +574,7 @@ fn explain(body: &[u8], err: serde_json::Error) -> DecodeError {
         serde_json::error::Category::Data => {
             let mut de = serde_json::Deserializer::from_slice(body);
             let (path, err) = match serde_path_to_error::deserialize::<_, RawMessage<'_>>(&mut de) {
-                Err(e) => (e.path().to_string(), e.into_inner()),
+                Err(e) => (echo_path(e.path()), e.into_inner()),
                 // Cannot happen (same input, same parser); keep the first error.
                 Ok(_) => (".".to_owned(), err),
             };
@@ -591,6 +591,25 @@ fn explain(body: &[u8], err: serde_json::Error) -> DecodeError {
         }
         _ => json_error(&err),
     }
+}
+
+/// A JSON path as `serde_path_to_error` prints it (`alerts[3].labels.job`),
+/// but with every object key cut to [`MAX_ECHO_CHARS`]: keys are input
+/// (label names can be long), and the message repeats the path.
+fn echo_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for (i, segment) in path.iter().enumerate() {
+        if i > 0 && !matches!(segment, Segment::Seq { .. }) {
+            out.push('.');
+        }
+        match segment {
+            Segment::Map { key } => out.push_str(&snippet(key)),
+            Segment::Enum { variant } => out.push_str(&snippet(variant)),
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    if out.is_empty() { ".".to_owned() } else { out }
 }
 
 /// serde_json's message without its " at line L column C" suffix (our
@@ -964,6 +983,24 @@ mod tests {
             msg.len() < 400 && msg.contains("alerts[0].startsAt"),
             "{msg}"
         );
+    }
+
+    /// Found by the `alertmanager_webhook` fuzz target's bound on refusals:
+    /// the JSON path of a wrong-typed label repeated its name in full.
+    #[test]
+    fn long_label_names_are_not_echoed_in_the_path() {
+        let name = "n".repeat(100_000);
+        let mut a = minimal_alert();
+        a["labels"] = json!({ name.clone(): 5 });
+        let msg = err_of(&payload(vec![a])).to_string();
+        assert!(msg.len() < 600, "{} bytes", msg.len());
+        let cut = format!("alerts[0].labels.{}…", "n".repeat(MAX_ECHO_CHARS));
+        assert!(msg.contains(&cut), "{msg}");
+        // Short names still print as before.
+        let mut a = minimal_alert();
+        a["annotations"] = json!({ "summary": [] });
+        let msg = err_of(&payload(vec![minimal_alert(), a])).to_string();
+        assert!(msg.contains("at alerts[1].annotations.summary:"), "{msg}");
     }
 
     #[test]

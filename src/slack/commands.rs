@@ -37,6 +37,57 @@ pub struct Command {
     pub ssl_check: Option<String>,
 }
 
+impl Command {
+    /// Decodes a `POST /slack/commands` body (a form). Public, apart from
+    /// the handler, so that it can be tested and fuzzed (`fuzz/`) without a
+    /// store or a Slack client.
+    pub fn from_form(body: &[u8]) -> Result<Command, InteractError> {
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| InteractError::Malformed(format!("not a slash command form: {e}")))
+    }
+
+    /// What the command's text asks for: its first word, case-insensitive,
+    /// and the card id after `ack`/`silence`. Empty text asks for help.
+    pub fn subcommand(&self) -> Subcommand<'_> {
+        let mut words = self.text.split_whitespace();
+        let Some(first) = words.next() else {
+            return Subcommand::Help;
+        };
+        match first.to_ascii_lowercase().as_str() {
+            "help" => Subcommand::Help,
+            "list" => Subcommand::List,
+            "ack" => Subcommand::Ack(words.next()),
+            "silence" => Subcommand::Silence(words.next()),
+            "oncall" => Subcommand::Oncall,
+            _ => Subcommand::Unknown(first),
+        }
+    }
+}
+
+/// A slash command's text, read. Card ids are `None` when not given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subcommand<'a> {
+    Help,
+    List,
+    Ack(Option<&'a str>),
+    Silence(Option<&'a str>),
+    Oncall,
+    /// The first word, as typed.
+    Unknown(&'a str),
+}
+
+/// The answer to a subcommand ackbar does not know: the word (cut and
+/// escaped: it is the user's text) and the help.
+pub fn unknown_subcommand_text(word: &str) -> String {
+    format!(
+        "Unknown subcommand `{}`.\n{HELP}",
+        crate::slack::blocks::untrusted(&crate::slack::blocks::truncate(
+            &word.to_ascii_lowercase(),
+            40
+        ))
+    )
+}
+
 fn ephemeral(text: impl Into<String>) -> Value {
     json!({ "response_type": "ephemeral", "text": text.into() })
 }
@@ -57,9 +108,7 @@ impl Interactions {
     /// Handles a verified `POST /slack/commands` body; returns the JSON to
     /// answer with (`None`: an empty 200).
     pub async fn command(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
-        let command: Command = serde_urlencoded::from_bytes(body)
-            .map_err(|e| InteractError::Malformed(format!("not a slash command form: {e}")))?;
-        self.run_command(command).await
+        self.run_command(Command::from_form(body)?).await
     }
 
     /// Runs a parsed slash command (from the HTTP form, or the JSON payload
@@ -73,44 +122,40 @@ impl Interactions {
                 "user_id is not a Slack user id".to_owned(),
             ));
         }
-        let mut words = command.text.split_whitespace();
-        let answer = match words.next().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("help") => ephemeral(HELP),
-            Some("list") => match command.response_url.clone() {
+        let answer = match command.subcommand() {
+            Subcommand::Help => ephemeral(HELP),
+            Subcommand::List => match command.response_url.clone() {
                 Some(url) => {
                     self.list_later(url);
                     ephemeral("Looking up firing cards…")
                 }
                 None => ephemeral(self.list_text(false).await?),
             },
-            Some("ack") => match words.next() {
-                Some(id) => ephemeral(self.ack_by_short_id(&command.user_id, id).await?),
-                None => ephemeral("Which card? `ack CARD` with the id `list` shows."),
-            },
-            Some("silence") => match words.next() {
-                Some(id) => match self.card_by_short_id(id).await? {
-                    Ok(card) => match self
-                        .open_silence_modal(
-                            &command.user_id,
-                            &card,
-                            command.trigger_id.as_deref(),
-                            Utc::now(),
-                        )
-                        .await?
-                    {
-                        // The modal is the answer.
-                        Handled::Applied | Handled::Ignored => return Ok(None),
-                        Handled::NoChange(text) | Handled::Refused(text) => ephemeral(text),
-                    },
-                    Err(text) => ephemeral(text),
+            Subcommand::Ack(Some(id)) => {
+                ephemeral(self.ack_by_short_id(&command.user_id, id).await?)
+            }
+            Subcommand::Ack(None) => ephemeral("Which card? `ack CARD` with the id `list` shows."),
+            Subcommand::Silence(Some(id)) => match self.card_by_short_id(id).await? {
+                Ok(card) => match self
+                    .open_silence_modal(
+                        &command.user_id,
+                        &card,
+                        command.trigger_id.as_deref(),
+                        Utc::now(),
+                    )
+                    .await?
+                {
+                    // The modal is the answer.
+                    Handled::Applied | Handled::Ignored => return Ok(None),
+                    Handled::NoChange(text) | Handled::Refused(text) => ephemeral(text),
                 },
-                None => ephemeral("Which card? `silence CARD` with the id `list` shows."),
+                Err(text) => ephemeral(text),
             },
-            Some("oncall") => ephemeral(self.oncall_text()),
-            Some(other) => ephemeral(format!(
-                "Unknown subcommand `{}`.\n{HELP}",
-                crate::slack::blocks::untrusted(&crate::slack::blocks::truncate(other, 40))
-            )),
+            Subcommand::Silence(None) => {
+                ephemeral("Which card? `silence CARD` with the id `list` shows.")
+            }
+            Subcommand::Oncall => ephemeral(self.oncall_text()),
+            Subcommand::Unknown(word) => ephemeral(unknown_subcommand_text(word)),
         };
         Ok(Some(answer))
     }
@@ -240,4 +285,65 @@ fn list_line(card: &CardSummary, link: Option<&str>, now: chrono::DateTime<Utc>)
         line.push_str(&format!(", escalated to step {}", card.escalation_level));
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(text: &str) -> Command {
+        Command {
+            command: "/ackbar".to_owned(),
+            text: text.to_owned(),
+            user_id: "U0ALICE01".to_owned(),
+            response_url: None,
+            trigger_id: None,
+            ssl_check: None,
+        }
+    }
+
+    #[test]
+    fn subcommand_reads_the_first_word_in_any_case() {
+        assert_eq!(text("").subcommand(), Subcommand::Help);
+        assert_eq!(text("  \t ").subcommand(), Subcommand::Help);
+        assert_eq!(text("HELP me").subcommand(), Subcommand::Help);
+        assert_eq!(text(" List ").subcommand(), Subcommand::List);
+        assert_eq!(
+            text("ack 3f2a9c1e extra").subcommand(),
+            Subcommand::Ack(Some("3f2a9c1e"))
+        );
+        assert_eq!(text("Ack").subcommand(), Subcommand::Ack(None));
+        assert_eq!(
+            text("silence\u{a0}ab").subcommand(),
+            Subcommand::Silence(Some("ab"))
+        );
+        assert_eq!(text("oncall").subcommand(), Subcommand::Oncall);
+        assert_eq!(
+            text("Ünknown x").subcommand(),
+            Subcommand::Unknown("Ünknown")
+        );
+    }
+
+    #[test]
+    fn unknown_subcommand_echo_is_cut_and_escaped() {
+        let answer = unknown_subcommand_text(&format!("<@U0ALL>{}", "&".repeat(100)));
+        assert!(
+            answer.starts_with("Unknown subcommand `&lt;@\u{200b}u0all&gt;&amp;"),
+            "{answer}"
+        );
+        // 40 characters: the 8 of the mention, 31 of the rest and the ellipsis.
+        assert_eq!(answer.matches("&amp;").count(), 31, "{answer}");
+        assert!(answer.contains("…`"), "{answer}");
+    }
+
+    #[test]
+    fn command_forms_decode_and_garbage_is_malformed() {
+        let command = Command::from_form(b"command=%2Fackbar&text=ack+3f2a&user_id=U0ALICE01")
+            .expect("a form");
+        assert_eq!(command.subcommand(), Subcommand::Ack(Some("3f2a")));
+        assert!(matches!(
+            Command::from_form(b"text=%ZZ&text=a"),
+            Err(InteractError::Malformed(_))
+        ));
+    }
 }

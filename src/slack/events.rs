@@ -40,12 +40,27 @@ enum Event {
     Other,
 }
 
+/// An Events API request decoded but not yet acted on. Opaque, like
+/// [`Interaction`](super::interact::Interaction), and public for the same
+/// reason: decoding can be tested and fuzzed (`fuzz/`) on its own.
+#[derive(Debug)]
+pub struct EventRequest(Envelope);
+
+impl EventRequest {
+    /// Decodes a `POST /slack/events` body (or a Socket Mode `events_api`
+    /// payload).
+    pub fn from_json(body: &[u8]) -> Result<EventRequest, InteractError> {
+        serde_json::from_slice(body)
+            .map(EventRequest)
+            .map_err(|e| InteractError::Malformed(format!("not an Events API envelope: {e}")))
+    }
+}
+
 impl Interactions {
     /// Handles a verified `POST /slack/events` body; returns the JSON to
     /// answer with (`None`: an empty 200).
     pub async fn event(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
-        let envelope: Envelope = serde_json::from_slice(body)
-            .map_err(|e| InteractError::Malformed(format!("not an Events API envelope: {e}")))?;
+        let EventRequest(envelope) = EventRequest::from_json(body)?;
         let (event_id, event) = match envelope {
             Envelope::UrlVerification { challenge } => {
                 return Ok(Some(json!({ "challenge": challenge })));
@@ -90,5 +105,37 @@ impl Interactions {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_decode_and_anything_else_is_malformed() {
+        let challenge = br#"{"type":"url_verification","challenge":"c\u0000<@U1>"}"#;
+        assert!(matches!(
+            EventRequest::from_json(challenge),
+            Ok(EventRequest(Envelope::UrlVerification { challenge })) if challenge == "c\0<@U1>"
+        ));
+        assert!(matches!(
+            EventRequest::from_json(br#"{"type":"app_rate_limited"}"#),
+            Ok(EventRequest(Envelope::Other))
+        ));
+        for body in [
+            &b""[..],
+            b"[]",
+            b"{\"type\":5}",
+            b"{\"type\":\"event_callback\"}",
+        ] {
+            assert!(
+                matches!(
+                    EventRequest::from_json(body),
+                    Err(InteractError::Malformed(_))
+                ),
+                "{body:?}"
+            );
+        }
     }
 }

@@ -140,6 +140,31 @@ struct Form {
     payload: String,
 }
 
+/// An interaction payload decoded but not yet acted on. Opaque: only the
+/// handlers read it. Decoding is a step of its own, and public, so that it
+/// can be tested and fuzzed (`fuzz/`) without a store or a Slack client.
+#[derive(Debug)]
+pub struct Interaction(Payload);
+
+impl Interaction {
+    /// Decodes a `POST /slack/interactions` body: a form whose `payload`
+    /// field holds the JSON.
+    pub fn from_form(body: &[u8]) -> Result<Interaction, InteractError> {
+        let form: Form = serde_urlencoded::from_bytes(body).map_err(|e| {
+            InteractError::Malformed(format!("expected a form with a `payload` field: {e}"))
+        })?;
+        Interaction::from_json(form.payload.as_bytes())
+    }
+
+    /// Decodes the JSON payload itself (what Socket Mode's `interactive`
+    /// envelopes carry).
+    pub fn from_json(json: &[u8]) -> Result<Interaction, InteractError> {
+        serde_json::from_slice(json)
+            .map(Interaction)
+            .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))
+    }
+}
+
 /// What the action handler decided, for the HTTP answer and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Handled {
@@ -232,18 +257,20 @@ impl Interactions {
     /// to answer with (`None`: an empty 200, which also closes a submitted
     /// modal).
     pub async fn interaction(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
-        let form: Form = serde_urlencoded::from_bytes(body).map_err(|e| {
-            InteractError::Malformed(format!("expected a form with a `payload` field: {e}"))
-        })?;
-        self.interaction_payload(form.payload.as_bytes()).await
+        self.handle_interaction(Interaction::from_form(body)?).await
     }
 
     /// Handles an interaction payload (the JSON Slack puts in the form's
     /// `payload` field over HTTP, or in a Socket Mode envelope); returns the
     /// JSON to answer with, as [`Interactions::interaction`] does.
     pub async fn interaction_payload(&self, json: &[u8]) -> Result<Option<Value>, InteractError> {
-        let payload: Payload = serde_json::from_slice(json)
-            .map_err(|e| InteractError::Malformed(format!("payload is not an interaction: {e}")))?;
+        self.handle_interaction(Interaction::from_json(json)?).await
+    }
+
+    async fn handle_interaction(
+        &self,
+        Interaction(payload): Interaction,
+    ) -> Result<Option<Value>, InteractError> {
         match payload {
             Payload::BlockActions(actions) => {
                 self.block_actions(actions).await?;
@@ -735,5 +762,39 @@ fn why_unchanged(brief: &CardBrief) -> String {
     match &brief.acked_by {
         Some(by) => format!("Already acknowledged by <@{by}>; nothing was changed."),
         None => "Someone acted on this card a moment ago; nothing more was changed.".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_decodes_the_same_over_http_and_socket_mode() {
+        let json = r#"{"type":"block_actions","user":{"id":"U0ALICE01"},"actions":[{"action_id":"ack","value":"c+1 %"}]}"#;
+        let form = format!(
+            "payload={}",
+            serde_urlencoded::to_string([("", json)])
+                .expect("a form")
+                .trim_start_matches('=')
+        );
+        for decoded in [
+            Interaction::from_json(json.as_bytes()),
+            Interaction::from_form(form.as_bytes()),
+        ] {
+            assert!(
+                matches!(&decoded, Ok(Interaction(Payload::BlockActions(a))) if a.actions[0].value.as_deref() == Some("c+1 %")),
+                "{decoded:?}"
+            );
+        }
+        for body in [&b"payload="[..], b"payload=%7B%7D", b"nopayload=1", b"\xff"] {
+            assert!(
+                matches!(
+                    Interaction::from_form(body),
+                    Err(InteractError::Malformed(_))
+                ),
+                "{body:?}"
+            );
+        }
     }
 }

@@ -243,7 +243,8 @@ fn mentions(text: &str) -> Vec<String> {
         let token = &after[..close];
         if let Some(inner) = token.rfind('<') {
             // `<a<b>`: Slack reads the innermost token; look at that one.
-            outside.push_str(&rest[..=open + inner]);
+            // What came before it (`rest[..open]`) is already in `outside`.
+            outside.push_str(&rest[open..open + 1 + inner]);
             rest = &rest[open + 1 + inner..];
             continue;
         }
