@@ -330,3 +330,108 @@ async fn sigkill_of_one_replica_of_three_mid_storm_loses_nothing_and_duplicates_
     );
     drop(replicas);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_going_away_mid_storm_loses_nothing_and_duplicates_nothing() {
+    use ackbar::slack::sandbox::RateLimit;
+    const STORM_GROUPS: usize = 12;
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let mut options = sandbox_options(&[CHANNEL]);
+    // A slow Slack, so that the outage lands with work queued.
+    options.post_per_channel = RateLimit {
+        max: 3,
+        per: Duration::from_secs(1),
+    };
+    let slack = start_slack(options).await;
+    let ackbar = start_ackbar(&config_on(&slack, &db)).await;
+    let urls = vec![ackbar.url("/webhook/alertmanager")];
+    let posted = || cards(&slack.sandbox.state(), CHANNEL).len();
+
+    // Fire every group in growing steps, then resolve everything, at a
+    // steady pace so that the outage hits ingest too; refused requests are
+    // retried, as Alertmanager does. Returns (requests, attempts).
+    let storm = {
+        let urls = urls.clone();
+        tokio::spawn(async move {
+            let client = http();
+            let (mut requests, mut attempts) = (0, 0);
+            for round in 1..=3 {
+                for g in 0..STORM_GROUPS {
+                    let alerts: Vec<_> = (0..4 * round)
+                        .map(|i| firing("Storm", &format!("h{i}")))
+                        .collect();
+                    attempts +=
+                        to_any(&client, &urls, &webhook(&format!("g{g:02}"), &alerts), 0).await;
+                    requests += 1;
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            }
+            for g in 0..STORM_GROUPS {
+                let alerts: Vec<_> = (0..12)
+                    .map(|i| resolved("Storm", &format!("h{i}")))
+                    .collect();
+                attempts += to_any(&client, &urls, &webhook(&format!("g{g:02}"), &alerts), 0).await;
+                requests += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            (requests, attempts)
+        })
+    };
+    eventually(Duration::from_secs(60), "some cards posted", || {
+        posted() >= 2
+    })
+    .await;
+    db.admin(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+        db.name
+    ))
+    .await;
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(posted() < STORM_GROUPS, "the outage should land mid-storm");
+    db.admin(&format!(
+        "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+        db.name
+    ))
+    .await;
+
+    let (requests, attempts) = tokio::time::timeout(Duration::from_secs(120), storm)
+        .await
+        .expect("the storm finished")
+        .unwrap();
+    assert!(
+        attempts > requests,
+        "the outage refused some notifications ({attempts} attempts for {requests})"
+    );
+    let store = PgStore::open(&db.url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    eventually_async(Duration::from_secs(120), "the outbox drains", || async {
+        store.outbox_summary().await.unwrap().pending == 0
+    })
+    .await;
+    let dead = store.outbox_summary().await.unwrap().dead;
+    store.close().await;
+
+    let state = slack.sandbox.state();
+    let posted = cards(&state, CHANNEL);
+    let ids: HashSet<_> = posted.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(
+        posted.len(),
+        STORM_GROUPS,
+        "one card per group: nothing lost, nothing twice"
+    );
+    assert_eq!(ids.len(), STORM_GROUPS);
+    assert!(
+        posted.iter().all(|(_, _, card)| is_resolved(card)),
+        "every card ends resolved"
+    );
+    assert_eq!(dead, 0, "no dead letters");
+    ackbar.stop().await;
+}
