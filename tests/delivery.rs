@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ackbar::slack::sandbox::{Faults, RateLimit, SandboxState};
+use ackbar::store::Store;
 use common::*;
 use serde_json::json;
 
@@ -249,4 +250,54 @@ async fn sigkill_in_the_middle_of_a_storm_then_restart_loses_nothing_and_duplica
     .await;
     assert_final_state(&slack.sandbox.state());
     drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_a_full_outbox_delivers_everything_once() {
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    // Slack is down while the storm arrives: everything waits in the outbox.
+    options.faults = Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let config = storm_config(&slack.api_url, &db);
+    let ackbar = start_ackbar(&config).await;
+    storm(&ackbar.url("/webhook/alertmanager")).await;
+    ackbar.stop().await;
+
+    let store = ackbar::store::sqlite::SqliteStore::open(
+        &format!("sqlite://{}", db.display()),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let full = store.outbox_summary().await.unwrap();
+    assert!(
+        full.pending >= GROUPS as u64,
+        "every card still waits to be posted: {full:?}"
+    );
+    assert!(cards(&slack.sandbox.state(), CHANNEL).is_empty());
+
+    // Slack is back; a new process on the same database delivers it all.
+    slack.sandbox.set_faults(Faults::default()).unwrap();
+    let ackbar = start_ackbar(&config).await;
+    eventually(Duration::from_secs(90), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
+    eventually_async(Duration::from_secs(60), "outbox drained", || async {
+        store.outbox_summary().await.unwrap().pending == 0
+    })
+    .await;
+    assert_eq!(
+        store.outbox_summary().await.unwrap().dead,
+        0,
+        "no dead letters"
+    );
+    assert_final_state(&slack.sandbox.state());
+    store.close().await;
+    ackbar.stop().await;
 }
