@@ -19,9 +19,6 @@ use crate::pipeline::oncall::Rotations;
 use crate::pipeline::route::Router;
 use crate::store::{Action, ActionOutcome, Store};
 
-/// How often the timer looks for due steps when none is known to be due
-/// sooner (another replica or a restart may have added some).
-const POLL: Duration = Duration::from_secs(5);
 /// Due cards handled per round.
 const BATCH: u32 = 100;
 
@@ -144,14 +141,7 @@ pub async fn run_timer(
             }
             Err(e) => warn!(error = %e, "cannot read due escalations; will retry"),
         }
-        let wait = match store.next_escalation_at().await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(POLL),
-            _ => POLL,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-            _ = stop.changed() => {}
-        }
+        super::timer::wait_for_next(store.next_escalation_at().await, &mut stop).await;
     }
 }
 

@@ -11,6 +11,7 @@ pub mod escalation;
 pub mod oncall;
 pub mod quiet;
 pub mod route;
+pub mod timer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -6,7 +6,6 @@
 //! [`super::card::plan`], which drops a resolve that lost that race).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
@@ -14,12 +13,6 @@ use tracing::warn;
 
 use super::Pipeline;
 use crate::deliver::Deliverer;
-
-/// Longest sleep between checks: bounds how late a quiet period that began
-/// while the timer slept is noticed.
-const POLL: Duration = Duration::from_secs(5);
-/// Shortest sleep, so a store that keeps failing is not hammered.
-const MIN_WAIT: Duration = Duration::from_millis(200);
 
 /// Resolves quiet alerts until `stop` turns true.
 pub async fn run_timer(
@@ -39,13 +32,6 @@ pub async fn run_timer(
             }
             Err(e) => warn!(error = %e, "cannot resolve quiet alerts; will retry"),
         }
-        let wait = match pipeline.next_quiet_at().await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(POLL),
-            _ => POLL,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait.max(MIN_WAIT)) => {}
-            _ = stop.changed() => {}
-        }
+        super::timer::wait_for_next(pipeline.next_quiet_at().await, &mut stop).await;
     }
 }
