@@ -40,7 +40,6 @@ fn batch(route: &RouteConfig, status: AlertStatus) -> CardBatch {
         replies: route.replies,
         reply_batch_window: Duration::from_secs(2),
         first_escalation: route.escalation.first().map(|s| s.after),
-        manual_resolve: false,
         quiet_period: None,
         group_labels: Labels::new(),
         common_labels: labels.clone(),

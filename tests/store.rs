@@ -49,7 +49,6 @@ fn batch(key: &str, alerts: Vec<Alert>) -> CardBatch {
         replies: ReplyConfig::default(),
         reply_batch_window: Duration::from_secs(2),
         first_escalation: None,
-        manual_resolve: false,
         quiet_period: None,
         group_labels: Labels::new(),
         common_labels: Labels::new(),
@@ -442,7 +441,9 @@ async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestSto
         "svc",
         vec![alert(1, AlertStatus::Firing), alert(2, AlertStatus::Firing)],
     );
-    b.manual_resolve = true;
+    // A source that cannot resolve its alerts (whose route has a quiet
+    // period).
+    b.quiet_period = Some(Duration::from_secs(1800));
     let card = store.apply(std::slice::from_ref(&b), t(0)).await.unwrap()[0]
         .card
         .clone()
@@ -566,7 +567,6 @@ fn occurrences(fp: u64, count: u64, first: i64, last: i64) -> CardBatch {
         last_seen: t(last),
     });
     let mut b = batch("events", vec![a]);
-    b.manual_resolve = true;
     b.quiet_period = Some(Duration::from_secs(60));
     b
 }

@@ -35,13 +35,12 @@ pub struct CardBatch {
     /// Delay of the route's first escalation step, if it has a policy: a
     /// new or reopened card's first step is due this long after it (re)opens.
     pub first_escalation: Option<Duration>,
-    /// The source cannot resolve its alerts (see [`Source::resolves_itself`]):
-    /// the card offers a Resolve button.
+    /// Set when the source cannot resolve its alerts (see
+    /// [`Source::resolves_itself`]): how long an alert stays firing after
+    /// its last occurrence (the route's `quiet_period`). Such cards also
+    /// offer a Resolve button ([`CardBatch::manual_resolve`]).
     ///
     /// [`Source::resolves_itself`]: crate::model::Source::resolves_itself
-    pub manual_resolve: bool,
-    /// For event sources: how long an alert stays firing after its last
-    /// occurrence (the route's `quiet_period`).
     pub quiet_period: Option<Duration>,
     pub group_labels: Labels,
     pub common_labels: Labels,
@@ -51,6 +50,11 @@ pub struct CardBatch {
 }
 
 impl CardBatch {
+    /// The card offers Resolve: its source never says its alerts are over.
+    pub fn manual_resolve(&self) -> bool {
+        self.quiet_period.is_some()
+    }
+
     /// When an event-sourced alert of this batch resolves unless it occurs
     /// again: its last occurrence plus the quiet period. `None` for alerts
     /// that are not firing or whose source reports their end itself.
@@ -381,7 +385,6 @@ mod tests {
             replies: ReplyConfig::default(),
             reply_batch_window: Duration::from_secs(2),
             first_escalation: None,
-            manual_resolve: false,
             quiet_period: None,
             group_labels: Labels::new(),
             common_labels: Labels::new(),
@@ -454,7 +457,6 @@ mod tests {
             last_seen: t(seen),
         });
         let mut b = batch(vec![a]);
-        b.manual_resolve = true;
         b.quiet_period = Some(Duration::from_secs(60));
         b
     }

@@ -111,7 +111,6 @@ impl Pipeline {
             replies: route.replies,
             reply_batch_window: self.reply_batch_window,
             first_escalation: route.escalation.first().map(|step| step.after),
-            manual_resolve: !resolves_itself,
             quiet_period: (!resolves_itself).then_some(route.quiet_period),
             group_labels: Labels::new(),
             common_labels: Labels::new(),

@@ -281,7 +281,7 @@ async fn write_change(
         .bind(change.resolved_count as i64)
         .bind(ms(now))
         .bind(escalation_due(batch, change, now).map(ms))
-        .bind(batch.manual_resolve)
+        .bind(batch.manual_resolve())
         .fetch_one(&mut *conn)
         .await?
         .try_get("seq")?,
