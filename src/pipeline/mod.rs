@@ -71,6 +71,7 @@ impl Pipeline {
     /// ingest hot path, and nothing needs the notification afterwards.
     pub fn batches(&self, mut notification: Notification) -> (Vec<CardBatch>, u64) {
         let external_url = notification.source.external_url().map(str::to_owned);
+        let resolves_itself = notification.source.resolves_itself();
         let mut batches: Vec<CardBatch> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut unrouted = 0;
@@ -80,22 +81,26 @@ impl Pipeline {
                 continue;
             };
             let key = route::card_key(route, &notification, &alert);
-            let resolves_itself = notification.source.resolves_itself();
-            let i = *index.entry(key.clone()).or_insert_with(|| {
-                let group_labels = if resolves_itself {
-                    notification.group_labels.clone()
-                } else {
-                    event_group_labels(route, &alert)
-                };
-                batches.push(CardBatch {
-                    group_labels,
-                    common_labels: notification.common_labels.clone(),
-                    common_annotations: notification.common_annotations.clone(),
-                    external_url: external_url.clone(),
-                    ..self.empty_batch(route, key, resolves_itself)
-                });
-                batches.len() - 1
-            });
+            // Most alerts join a batch already started: no key copy for them.
+            let i = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let group_labels = if resolves_itself {
+                        notification.group_labels.clone()
+                    } else {
+                        event_group_labels(route, &alert)
+                    };
+                    index.insert(key.clone(), batches.len());
+                    batches.push(CardBatch {
+                        group_labels,
+                        common_labels: notification.common_labels.clone(),
+                        common_annotations: notification.common_annotations.clone(),
+                        external_url: external_url.clone(),
+                        ..self.empty_batch(route, key, resolves_itself)
+                    });
+                    batches.len() - 1
+                }
+            };
             batches[i].alerts.push(alert);
         }
         (batches, unrouted)
