@@ -35,6 +35,21 @@ async fn to_both(client: &reqwest::Client, a: &Ackbar, b: &Ackbar, body: &Value)
     assert!(rb.status().is_success(), "replica b: {}", rb.status());
 }
 
+/// Waits (at most `timeout`) until nothing is left to deliver from `db`'s
+/// outbox, and returns how many operations ended as dead letters.
+async fn drained(db: &PgDatabase, timeout: Duration) -> u64 {
+    let store = PgStore::open(&db.url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    eventually_async(timeout, "the outbox drains", || async {
+        store.outbox_summary().await.unwrap().pending == 0
+    })
+    .await;
+    let dead = store.outbox_summary().await.unwrap().dead;
+    store.close().await;
+    dead
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_pair_on_one_database_posts_one_card_per_group() {
     let Some(db) = PgDatabase::create().await else {
@@ -67,14 +82,7 @@ async fn ha_pair_on_one_database_posts_one_card_per_group() {
     })
     .await;
     // Nothing is left to send, so nothing more can be posted.
-    let store = PgStore::open(&db.url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    eventually_async(Duration::from_secs(30), "outbox drained", || async {
-        store.outbox_summary().await.unwrap().pending == 0
-    })
-    .await;
-    store.close().await;
+    drained(&db, Duration::from_secs(30)).await;
 
     let state = slack.sandbox.state();
     let posted = cards(&state, CHANNEL);
@@ -290,15 +298,7 @@ async fn sigkill_of_one_replica_of_three_mid_storm_loses_nothing_and_duplicates_
         )
         .await;
     }
-    let store = PgStore::open(&db.url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    eventually_async(Duration::from_secs(120), "the outbox drains", || async {
-        store.outbox_summary().await.unwrap().pending == 0
-    })
-    .await;
-    let dead = store.outbox_summary().await.unwrap().dead;
-    store.close().await;
+    let dead = drained(&db, Duration::from_secs(120)).await;
 
     let state = slack.sandbox.state();
     let mut ids = HashSet::new();
@@ -409,15 +409,7 @@ async fn the_database_going_away_mid_storm_loses_nothing_and_duplicates_nothing(
         attempts > requests,
         "the outage refused some notifications ({attempts} attempts for {requests})"
     );
-    let store = PgStore::open(&db.url, Duration::from_secs(5))
-        .await
-        .unwrap();
-    eventually_async(Duration::from_secs(120), "the outbox drains", || async {
-        store.outbox_summary().await.unwrap().pending == 0
-    })
-    .await;
-    let dead = store.outbox_summary().await.unwrap().dead;
-    store.close().await;
+    let dead = drained(&db, Duration::from_secs(120)).await;
 
     let state = slack.sandbox.state();
     let posted = cards(&state, CHANNEL);
