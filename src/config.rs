@@ -48,6 +48,12 @@ impl ConfigError {
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Where Slack reaches this ackbar from outside, such as
+    /// `https://ackbar.example.com`: the base of the request URLs in the app
+    /// manifest and of the OAuth redirect. Unset, ackbar is only reachable
+    /// on `listen` (enough for Socket Mode and the sandbox).
+    #[serde(default)]
+    pub public_url: Option<String>,
     #[serde(default)]
     pub store: StoreConfig,
     #[serde(default)]
@@ -77,6 +83,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
+            public_url: None,
             store: StoreConfig::default(),
             slack: SlackConfig::default(),
             ingest: IngestConfig::default(),
@@ -803,6 +810,17 @@ impl Config {
                 "slack.api_url",
                 "must be an http:// or https:// URL such as https://slack.com/api",
             ));
+        }
+        if let Some(url) = &self.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.ends_with('/')
+                || redact_url(url) != *url
+            {
+                return Err(ConfigError::invalid(
+                    "public_url",
+                    "must be an http:// or https:// base URL without credentials or a trailing slash, such as https://ackbar.example.com",
+                ));
+            }
         }
         if redact_url(&self.slack.api_url) != self.slack.api_url {
             return Err(ConfigError::invalid(

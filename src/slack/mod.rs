@@ -10,5 +10,6 @@ pub mod interact;
 #[cfg(test)]
 mod mention_tests;
 pub mod sandbox;
+pub mod scopes;
 pub mod socket;
 pub mod verify;
