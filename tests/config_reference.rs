@@ -211,3 +211,53 @@ fn every_key_in_the_readme_reference_exists() {
         "the README documents keys the config does not have: {unknown:#?}"
     );
 }
+
+/// The keys a JSON document sets, in the same notation.
+fn set_keys(value: &Value, path: &str, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                out.insert(child.clone());
+                set_keys(value, &child, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter().filter(|item| item.is_object()) {
+                set_keys(item, &format!("{path}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keys `config.example.json` leaves out so that it runs as-is: a bot or
+/// app token leaves sandbox mode, a signing secret is the sandbox's own, and
+/// ingest authentication would refuse the README's unauthenticated examples.
+const NOT_IN_THE_EXAMPLE: &[&str] = &[
+    "slack.bot_token",
+    "slack.app_token",
+    "slack.signing_secret",
+    "ingest.auth",
+];
+
+#[test]
+fn the_example_config_sets_every_key() {
+    let example: Value =
+        serde_json::from_str(include_str!("../config.example.json")).expect("valid JSON");
+    let mut set = BTreeSet::new();
+    set_keys(&example, "", &mut set);
+    let unset: Vec<_> = config_keys()
+        .leaves
+        .into_iter()
+        .filter(|key| !set.contains(key) && !NOT_IN_THE_EXAMPLE.contains(&key.as_str()))
+        .collect();
+    assert!(
+        unset.is_empty(),
+        "config.example.json does not set: {unset:#?}"
+    );
+}
