@@ -1,17 +1,39 @@
-//! Command line: `serve` and `check-config`.
+//! Command line: `serve`, `check-config`, `manifest`, `preview`,
+//! `send-test` and `outbox`.
+//!
+//! Exit codes: 0 success; 1 the command ran but failed (Slack refused, a
+//! timeout, the store is unreachable, a previewed message breaks a Block
+//! Kit limit); 2 the input is wrong (command line, config file, alerts
+//! file, an unknown outbox id).
 
-use std::path::PathBuf;
+mod manifest;
+mod outbox;
+mod preview;
+mod send_test;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat, redact_url};
 
+pub use manifest::{ManifestError, manifest};
+pub use preview::{PreviewError, PreviewMessage, block_kit_builder_url, preview};
+
+/// The command ran but did not succeed.
+const EXIT_FAILED: u8 = 1;
+/// The command line, config or input is wrong: fix it and run again.
+const EXIT_USAGE: u8 = 2;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ackbar",
     version,
-    about = "Alerts to Slack cards that on-call engineers act on."
+    about = "Alerts to Slack cards that on-call engineers act on.",
+    after_help = "Exit codes: 0 success; 1 the command failed (Slack error, timeout, store unreachable, \
+                  Block Kit limit broken); 2 wrong command line, config or input."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -32,6 +54,75 @@ pub enum Command {
     CheckConfig {
         /// Config file (JSON).
         file: PathBuf,
+    },
+    /// Print the Slack app manifest (JSON) that matches the config: bot
+    /// scopes, events, slash command, and request URLs under `public_url`
+    /// (or Socket Mode when `slack.app_token` is set). Paste it at
+    /// https://api.slack.com/apps?new_app=1 ("From a manifest").
+    Manifest {
+        /// Config file (JSON).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The app's name (and its bot user's), at most 35 characters.
+        #[arg(long, default_value = manifest::DEFAULT_APP_NAME)]
+        name: String,
+    },
+    /// Show the Slack messages ackbar would send for Alertmanager webhook
+    /// payloads, with a Block Kit Builder link each, without touching the
+    /// configured store or Slack. Fails when a message breaks a Block Kit
+    /// limit.
+    Preview {
+        /// Config file (JSON) whose routes and card settings apply.
+        /// Without it, the built-in defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// An Alertmanager webhook payload (JSON), or a JSON array of
+        /// payloads applied in order (a firing, then its resolve...).
+        alerts: PathBuf,
+    },
+    /// Post a test card (clearly labelled, pages nobody) to a channel
+    /// through the real delivery path: the configured store, the outbox,
+    /// pacing and the channel lease shared with running replicas. Waits
+    /// until it is posted and prints its channel, ts and link.
+    SendTest {
+        /// Config file (JSON) with `slack.bot_token`.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Slack channel id to post in (C..., G...); invite the bot first.
+        #[arg(long)]
+        channel: String,
+        /// How long to wait for the card to be posted (e.g. 30s, 2m).
+        #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+        timeout: Duration,
+    },
+    /// List Slack operations waiting in the outbox and dead letters; with
+    /// `retry ID`, send a dead letter again.
+    Outbox {
+        /// Config file (JSON) naming the store. Without it, the built-in
+        /// default store (./ackbar.db).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Only dead letters.
+        #[arg(long)]
+        dead: bool,
+        /// One JSON object per line, for scripts.
+        #[arg(long)]
+        json: bool,
+        /// At most this many operations, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Put a dead letter back to pending (for a card post, with the card's
+    /// other dead operations); a running ackbar then sends it.
+    Retry {
+        /// The operation id `ackbar outbox --dead` lists.
+        id: i64,
     },
 }
 
@@ -103,38 +194,67 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{}: {e}", file.display());
-                ExitCode::from(2)
+                ExitCode::from(EXIT_USAGE)
             }
         },
+        Command::Manifest { config, name } => {
+            let config = match load_config(Some(&config)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match manifest(&config, &name) {
+                Ok(m) => {
+                    println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ackbar manifest: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
+        }
+        Command::Preview { config, alerts } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            with_runtime(preview::run(config, alerts))
+        }
+        Command::SendTest {
+            config,
+            channel,
+            timeout,
+        } => {
+            let config = match load_config(Some(&config)) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_logging(config.log.format, Some("warn"));
+            with_runtime(send_test::run(config, channel, timeout))
+        }
+        Command::Outbox {
+            config,
+            dead,
+            json,
+            limit,
+            action,
+        } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match action {
+                None => with_runtime(outbox::list(config, dead, json, limit)),
+                Some(OutboxCommand::Retry { id }) => with_runtime(outbox::retry(config, id)),
+            }
+        }
         Command::Serve { config } => {
-            let config = match config {
-                Some(path) => match Config::load(&path) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("{}: {e}", path.display());
-                        return ExitCode::from(2);
-                    }
-                },
-                None => match Config::from_json("{}") {
-                    Ok(c) => c,
-                    Err(e) => {
-                        eprintln!("built-in defaults: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
+            let config = match load_config(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
             init_logging(config.log.format, config.log.level.as_deref());
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(async {
+            with_runtime(async {
                 let listener = match tokio::net::TcpListener::bind(config.listen).await {
                     Ok(l) => l,
                     Err(e) => {
@@ -153,6 +273,33 @@ pub fn main(cli: Cli) -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+/// The config at `path`, or the built-in defaults; a mistake is printed
+/// with the file's name and becomes exit code 2.
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(path) => Config::load(path).map_err(|e| format!("{}: {e}", path.display())),
+        None => Config::from_json("{}").map_err(|e| format!("built-in defaults: {e}")),
+    };
+    loaded.map_err(|message| {
+        eprintln!("{message}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Runs a command's future on a multi-threaded runtime.
+fn with_runtime(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
