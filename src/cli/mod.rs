@@ -55,10 +55,11 @@ pub enum Command {
         /// Config file (JSON).
         file: PathBuf,
     },
-    /// Print the Slack app manifest (JSON) that matches the config: bot
-    /// scopes, events, slash command, and request URLs under `public_url`
-    /// (or Socket Mode when `slack.app_token` is set). Paste it at
-    /// https://api.slack.com/apps?new_app=1 ("From a manifest").
+    /// Print the Slack app manifest (JSON) that matches the config.
+    ///
+    /// Bot scopes, events, the slash command, and request URLs under
+    /// `public_url` (or Socket Mode when `slack.app_token` is set). Paste it
+    /// at https://api.slack.com/apps?new_app=1 ("From a manifest").
     Manifest {
         /// Config file (JSON).
         #[arg(long, short)]
@@ -67,10 +68,13 @@ pub enum Command {
         #[arg(long, default_value = manifest::DEFAULT_APP_NAME)]
         name: String,
     },
-    /// Show the Slack messages ackbar would send for Alertmanager webhook
-    /// payloads, with a Block Kit Builder link each, without touching the
-    /// configured store or Slack. Fails when a message breaks a Block Kit
-    /// limit.
+    /// Print the Slack messages ackbar would send for alerts (JSON).
+    ///
+    /// Runs Alertmanager webhook payloads through routing, grouping and the
+    /// card state machine on an in-memory store (never the configured store,
+    /// never Slack) and prints, per card, each chat.postMessage/chat.update
+    /// body with a Block Kit Builder link. Exits 1 when a message breaks a
+    /// Block Kit limit.
     Preview {
         /// Config file (JSON) whose routes and card settings apply.
         /// Without it, the built-in defaults.
@@ -80,10 +84,13 @@ pub enum Command {
         /// payloads applied in order (a firing, then its resolve...).
         alerts: PathBuf,
     },
-    /// Post a test card (clearly labelled, pages nobody) to a channel
-    /// through the real delivery path: the configured store, the outbox,
-    /// pacing and the channel lease shared with running replicas. Waits
-    /// until it is posted and prints its channel, ts and link.
+    /// Post a test card to a Slack channel and wait until it is there.
+    ///
+    /// The card is labelled as a test, pages nobody (no escalation) and can
+    /// be resolved. It goes through the real delivery path: the configured
+    /// store, the outbox, pacing and the channel lease shared with running
+    /// replicas. Prints the channel, ts and permalink; on a Slack error
+    /// says what to fix and exits 1.
     SendTest {
         /// Config file (JSON) with `slack.bot_token`.
         #[arg(long, short)]
@@ -95,8 +102,10 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
         timeout: Duration,
     },
-    /// List Slack operations waiting in the outbox and dead letters; with
-    /// `retry ID`, send a dead letter again.
+    /// List pending Slack operations and dead letters; `retry ID` revives one.
+    ///
+    /// Columns: id, state (pending, sending, dead), kind (post, update,
+    /// reply, dm), channel, card, attempts, age, last error.
     Outbox {
         /// Config file (JSON) naming the store. Without it, the built-in
         /// default store (./ackbar.db).
@@ -105,7 +114,7 @@ pub enum Command {
         /// Only dead letters.
         #[arg(long)]
         dead: bool,
-        /// One JSON object per line, for scripts.
+        /// A JSON array, for scripts.
         #[arg(long)]
         json: bool,
         /// At most this many operations, oldest first.

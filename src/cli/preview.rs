@@ -33,6 +33,8 @@ const BLOCK_KIT_BUILDER: &str = "https://app.slack.com/block-kit-builder/#";
 /// Operations handed out per payload at most: far above what one payload
 /// causes, a guard against a store that keeps answering `Ready`.
 const MAX_OPS_PER_PAYLOAD: usize = 10_000;
+/// Time between two previewed payloads, at least.
+const PAYLOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(59);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
@@ -98,10 +100,11 @@ pub async fn preview(
     let router = Arc::new(Router::new(config.effective_routes()));
     let window = config.delivery.reply_batch_window;
     let pipeline = Pipeline::new(router.clone(), store.clone(), window);
-    // A clock of its own: each payload arrives after the previous one's
-    // replies were due, so batching windows do not merge payloads.
-    let step =
-        chrono::Duration::from_std(window).unwrap_or_default() + chrono::Duration::seconds(1);
+    // A clock of its own: payloads arrive a minute apart (or after the
+    // previous one's replies were due, if the batching window is longer),
+    // so a window never merges two payloads' replies.
+    let step = chrono::Duration::from_std(window.max(PAYLOAD_INTERVAL)).unwrap_or_default()
+        + chrono::Duration::seconds(1);
     let mut now = Utc::now();
     let mut messages = Vec::new();
     for (i, notification) in payloads.into_iter().enumerate() {
