@@ -1,0 +1,251 @@
+//! `ackbar send-test`: a test card through the real delivery path.
+//!
+//! The test alert goes through the pipeline into the configured store (one
+//! transaction with its outbox post), and a [`Deliverer`] sends it under
+//! the channel's lease, paced like any card: a running replica on the same
+//! store never sends the channel's operations at the same time. The card is
+//! labelled as a test, has no escalation policy (it pages nobody), offers
+//! Resolve, and resolves by itself after [`TEST_QUIET_PERIOD`] on a running
+//! ackbar.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::outbox::open_store;
+use super::{EXIT_FAILED, EXIT_USAGE};
+use crate::config::{Config, RouteConfig};
+use crate::deliver::Deliverer;
+use crate::ingest::alertmanager::fingerprint;
+use crate::model::is_slack_id;
+use crate::model::{Alert, AlertStatus, CardId, Labels, Notification, Occurrences, Source};
+use crate::pipeline::Pipeline;
+use crate::pipeline::route::Router;
+use crate::slack::api::SlackClient;
+use crate::store::{OpState, Store};
+
+/// The route the test card belongs to (it is not one of the config's).
+pub const TEST_ROUTE: &str = "ackbar-send-test";
+/// The test card resolves this long after it was sent.
+const TEST_QUIET_PERIOD: Duration = Duration::from_secs(5 * 60);
+/// How often the store is asked whether the card went out.
+const POLL: Duration = Duration::from_millis(100);
+/// How long delivery may finish other work before the command exits.
+const DRAIN: Duration = Duration::from_secs(2);
+
+pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> ExitCode {
+    if !is_slack_id(&channel) {
+        eprintln!(
+            "--channel takes a channel id such as C0123ABCD, not {channel:?}: in Slack, open the channel's details; the id is at the bottom"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let Some(token) = config.slack.bot_token.as_ref() else {
+        eprintln!(
+            "send-test posts to Slack and needs \"slack.bot_token\" in the config (an xoxb- token of the installed app).\n\
+             Without one, ackbar runs in sandbox mode: start `ackbar serve` and open http://{}/sandbox/ to see cards.",
+            config.listen
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let slack = match SlackClient::new(
+        &config.slack.api_url,
+        token.expose(),
+        config.slack.request_timeout,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let test_route = RouteConfig {
+        name: TEST_ROUTE.to_owned(),
+        channel: channel.clone(),
+        quiet_period: TEST_QUIET_PERIOD,
+        escalation: Vec::new(),
+        ..RouteConfig::catch_all()
+    };
+    let pipeline = Pipeline::new(
+        Arc::new(Router::new(vec![test_route.clone()])),
+        store.clone(),
+        config.delivery.reply_batch_window,
+    );
+    let card = match pipeline.ingest(test_notification(), Utc::now()).await {
+        Ok(report) => match report.outcomes.first().and_then(|o| o.card.clone()) {
+            Some(card) => card,
+            None => {
+                eprintln!("the test alert made no card (this is a bug in ackbar)");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        },
+        Err(e) => {
+            eprintln!("cannot store the test card: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+
+    // Delivery renders other cards it may send meanwhile with their routes.
+    let mut routes = config.effective_routes();
+    routes.push(test_route);
+    let (deliverer, supervisor) = Deliverer::start(
+        store.clone(),
+        slack.clone(),
+        Arc::new(Router::new(routes)),
+        config.delivery.clone(),
+    );
+    deliverer.wake(&channel);
+    let result = wait_for_post(&*store, &card, timeout).await;
+    deliverer.drain(DRAIN).await;
+    supervisor.abort();
+
+    match result {
+        Ok(ts) => {
+            println!("posted test card {card} to {channel} at ts {ts}");
+            match slack.get_permalink(&channel, &ts).await {
+                Ok(link) => println!("{link}"),
+                Err(e) => eprintln!("(no permalink: {e})"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// A firing alert that says what it is.
+fn test_notification() -> Notification {
+    let now = Utc::now();
+    let labels: Labels = [
+        ("alertname", "AckbarSendTest"),
+        ("severity", "info"),
+        ("source", "ackbar send-test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([("test_id".to_owned(), CardId::random().0[..8].to_owned())])
+    .collect();
+    let annotations: Labels = [(
+        "summary".to_owned(),
+        format!(
+            "Test card from `ackbar send-test`: delivery to this channel works. Nobody is paged; \
+             resolve it, or it resolves by itself {} minutes after it was sent.",
+            TEST_QUIET_PERIOD.as_secs() / 60
+        ),
+    )]
+    .into_iter()
+    .collect();
+    Notification {
+        source: Source::Tracing,
+        group_labels: Labels::new(),
+        common_labels: labels.clone(),
+        common_annotations: annotations.clone(),
+        alerts: vec![Alert {
+            fingerprint: fingerprint(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations,
+            starts_at: now,
+            ends_at: None,
+            generator_url: None,
+            occurrences: Some(Occurrences {
+                count: 1,
+                last_seen: now,
+            }),
+        }],
+        truncated_alerts: 0,
+    }
+}
+
+/// Waits until the card has a ts, its post is a dead letter, or `timeout`.
+async fn wait_for_post(
+    store: &dyn Store,
+    card: &CardId,
+    timeout: Duration,
+) -> Result<String, String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let brief = store
+            .card_brief(card)
+            .await
+            .map_err(|e| format!("cannot read the store: {e}"))?;
+        if let Some(ts) = brief.and_then(|b| b.ts) {
+            return Ok(ts);
+        }
+        let ops = store
+            .outbox_entries(false, u32::MAX)
+            .await
+            .map_err(|e| format!("cannot read the outbox: {e}"))?;
+        let mine = ops.iter().find(|o| o.card == *card);
+        if let Some(dead) = mine.filter(|o| o.state == OpState::Dead) {
+            let error = dead.last_error.as_deref().unwrap_or("unknown error");
+            return Err(format!(
+                "Slack refused the test card: {error}\n{}\n(the card stays as dead letter {}: `ackbar outbox retry {}` sends it again once fixed)",
+                advice(error),
+                dead.id,
+                dead.id
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let last = mine
+                .and_then(|o| o.last_error.as_deref())
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default();
+            return Err(format!(
+                "the test card was not posted within {}s{last}; it stays in the outbox and a running ackbar sends it (see `ackbar outbox`)",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// What to do about a Slack error code.
+fn advice(error: &str) -> &'static str {
+    const ADVICE: &[(&str, &str)] = &[
+        (
+            "not_in_channel",
+            "invite the bot to the channel first: /invite @<your app> in that channel",
+        ),
+        (
+            "channel_not_found",
+            "check the channel id (channel details, at the bottom); for a private channel invite the bot first",
+        ),
+        (
+            "is_archived",
+            "the channel is archived: unarchive it or pick another",
+        ),
+        (
+            "invalid_auth",
+            "check \"slack.bot_token\": it must be the xoxb- bot token of the installed app",
+        ),
+        (
+            "not_authed",
+            "check \"slack.bot_token\": it must be the xoxb- bot token of the installed app",
+        ),
+        (
+            "token_revoked",
+            "the bot token was revoked: reinstall the app and update \"slack.bot_token\"",
+        ),
+        (
+            "account_inactive",
+            "the bot token's app was uninstalled: reinstall it and update \"slack.bot_token\"",
+        ),
+        (
+            "missing_scope",
+            "the app lacks a scope: update it from `ackbar manifest` and reinstall",
+        ),
+    ];
+    ADVICE.iter().find(|(code, _)| error.contains(code)).map_or(
+        "see the Slack error above; `ackbar outbox --dead` lists what failed",
+        |(_, advice)| advice,
+    )
+}
