@@ -31,6 +31,7 @@ use crate::pipeline::route::Router as AlertRouter;
 use crate::pipeline::{IngestReport, Pipeline};
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
+use crate::slack::paths;
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
 use crate::store::{self, Store, StoreError};
 
@@ -241,15 +242,15 @@ async fn serve(
             post(otlp_traces).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
         )
         .route(
-            "/slack/interactions",
+            paths::INTERACTIONS,
             post(slack_interactions).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route(
-            "/slack/commands",
+            paths::COMMANDS,
             post(slack_commands).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route(
-            "/slack/events",
+            paths::EVENTS,
             post(slack_events).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route("/healthz", get(healthz))

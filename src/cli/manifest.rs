@@ -9,18 +9,13 @@
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::slack::paths;
 use crate::slack::scopes::{BOT_EVENTS, bot_scopes};
 
 /// The app name Slack shows when `--name` is not given.
 pub const DEFAULT_APP_NAME: &str = "ackbar";
 /// Slack's limit on `display_information.name`.
 const MAX_APP_NAME_CHARS: usize = 35;
-
-/// Paths the server answers requests from Slack on (see `server.rs`).
-pub const INTERACTIONS_PATH: &str = "/slack/interactions";
-pub const COMMANDS_PATH: &str = "/slack/commands";
-pub const EVENTS_PATH: &str = "/slack/events";
-pub const OAUTH_CALLBACK_PATH: &str = "/slack/oauth/callback";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -58,10 +53,10 @@ pub fn manifest(config: &Config, name: &str) -> Result<Value, ManifestError> {
     let mut events = json!({"bot_events": bot_events});
     let mut oauth = json!({"scopes": {"bot": bot_scopes()}});
     if let Some(base) = base {
-        command["url"] = json!(url(COMMANDS_PATH));
-        interactivity["request_url"] = json!(url(INTERACTIONS_PATH));
-        events["request_url"] = json!(url(EVENTS_PATH));
-        oauth["redirect_urls"] = json!([format!("{base}{OAUTH_CALLBACK_PATH}")]);
+        command["url"] = json!(url(paths::COMMANDS));
+        interactivity["request_url"] = json!(url(paths::INTERACTIONS));
+        events["request_url"] = json!(url(paths::EVENTS));
+        oauth["redirect_urls"] = json!([format!("{base}{}", paths::OAUTH_CALLBACK)]);
     }
     Ok(json!({
         "_metadata": {"major_version": 1, "minor_version": 1},

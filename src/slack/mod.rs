@@ -9,6 +9,7 @@ pub mod events;
 pub mod interact;
 #[cfg(test)]
 mod mention_tests;
+pub mod paths;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;

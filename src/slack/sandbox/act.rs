@@ -37,9 +37,9 @@ use super::{Inner, Sandbox};
 use crate::slack::verify;
 
 /// Where the app receives interactions, commands and events.
-pub const INTERACTIONS_PATH: &str = "/slack/interactions";
-pub const COMMANDS_PATH: &str = "/slack/commands";
-pub const EVENTS_PATH: &str = "/slack/events";
+pub use crate::slack::paths::{
+    COMMANDS as COMMANDS_PATH, EVENTS as EVENTS_PATH, INTERACTIONS as INTERACTIONS_PATH,
+};
 /// Most bytes of an app answer the sandbox reads.
 pub const MAX_APP_ANSWER_BYTES: usize = 1024 * 1024;
 /// Most bytes of a response_url post.
