@@ -58,6 +58,8 @@
 mod act;
 pub mod interact;
 pub mod limits;
+pub mod live;
+pub mod page;
 mod server;
 pub mod socket;
 pub mod state;
@@ -67,6 +69,8 @@ pub mod validate;
 mod tests;
 #[cfg(test)]
 mod tests_interact;
+#[cfg(test)]
+mod tests_page;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -236,6 +240,8 @@ mod duration_ms {
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Mutex<Inner>>,
+    /// The page's live updates (outside the lock: streams wait on it).
+    live: Arc<live::Live>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -319,6 +325,7 @@ impl Sandbox {
                 app_token: options.app_token,
                 socket: socket::Hub::default(),
             })),
+            live: Arc::default(),
         }
     }
 
@@ -408,13 +415,27 @@ pub fn router(sandbox: Sandbox) -> axum::Router {
     server::router(sandbox)
 }
 
-/// Serve the emulator alone on `listener`, routes under `/api`. Runs until
-/// the listener fails; abort the task to stop it.
+/// Mount the emulator and its page on `app` under `at` (e.g. `/sandbox`):
+/// the API under `{at}/api`, the page at `{at}/` (with a trailing slash, so
+/// that its relative URLs resolve under `at`), and `{at}` redirecting there.
+pub fn mount(app: axum::Router, at: &str, sandbox: Sandbox) -> axum::Router {
+    let page = format!("{at}/");
+    app.nest(at, router(sandbox))
+        .route(&page, axum::routing::get(page::index))
+        .route(
+            at,
+            axum::routing::get(move || async move { axum::response::Redirect::permanent(&page) }),
+        )
+}
+
+/// Serve the emulator alone on `listener`, routes under `/api`, the page
+/// at `/`. Runs until the listener fails; abort the task to stop it.
 pub async fn serve_standalone(
     sandbox: Sandbox,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(sandbox)).await
+    let app = router(sandbox).route("/", axum::routing::get(page::index));
+    axum::serve(listener, app).await
 }
 
 /// Bind `127.0.0.1:0`, serve the emulator there in a background task, and
