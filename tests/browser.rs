@@ -100,6 +100,17 @@ fn artefacts_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/artefacts"))
 }
 
+/// Saves the viewport as `name` in [`artefacts_dir`].
+async fn save_screenshot(page: &Session, name: &str) {
+    let png = page.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let dir = artefacts_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
 /// Acts as `user` from now on (the page's "Acting as" field).
 async fn act_as(page: &Session, user: &str) {
     let input = page.wait_for("#user", SHOWN, |_| true).await;
@@ -189,13 +200,7 @@ async fn a_card_is_acknowledged_and_silenced_in_a_real_browser() {
     page.click(&thread).await;
     page.wait_for(".thread .message", SHOWN, |t| t.contains("Acknowledged by"))
         .await;
-    let png = page.screenshot().await;
-    let dir_out = artefacts_dir();
-    std::fs::create_dir_all(&dir_out).unwrap();
-    let shot = dir_out.join("sandbox-acknowledged.png");
-    std::fs::write(&shot, &png).unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    eprintln!("screenshot: {}", shot.display());
+    save_screenshot(&page, "sandbox-acknowledged.png").await;
 
     // The Silence modal: ackbar validates the duration and keeps the modal
     // open with the error next to the field; Cancel closes it.
@@ -209,6 +214,7 @@ async fn a_card_is_acknowledged_and_silenced_in_a_real_browser() {
         .await;
     page.wait_for("#modal .field-error", SHOWN, |t| !t.is_empty())
         .await;
+    save_screenshot(&page, "sandbox-silence-modal.png").await;
     page.click(&page.wait_for("#modal-close", SHOWN, |_| true).await)
         .await;
     page.wait_gone("#modal", SHOWN).await;

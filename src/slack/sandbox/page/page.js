@@ -32,6 +32,8 @@
     // Modal inputs the user typed into, kept across re-renders.
     drafts: new Map(),
     shownModal: null,
+    // What the last render showed (see refresh).
+    shown: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -553,8 +555,15 @@
     try {
       const r = await fetch('api/state', { cache: 'no-store' });
       if (!r.ok) throw new Error(`GET api/state answered ${r.status}`);
-      view.state = await r.json();
-      render();
+      const state = await r.json();
+      // Most changes are to the call log only: re-render (and lose the
+      // reader's hover or selection) only when what the page shows moved.
+      const shown = JSON.stringify([state.channels, state.ephemerals, state.views]);
+      view.state = state;
+      if (shown !== view.shown) {
+        view.shown = shown;
+        render();
+      }
     } catch (e) {
       status(`Cannot read the sandbox state: ${e.message}`, true);
     } finally {
