@@ -60,6 +60,14 @@
     return USER_RE.test(u) ? u : null;
   }
 
+  // The names of the users offered under "Acting as" (index.html).
+  function knownUserName(id) {
+    for (const option of $('users').options) {
+      if (option.value === id) return option.textContent;
+    }
+    return null;
+  }
+
   function status(text, isError) {
     const s = $('status');
     s.textContent = text || '';
@@ -106,7 +114,8 @@
     const target = bar < 0 ? inner : inner.slice(0, bar);
     const label = bar < 0 ? null : decodeEntities(inner.slice(bar + 1));
     if (target.startsWith('@')) {
-      return el('span', 'mention', '@' + (label || target.slice(1)));
+      const id = target.slice(1);
+      return el('span', 'mention', '@' + (label || knownUserName(id) || id));
     }
     if (target.startsWith('#')) {
       return el('span', 'mention', '#' + (label || target.slice(1)));
@@ -185,7 +194,9 @@
       if (i % 2 === 1 && i < parts.length - 1) {
         parent.appendChild(el('pre', null, decodeEntities(part.replace(/^\n/, ''))));
       } else {
-        inline(i % 2 === 1 ? '```' + part : part, parent);
+        // A block ends its line: the newline after it is not a blank line.
+        const text = i > 0 && i % 2 === 0 ? part.replace(/^\n/, '') : part;
+        inline(i % 2 === 1 ? '```' + text : text, parent);
       }
     });
     return parent;
@@ -317,7 +328,7 @@
     const row = el('div', 'message ephemeral' + (mine ? '' : ' other'));
     row.appendChild(el('div', 'avatar', 'A'));
     const body = el('div', 'body');
-    body.appendChild(el('div', 'visibility', mine ? 'Only visible to you' : `Only visible to ${str(e.user)}`));
+    body.appendChild(el('div', 'visibility', mine ? 'Only visible to you' : `Only visible to ${knownUserName(e.user) || str(e.user)}`));
     const meta = el('div', 'meta');
     meta.appendChild(el('span', 'author', 'ackbar'));
     meta.appendChild(el('span', 'badge', 'APP'));
