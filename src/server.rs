@@ -144,6 +144,7 @@ async fn serve(
         sandbox.set_base_url(format!("http://{addr}/sandbox"));
         let api_url = format!("http://{addr}/sandbox/api");
         info!(%api_url, "no slack.bot_token configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
+        info!(page = %format!("http://{addr}/sandbox/"), "sandbox page: cards, threads and buttons in a browser");
         (
             SlackClient::new(&api_url, SANDBOX_TOKEN, config.slack.request_timeout)?,
             Some(sandbox),
@@ -257,8 +258,17 @@ async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(app);
+    // Open sandbox pages hold an event stream; a graceful shutdown waits
+    // for open responses, so the streams end when shutdown begins.
+    let live_pages = sandbox.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(sandbox) = live_pages {
+            sandbox.close_live_updates();
+        }
+    };
     if let Some(sandbox) = sandbox {
-        http = http.nest("/sandbox", crate::slack::sandbox::router(sandbox));
+        http = crate::slack::sandbox::mount(http, "/sandbox", sandbox);
     }
 
     info!(%addr, "ackbar listening");

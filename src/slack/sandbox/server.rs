@@ -28,8 +28,7 @@ const MAX_LOGGED_CHARS: usize = 100;
 
 pub(super) fn router(sandbox: Sandbox) -> axum::Router {
     axum::Router::new()
-        .route("/api/state", get(get_state))
-        .route("/api/_faults", post(post_faults).get(get_faults))
+        .route("/api/_faults", post(post_faults))
         .route("/api/_reset", post(post_reset))
         .route("/api/_act/{kind}", post(super::act::post_act))
         .route("/api/_response/{id}", post(super::act::post_response_url))
@@ -39,6 +38,18 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
         )
         .route("/socket/{ticket}", get(super::socket::socket))
         .route("/api/{method}", get(api).post(api))
+        // Every route above can change the emulator; the page's live
+        // updates follow from here. The read-only routes below do not bump
+        // the version (the page reading the state must not wake itself).
+        .route_layer(axum::middleware::from_fn_with_state(
+            sandbox.clone(),
+            super::live::bump_after,
+        ))
+        .route("/api/state", get(get_state))
+        .route("/api/_faults", get(get_faults))
+        .route("/api/_events", get(super::live::get_events))
+        .route("/page.js", get(super::page::script))
+        .route("/page.css", get(super::page::style))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(sandbox)
 }

@@ -1055,3 +1055,49 @@ async fn control_routes_act_over_http() {
     let (status, body) = act("url_verification", json!({"challenge": "x"})).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("no_app_url")));
 }
+
+#[tokio::test]
+async fn closing_a_modal_tells_the_app_only_when_it_asked() {
+    let h = start(options()).await;
+    let quiet = open_modal(&h, "Quiet").await;
+    let before = h.app.seen().len();
+    assert_eq!(
+        h.sandbox.close_view(&quiet.id, BOB).await,
+        Err(ActError::NotViewOwner(quiet.id.clone()))
+    );
+    assert_eq!(h.sandbox.close_view(&quiet.id, ALICE).await, Ok(None));
+    assert!(h.sandbox.state().view(&quiet.id).expect("view").closed);
+    assert_eq!(
+        h.app.seen().len(),
+        before,
+        "no view_closed without notify_on_close"
+    );
+    assert_eq!(
+        h.sandbox.close_view(&quiet.id, ALICE).await,
+        Err(ActError::ViewClosed(quiet.id.clone()))
+    );
+
+    let (_, p) = click_ack(&h).await;
+    let mut spec = modal("Notifying");
+    spec["notify_on_close"] = json!(true);
+    let notifying = h
+        .client
+        .views_open(p["trigger_id"].as_str().expect("trigger"), &spec)
+        .await
+        .expect("views.open");
+    let answer = h
+        .sandbox
+        .close_view(&notifying.id, ALICE)
+        .await
+        .expect("close")
+        .expect("the app was told");
+    assert_eq!(answer.status, 200);
+    let got = h.app.last();
+    assert_eq!(got.path, "/slack/interactions");
+    verify::verify(SECRET.as_bytes(), &got.headers, &got.body, now()).expect("signed");
+    let sent = payload(&got);
+    assert_eq!(sent["type"], "view_closed");
+    assert_eq!(sent["view"]["id"], notifying.id.as_str());
+    assert_eq!(sent["user"]["id"], ALICE);
+    assert!(h.sandbox.state().view(&notifying.id).expect("view").closed);
+}
