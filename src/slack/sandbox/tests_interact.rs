@@ -1054,6 +1054,30 @@ async fn control_routes_act_over_http() {
     assert_eq!((status, &body["app_url"]), (200, &Value::Null));
     let (status, body) = act("url_verification", json!({"challenge": "x"})).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("no_app_url")));
+
+    // What another web page can send without a CORS preflight is refused,
+    // before anything reaches the app.
+    let sent = h.app.seen().len();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let resp = http
+            .post(format!("{}/_act/click", h.base))
+            .header("content-type", content_type)
+            .body(
+                json!({"channel": CH, "message_ts": posted.ts, "action_id": "ack", "user": ALICE})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 415, "{content_type}");
+    }
+    let reset = http
+        .post(format!("{}/_reset", h.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reset.status().as_u16(), 415);
+    assert_eq!(h.app.seen().len(), sent, "a refused act reached the app");
 }
 
 #[tokio::test]
