@@ -38,7 +38,8 @@ use crate::store::{self, Store, StoreError};
 /// How long ingest waits for SQLite's write lock before answering 503.
 const STORE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The token ackbar uses against its own emulator.
-const SANDBOX_TOKEN: &str = "xoxb-sandbox";
+/// The bot token ackbar presents to its own emulator in sandbox mode.
+pub const SANDBOX_TOKEN: &str = "xoxb-sandbox";
 /// Requests from Slack (interactions carry the whole message) stay far below.
 const SLACK_REQUEST_MAX_BYTES: usize = 1024 * 1024;
 

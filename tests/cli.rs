@@ -12,8 +12,8 @@ use ackbar::slack::sandbox::Faults;
 use ackbar::slack::sandbox::validate::validate_message;
 use ackbar::slack::scopes::{BOT_EVENTS, METHOD_SCOPES};
 use common::{
-    CHANNEL, TestAlert, cards, eventually, firing, http, message_text, resolved, sandbox_options,
-    start_ackbar, start_slack, test_config, webhook,
+    CHANNEL, TestAlert, cards, eventually, eventually_async, firing, http, message_text, resolved,
+    sandbox_options, start_ackbar, start_slack, test_config, webhook,
 };
 use serde_json::{Value, json};
 
@@ -419,9 +419,18 @@ async fn send_test_to_an_unknown_channel_fails_and_says_what_to_check() {
 }
 
 #[test]
-fn send_test_in_sandbox_mode_says_a_bot_token_is_needed() {
+fn send_test_in_sandbox_mode_without_a_running_server_says_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &json!({"listen": "127.0.0.1:9094"}));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = config_file(
+        dir.path(),
+        &json!({"listen": format!("127.0.0.1:{port}"),
+                "store": {"url": format!("sqlite://{}", dir.path().join("a.db").display())}}),
+    );
     let (code, _, stderr) = ackbar(&[
         "send-test",
         "--config",
@@ -429,12 +438,80 @@ fn send_test_in_sandbox_mode_says_a_bot_token_is_needed() {
         "--channel",
         CHANNEL,
     ]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("ackbar serve"), "{stderr}");
     assert!(stderr.contains("slack.bot_token"), "{stderr}");
-    assert!(
-        stderr.contains("http://127.0.0.1:9094/sandbox/"),
-        "{stderr}"
-    );
+}
+
+/// What a newcomer does after the README's first command: the test card
+/// lands in the running server's sandbox, and its Resolve button works
+/// there, because both processes share the config's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_in_sandbox_mode_posts_to_the_running_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let db = dir.path().join("a.db");
+    let mut config = test_config("http://unused.invalid", &db);
+    config["slack"] = json!({"request_timeout": "2s"});
+    config["listen"] = json!(addr.to_string());
+    let server = common::start_ackbar_on(listener, &config).await;
+    let file = config_file(dir.path(), &config);
+
+    let (code, stdout, stderr) = ackbar_async(&[
+        "send-test",
+        "--config",
+        file.to_str().unwrap(),
+        "--channel",
+        CHANNEL,
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let state: Value = http()
+        .get(server.url("/sandbox/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages = state["channels"][CHANNEL]["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{state}");
+    let ts = messages[0]["ts"].as_str().unwrap().to_owned();
+    assert!(stdout.contains(&ts), "{stdout}");
+    assert!(message_text(&messages[0]).contains("AckbarSendTest"));
+
+    // The running server acts on the card the command posted.
+    let clicked = http()
+        .post(server.url("/sandbox/api/_act/click"))
+        .json(&json!({"channel": CHANNEL, "message_ts": ts,
+                      "action_id": "ackbar_resolve", "user": "U0ALICE01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status().as_u16(), 200);
+    eventually_async(
+        Duration::from_secs(10),
+        "the card shows resolved",
+        || async {
+            let state: Value = http()
+                .get(server.url("/sandbox/api/state"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            message_text(&state["channels"][CHANNEL]["messages"][0]).contains("RESOLVED")
+        },
+    )
+    .await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,9 +90,12 @@ pub enum Command {
     /// be resolved. It goes through the real delivery path: the configured
     /// store, the outbox, pacing and the channel lease shared with running
     /// replicas. Prints the channel, ts and permalink; on a Slack error
-    /// says what to fix and exits 1.
+    /// says what to fix and exits 1. Without `slack.bot_token` (sandbox
+    /// mode) it posts to the emulator of the `ackbar serve` running with the
+    /// same config, where the card shows on the /sandbox/ page.
     SendTest {
-        /// Config file (JSON) with `slack.bot_token`.
+        /// Config file (JSON): its store, and `slack.bot_token` (or the
+        /// running sandbox at `listen`).
         #[arg(long, short)]
         config: PathBuf,
         /// Slack channel id to post in (C..., G...); invite the bot first.

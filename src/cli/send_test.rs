@@ -7,6 +7,10 @@
 //! labelled as a test, has no escalation policy (it pages nobody), offers
 //! Resolve, and resolves by itself after [`TEST_QUIET_PERIOD`] on a running
 //! ackbar.
+//!
+//! In sandbox mode (no bot token) Slack is the emulator of the `ackbar serve`
+//! running with the same config: the card shows on its `/sandbox/` page,
+//! and since both use the config's store, its buttons work there.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,24 +46,9 @@ pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> E
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let Some(token) = config.slack.bot_token.as_ref() else {
-        eprintln!(
-            "send-test posts to Slack and needs \"slack.bot_token\" in the config (an xoxb- token of the installed app).\n\
-             Without one, ackbar runs in sandbox mode: start `ackbar serve` and open http://{}/sandbox/ to see cards.",
-            config.listen
-        );
-        return ExitCode::from(EXIT_USAGE);
-    };
-    let slack = match SlackClient::new(
-        &config.slack.api_url,
-        token.expose(),
-        config.slack.request_timeout,
-    ) {
+    let slack = match slack_client(&config).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+        Err(code) => return code,
     };
     let store = match open_store(&config).await {
         Ok(s) => s,
@@ -118,6 +107,55 @@ pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> E
             eprintln!("{failure}");
             ExitCode::from(EXIT_FAILED)
         }
+    }
+}
+
+/// The Web API client: Slack with the configured bot token, or in sandbox
+/// mode the emulator of the `ackbar serve` running with this config (its
+/// `listen` address), so that the test card shows on the sandbox page and
+/// its buttons work there: both share the config's store.
+async fn slack_client(config: &Config) -> Result<SlackClient, ExitCode> {
+    let (api_url, token) = match config.slack.bot_token.as_ref() {
+        Some(token) => (config.slack.api_url.clone(), token.expose().to_owned()),
+        None => {
+            let server = local_address(config.listen);
+            let running = reqwest::Client::new()
+                .get(format!("http://{server}/healthz"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !running {
+                eprintln!(
+                    "no bot token in the config, so send-test posts to the sandbox of a running `ackbar serve`, \
+                     but nothing answers on http://{server}/: start `ackbar serve --config FILE` with this config first, \
+                     or set \"slack.bot_token\" to post to Slack"
+                );
+                return Err(ExitCode::from(EXIT_FAILED));
+            }
+            (
+                format!("http://{server}/sandbox/api"),
+                crate::server::SANDBOX_TOKEN.to_owned(),
+            )
+        }
+    };
+    SlackClient::new(&api_url, &token, config.slack.request_timeout).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Where to reach a server listening on `listen`: a wildcard address is
+/// reached on loopback.
+fn local_address(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, listen.port()).into()
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, listen.port()).into()
+        }
+        _ => listen,
     }
 }
 
