@@ -293,6 +293,8 @@ pub struct SlackClient {
     base: Arc<str>,
     /// `Bearer <token>`, marked sensitive so it is never printed.
     auth: HeaderValue,
+    /// How long a call may take before the client gives up on it.
+    timeout: Duration,
 }
 
 impl fmt::Debug for SlackClient {
@@ -486,7 +488,18 @@ impl SlackClient {
                 reason: format!("http client: {}", error_chain(&e.without_url())),
             })?;
         let base: Arc<str> = Arc::from(url.as_str().trim_end_matches('/'));
-        Ok(SlackClient { http, base, auth })
+        Ok(SlackClient {
+            http,
+            base,
+            auth,
+            timeout,
+        })
+    }
+
+    /// How long a call may take before this client gives up on it (and its
+    /// outcome is unknown).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The API base URL this client talks to.
