@@ -366,7 +366,7 @@ async fn drain_channel(
 
 fn method(kind: OpKind) -> &'static str {
     match kind {
-        OpKind::Post | OpKind::Reply | OpKind::Dm => "chat.postMessage",
+        OpKind::Post | OpKind::Reply | OpKind::Dm | OpKind::Digest => "chat.postMessage",
         OpKind::Update => "chat.update",
     }
 }
@@ -401,7 +401,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         match find_posted_card(inner, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
-                info!(card = %op.card, ts, "card found in channel history; adopting it instead of posting again");
+                info!(card = ?op.card, ts, "card found in channel history; adopting it instead of posting again");
                 record(inner, &op, Completion::Posted { ts, refresh: true }).await;
                 return;
             }
@@ -415,7 +415,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
     }
 
     let wait = match op.kind {
-        OpKind::Post | OpKind::Reply | OpKind::Dm => pacer.reserve(Instant::now()),
+        OpKind::Post | OpKind::Reply | OpKind::Dm | OpKind::Digest => pacer.reserve(Instant::now()),
         OpKind::Update => lock(&inner.update_pacer).reserve(Instant::now()),
     };
     if !wait.is_zero() {
@@ -450,12 +450,38 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             return;
         }
     };
-    let view = match load_view(inner, &op.card).await {
-        Ok(Some(view)) => view,
-        Ok(None) => {
-            let error = format!("card {} is not in the store", op.card);
-            record(inner, &op, Completion::Dead { error }).await;
+    let result = if op.kind == OpKind::Digest {
+        send_digest(inner, &op).await
+    } else {
+        let Some(view) = view_to_send(inner, &op).await else {
             return;
+        };
+        send_card_op(inner, &op, &view).await
+    };
+    let completion = match result {
+        Ok(c) => {
+            m::slack_call(method(op.kind), "ok");
+            c
+        }
+        Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
+    };
+    record(inner, &op, completion).await;
+}
+
+/// The card an operation renders, loaded at send time; `None` when there is
+/// nothing to send now (the outcome is already recorded).
+async fn view_to_send(inner: &Inner, op: &OutboxOp) -> Option<CardView> {
+    let Some(card) = &op.card else {
+        let error = format!("{} operation without a card", op.kind.as_str());
+        record(inner, op, Completion::Dead { error }).await;
+        return None;
+    };
+    match load_view(inner, card).await {
+        Ok(Some(view)) => Some(view),
+        Ok(None) => {
+            let error = format!("card {card} is not in the store");
+            record(inner, op, Completion::Dead { error }).await;
+            None
         }
         Err(e) => {
             m::store_error();
@@ -467,19 +493,26 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 counts: false,
                 outcome_unknown: false,
             };
-            record(inner, &op, completion).await;
-            return;
+            record(inner, op, completion).await;
+            None
         }
-    };
+    }
+}
 
+/// Sends a card's post, update, reply or direct message.
+async fn send_card_op(
+    inner: &Inner,
+    op: &OutboxOp,
+    view: &CardView,
+) -> Result<Completion, SlackError> {
     let now = Utc::now();
     let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
-    let result = match op.kind {
+    match op.kind {
         OpKind::Post => inner
             .slack
             .post_message(
                 &op.channel,
-                &cards::render_card_with(&view, now, options),
+                &cards::render_card_with(view, now, options),
                 None,
             )
             .await
@@ -493,7 +526,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 .update_message(
                     &op.channel,
                     ts,
-                    &cards::render_card_with(&view, now, options),
+                    &cards::render_card_with(view, now, options),
                 )
                 .await
                 .map(|()| Completion::Done),
@@ -506,7 +539,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 .slack
                 .post_message(
                     &op.channel,
-                    &cards::render_reply(&view, &op.events, now),
+                    &cards::render_reply(view, &op.events, now),
                     Some(ts),
                 )
                 .await
@@ -516,22 +549,52 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }),
         },
         OpKind::Dm => match (&op.card_ts, &op.recipient) {
-            (Some(ts), Some(user)) => direct_message(inner, &view, ts, user, &op.events, now)
+            (Some(ts), Some(user)) => direct_message(inner, view, ts, user, &op.events, now)
                 .await
                 .map(|()| Completion::Done),
             _ => Ok(Completion::Dead {
                 error: "direct message without a card ts or a user".to_owned(),
             }),
         },
+        OpKind::Digest => Ok(Completion::Dead {
+            error: "a digest is not about a card".to_owned(),
+        }),
+    }
+}
+
+/// Posts a digest. Its firing cards link to their messages where Slack
+/// gives a permalink; one it does not (a deleted message, a hiccup) is
+/// listed by name rather than holding the digest back. At least once, like
+/// a thread reply.
+async fn send_digest(inner: &Inner, op: &OutboxOp) -> Result<Completion, SlackError> {
+    let Some(digest) = &op.digest else {
+        return Ok(Completion::Dead {
+            error: "digest operation without its digest".to_owned(),
+        });
     };
-    let completion = match result {
-        Ok(c) => {
-            m::slack_call(method(op.kind), "ok");
-            c
-        }
-        Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
-    };
-    record(inner, &op, completion).await;
+    let mut permalinks = Vec::with_capacity(digest.figures.oldest_firing.len());
+    for card in &digest.figures.oldest_firing {
+        let permalink = match &card.ts {
+            Some(ts) => match inner.slack.get_permalink(&op.channel, ts).await {
+                Ok(link) => Some(link),
+                Err(e) => {
+                    debug!(card = %card.id, error = %e, "no permalink for a digest's firing card");
+                    None
+                }
+            },
+            None => None,
+        };
+        permalinks.push(permalink);
+    }
+    inner
+        .slack
+        .post_message(
+            &op.channel,
+            &crate::slack::digest::render_digest(digest, &permalinks),
+            None,
+        )
+        .await
+        .map(|_| Completion::Done)
 }
 
 /// Sends `user` a direct message linking to the card. At least once: a
@@ -598,7 +661,7 @@ fn failure(
         }
         Retry::Backoff | Retry::Never => {
             m::slack_call(method, "error");
-            warn!(channel = op.channel, method, error = %e, card = %op.card, "Slack operation failed permanently; dead-lettered");
+            warn!(channel = op.channel, method, error = %e, card = ?op.card, "Slack operation failed permanently; dead-lettered");
             Completion::Dead {
                 error: e.to_string(),
             }
@@ -641,7 +704,10 @@ async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
 
 /// Looks for the card in the channel's recent history by its metadata.
 async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
-    let oldest = op.card_opened_at - RECONCILE_LOOKBACK;
+    let (Some(card), Some(opened_at)) = (&op.card, op.card_opened_at) else {
+        return Ok(None);
+    };
+    let oldest = opened_at - RECONCILE_LOOKBACK;
     let mut cursor = None;
     for _ in 0..RECONCILE_PAGES {
         let page = inner
@@ -658,7 +724,7 @@ async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>
             msg.metadata.as_ref().is_some_and(|meta| {
                 meta.event_type == cards::METADATA_EVENT_TYPE
                     && meta.event_payload.get("card_id").and_then(|v| v.as_str())
-                        == Some(op.card.0.as_str())
+                        == Some(card.0.as_str())
             })
         });
         if let Some(msg) = found {

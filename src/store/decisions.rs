@@ -191,3 +191,13 @@ pub(crate) fn card_id_pattern(prefix: &str) -> Option<String> {
     }
     Some(format!("{}%", prefix.to_ascii_lowercase()))
 }
+
+/// The card a post (or its dead letter) is about: every operation but a
+/// digest has one (a CHECK constraint holds the store to it).
+pub(crate) fn posted_card(
+    op: &super::OutboxOp,
+) -> Result<&crate::model::CardId, super::StoreError> {
+    op.card.as_ref().ok_or_else(|| {
+        super::StoreError::Corrupt(format!("outbox operation {} has no card", op.id))
+    })
+}

@@ -39,6 +39,14 @@
 //!    transaction (see Recovery). [`Store::begin_attempt`] hands an
 //!    operation out once: it answers false when the operation is no longer
 //!    pending.
+//! 10. **A digest runs once per scheduled instant.** `digest_runs` holds,
+//!    per digest key, the latest scheduled instant claimed; a claim
+//!    ([`Store::claim_digest`]) is a compare-and-set on it (only a later
+//!    instant wins) in the same transaction as the digest's outbox row.
+//!    Restarts and replicas therefore neither skip a claimed digest (the
+//!    row is durable) nor send one twice. Digest rows in the outbox have no
+//!    card (`card_seq` NULL) and are at-least-once like thread replies.
+//!    Retention never deletes `digest_runs`.
 //!
 //! # Several processes
 //!
@@ -62,6 +70,7 @@
 //! (event ids) are kept a day (`requests_seen`).
 
 mod decisions;
+mod digest_runs;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod reads;
@@ -74,7 +83,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Alert, CardId, CardState, CardView, Labels, ThreadEvent};
+use crate::model::{
+    Alert, CardId, CardState, CardView, Digest, DigestFigures, Labels, ThreadEvent,
+};
 use crate::pipeline::card::CardBatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +125,9 @@ pub enum OpKind {
     /// A direct message to a user about a card (escalation with `dm`),
     /// queued with the card's channel; the user is the op's `recipient`.
     Dm,
+    /// A channel's scheduled digest: a message of its own, about no card
+    /// (the op's `digest`).
+    Digest,
 }
 
 impl OpKind {
@@ -123,6 +137,7 @@ impl OpKind {
             OpKind::Update => "update",
             OpKind::Reply => "reply",
             OpKind::Dm => "dm",
+            OpKind::Digest => "digest",
         }
     }
 
@@ -132,6 +147,7 @@ impl OpKind {
             "update" => Ok(OpKind::Update),
             "reply" => Ok(OpKind::Reply),
             "dm" => Ok(OpKind::Dm),
+            "digest" => Ok(OpKind::Digest),
             other => Err(StoreError::Corrupt(format!(
                 "unknown outbox kind {other:?}"
             ))),
@@ -144,7 +160,8 @@ impl OpKind {
 pub struct OutboxOp {
     pub id: i64,
     pub kind: OpKind,
-    pub card: CardId,
+    /// The card the operation is about; `None` only for a digest.
+    pub card: Option<CardId>,
     pub channel: String,
     /// The card's message ts (always set for updates and replies).
     pub card_ts: Option<String>,
@@ -156,7 +173,9 @@ pub struct OutboxOp {
     pub attempts: u32,
     /// The previous attempt of this post may have reached Slack.
     pub reconcile: bool,
-    pub card_opened_at: DateTime<Utc>,
+    pub card_opened_at: Option<DateTime<Utc>>,
+    /// What a digest reports (kind [`OpKind::Digest`] only).
+    pub digest: Option<Digest>,
 }
 
 /// The next thing a channel's delivery worker should do.
@@ -221,7 +240,8 @@ pub struct OutboxSummary {
 pub struct DeadLetter {
     pub id: i64,
     pub kind: OpKind,
-    pub card: CardId,
+    /// `None` for a digest.
+    pub card: Option<CardId>,
     pub channel: String,
     pub attempts: u32,
     pub error: String,
@@ -324,6 +344,15 @@ pub struct QuietCard {
     pub common_annotations: Labels,
     pub external_url: Option<String>,
     pub alerts: Vec<Alert>,
+}
+
+/// How much a digest lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestLimits {
+    /// Alert names in "noisiest".
+    pub noisiest: u32,
+    /// Cards in "firing now" shown by name (all are counted).
+    pub oldest_firing: u32,
 }
 
 #[async_trait]
@@ -444,6 +473,34 @@ pub trait Store: Send + Sync + 'static {
     /// Records an idempotency key (a Slack event id, a delivery of an
     /// interaction). True the first time; false for a repeat.
     async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// What `channel`'s digest reports for the period `from <= t < to`,
+    /// with the cards firing now.
+    async fn digest_figures(
+        &self,
+        channel: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limits: DigestLimits,
+    ) -> Result<DigestFigures, StoreError>;
+
+    /// The scheduled instant the digest `key` last ran for (invariant 10).
+    async fn last_digest(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Claims the digest `key` for the scheduled instant `instant` and, in
+    /// the same transaction, enqueues `digest` into its channel's outbox
+    /// (invariant 10). Claims only if the digest last ran for an earlier
+    /// instant, so of racing replicas and restarts exactly one succeeds.
+    /// With `digest: None` it records `instant` without sending, and only
+    /// for a digest that has never run: where a new digest starts counting.
+    /// True when this call claimed.
+    async fn claim_digest(
+        &self,
+        key: &str,
+        instant: DateTime<Utc>,
+        digest: Option<&Digest>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// The latest card of a key, for tests and the CLI.
     async fn card_by_key(

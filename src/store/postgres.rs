@@ -28,14 +28,18 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool};
 
-use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
-use super::reads;
+use super::decisions::{
+    self, action_event, escalation_due, posted_card, reply_events_to_keep, unchanged,
+};
+use super::digest_runs;
+use super::reads::{self, AlertnameSql};
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Lease, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
+    DigestLimits, DueEscalation, Lease, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store,
+    StoreError,
 };
-use crate::model::{CardId, CardState, CardView, ThreadEvent};
+use crate::model::{CardId, CardState, CardView, Digest, DigestFigures, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, Plan, Target};
 
 /// Connections per replica. Each write transaction holds one; reads are
@@ -398,12 +402,12 @@ async fn brief(conn: &mut PgConnection, card: &CardId) -> Result<Option<CardBrie
     .transpose()
 }
 
-/// An outbox row with what delivery needs of its card; callers add the
-/// condition.
+/// An outbox row with what delivery needs of its card (none for a digest);
+/// callers add the condition.
 const OP_SELECT: &str =
     "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
-        c.id AS card_id, c.ts, c.opened_at
-    FROM outbox o JOIN cards c ON c.seq = o.card_seq";
+        o.digest, c.id AS card_id, c.ts, c.opened_at
+    FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq";
 
 /// The operation of an [`OP_SELECT`] row, with a reply's thread events.
 async fn with_events(conn: &mut PgConnection, row: &PgRow) -> Result<OutboxOp, StoreError> {
@@ -540,7 +544,7 @@ impl Store for PgStore {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(&format!(
             "{OP_SELECT} WHERE o.channel = $1 AND o.state = 'pending' AND o.not_before <= $2
-               AND (o.kind = 'post' OR c.ts IS NOT NULL)
+               AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)
              ORDER BY o.id LIMIT 1"
         ))
         .bind(channel)
@@ -551,8 +555,8 @@ impl Store for PgStore {
             return Ok(NextOp::Ready(with_events(&mut conn, &row).await?));
         }
         let next = sqlx::query(
-            "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
-             WHERE o.channel = $1 AND o.state = 'pending' AND (o.kind = 'post' OR c.ts IS NOT NULL)",
+            "SELECT MIN(o.not_before) AS next FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq
+             WHERE o.channel = $1 AND o.state = 'pending' AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)",
         )
         .bind(channel)
         .fetch_one(&mut *conn)
@@ -598,9 +602,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         match completion {
             Completion::Posted { ts, refresh } => {
+                let card = posted_card(op)?;
                 sqlx::query("UPDATE cards SET ts = $1 WHERE id = $2 AND ts IS NULL")
                     .bind(&ts)
-                    .bind(&op.card.0)
+                    .bind(&card.0)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM outbox WHERE id = $1")
@@ -610,7 +615,7 @@ impl Store for PgStore {
                 // Coalescing into a pending update decides on the card's
                 // operations: under its key's lock, like a notification.
                 if refresh {
-                    if let Some(seq) = lock_card(&mut tx, &op.card).await? {
+                    if let Some(seq) = lock_card(&mut tx, card).await? {
                         push_update(&mut tx, seq, &op.channel, now).await?;
                     }
                 }
@@ -659,7 +664,7 @@ impl Store for PgStore {
                     )
                     .bind(decisions::orphan_error(&error))
                     .bind(ms(now))
-                    .bind(&op.card.0)
+                    .bind(&posted_card(op)?.0)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -893,7 +898,15 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
+        // Digests are about no card: a dead one goes after the same time.
+        sqlx::query(
+            "DELETE FROM outbox WHERE kind = 'digest' AND state = 'dead' AND updated_at < $1",
+        )
+        .bind(ms(resolved_before))
+        .execute(&mut *tx)
+        .await?;
         if seqs.is_empty() {
+            tx.commit().await?;
             return Ok(0);
         }
         // Children first (thread events go with their outbox rows by
@@ -927,6 +940,42 @@ impl Store for PgStore {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    async fn digest_figures(
+        &self,
+        channel: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limits: DigestLimits,
+    ) -> Result<DigestFigures, StoreError> {
+        reads::digest_figures(
+            &self.pool,
+            AlertnameSql::Postgres,
+            channel,
+            from,
+            to,
+            limits,
+        )
+        .await
+    }
+
+    async fn last_digest(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        reads::last_digest(&self.pool, key).await
+    }
+
+    async fn claim_digest(
+        &self,
+        key: &str,
+        instant: DateTime<Utc>,
+        digest: Option<&Digest>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed =
+            digest_runs::claim::<sqlx::Postgres>(&mut tx, key, instant, digest, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     async fn card_by_key(
