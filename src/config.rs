@@ -922,15 +922,7 @@ impl Config {
                     ),
                 ));
             }
-            if !is_channel_id(&route.channel) {
-                return Err(ConfigError::invalid(
-                    at("channel"),
-                    format!(
-                        "{:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name",
-                        route.channel
-                    ),
-                ));
-            }
+            check_channel_id(&route.channel, &at("channel"))?;
             let mut previous = Duration::ZERO;
             for (j, step) in route.escalation.iter().enumerate() {
                 if step.after < previous {
@@ -995,15 +987,7 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, digest) in self.digests.iter().enumerate() {
             let at = |field: &str| format!("digests[{i}].{field}");
-            if !is_channel_id(&digest.channel) {
-                return Err(ConfigError::invalid(
-                    at("channel"),
-                    format!(
-                        "{:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name",
-                        digest.channel
-                    ),
-                ));
-            }
+            check_channel_id(&digest.channel, &at("channel"))?;
             let schedule = crate::pipeline::digest::Schedule::new(digest)
                 .map_err(|e| ConfigError::invalid(at(e.field), e.message))?;
             let key = crate::pipeline::digest::key(digest);
@@ -1116,6 +1100,19 @@ pub fn redact_url(url: &str) -> String {
         ),
         None => url.to_owned(),
     }
+}
+
+/// A configured channel must be an id; names are the usual mistake.
+fn check_channel_id(channel: &str, path: &str) -> Result<(), ConfigError> {
+    if is_channel_id(channel) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        path,
+        format!(
+            "{channel:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name"
+        ),
+    ))
 }
 
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),

@@ -1026,7 +1026,7 @@ async fn take_digests(store: &dyn Store, now: &str) -> Vec<ackbar::model::Digest
     while let NextOp::Ready(op) = store.next_op(CHANNEL, utc(now)).await.unwrap() {
         let op = store.begin_attempt(op.id, utc(now)).await.unwrap().unwrap();
         assert_eq!((op.kind, &op.card), (OpKind::Digest, &None));
-        digests.push(op.digest.clone().unwrap());
+        digests.push(*op.digest.clone().unwrap());
         store
             .complete(&op, Completion::Done, utc(now))
             .await

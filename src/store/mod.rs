@@ -40,13 +40,13 @@
 //!    operation out once: it answers false when the operation is no longer
 //!    pending.
 //! 10. **A digest runs once per scheduled instant.** `digest_runs` holds,
-//!    per digest key, the latest scheduled instant claimed; a claim
-//!    ([`Store::claim_digest`]) is a compare-and-set on it (only a later
-//!    instant wins) in the same transaction as the digest's outbox row.
-//!    Restarts and replicas therefore neither skip a claimed digest (the
-//!    row is durable) nor send one twice. Digest rows in the outbox have no
-//!    card (`card_seq` NULL) and are at-least-once like thread replies.
-//!    Retention never deletes `digest_runs`.
+//!     per digest key, the latest scheduled instant claimed; a claim
+//!     ([`Store::claim_digest`]) is a compare-and-set on it (only a later
+//!     instant wins) in the same transaction as the digest's outbox row.
+//!     Restarts and replicas therefore neither skip a claimed digest (the
+//!     row is durable) nor send one twice. Digest rows in the outbox have no
+//!     card (`card_seq` NULL) and are at-least-once like thread replies.
+//!     Retention never deletes `digest_runs`.
 //!
 //! # Several processes
 //!
@@ -174,8 +174,9 @@ pub struct OutboxOp {
     /// The previous attempt of this post may have reached Slack.
     pub reconcile: bool,
     pub card_opened_at: Option<DateTime<Utc>>,
-    /// What a digest reports (kind [`OpKind::Digest`] only).
-    pub digest: Option<Digest>,
+    /// What a digest reports (kind [`OpKind::Digest`] only); boxed, as it
+    /// is several times the size of the rest of the operation.
+    pub digest: Option<Box<Digest>>,
 }
 
 /// The next thing a channel's delivery worker should do.
