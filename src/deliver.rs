@@ -11,6 +11,7 @@
 //!   become dead letters;
 //! - **rendering at send time**: a card is rendered from the store when its
 //!   operation is sent, so coalesced updates always carry the latest state;
+//!   a digest carries the figures counted when it was claimed;
 //! - **reconciliation**: a card post whose outcome is unknown (timeout,
 //!   dropped connection, crash after sending) is looked up in the channel's
 //!   history by its message metadata before it is posted again;
