@@ -12,9 +12,9 @@
 //! - **rendering at send time**: a card is rendered from the store when its
 //!   operation is sent, so coalesced updates always carry the latest state;
 //!   a digest carries the figures counted when it was claimed;
-//! - **reconciliation**: a card post whose outcome is unknown (timeout,
-//!   dropped connection, crash after sending) is looked up in the channel's
-//!   history by its message metadata before it is posted again;
+//! - **reconciliation**: a card post or digest whose outcome is unknown
+//!   (timeout, dropped connection, crash after sending) is looked up in the
+//!   channel's history by its message metadata before it is posted again;
 //! - **one sender per channel**: a worker sends only while it holds its
 //!   channel's lease in the store ([`ChannelLease`]), so several replicas on
 //!   one database never send a channel's operations twice. It renews the
@@ -398,12 +398,16 @@ async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, Sto
 }
 
 async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
-    if op.kind == OpKind::Post && op.reconcile {
-        match find_posted_card(inner, &op).await {
+    if op.reconcile {
+        match find_posted(inner, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
-                info!(card = ?op.card, ts, "card found in channel history; adopting it instead of posting again");
-                record(inner, &op, Completion::Posted { ts, refresh: true }).await;
+                info!(kind = op.kind.as_str(), card = ?op.card, ts, "message found in channel history; adopting it instead of posting again");
+                let completion = match op.kind {
+                    OpKind::Post => Completion::Posted { ts, refresh: true },
+                    _ => Completion::Done,
+                };
+                record(inner, &op, completion).await;
                 return;
             }
             Ok(None) => {}
@@ -565,8 +569,9 @@ async fn send_card_op(
 
 /// Posts a digest. Its firing cards link to their messages where Slack
 /// gives a permalink; one it does not (a deleted message, a hiccup) is
-/// listed by name rather than holding the digest back. At least once, like
-/// a thread reply.
+/// listed by name rather than holding the digest back. The message carries
+/// metadata by which a post of unknown outcome is found again
+/// ([`find_posted`]).
 async fn send_digest(inner: &Inner, op: &OutboxOp) -> Result<Completion, SlackError> {
     let Some(digest) = &op.digest else {
         return Ok(Completion::Dead {
@@ -703,12 +708,52 @@ async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
     }
 }
 
-/// Looks for the card in the channel's recent history by its metadata.
-async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
-    let (Some(card), Some(opened_at)) = (&op.card, op.card_opened_at) else {
+/// How a message that may already be posted is found in its channel's
+/// history: posted after `since`, with message metadata of `event_type`
+/// whose payload has every key of `payload`.
+struct PostedMarker {
+    since: DateTime<Utc>,
+    event_type: &'static str,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The marker of a card's post or a digest; `None` for operations that are
+/// not reconciled (they are at least once).
+fn posted_marker(op: &OutboxOp) -> Option<PostedMarker> {
+    match op.kind {
+        OpKind::Post => {
+            let card = op.card.as_ref()?;
+            Some(PostedMarker {
+                since: op.card_opened_at?,
+                event_type: cards::METADATA_EVENT_TYPE,
+                payload: [("card_id".to_owned(), card.0.clone().into())]
+                    .into_iter()
+                    .collect(),
+            })
+        }
+        OpKind::Digest => {
+            let digest = op.digest.as_ref()?;
+            Some(PostedMarker {
+                // Posted only after it was counted.
+                since: digest.as_of,
+                event_type: crate::slack::digest::METADATA_EVENT_TYPE,
+                payload: match crate::slack::digest::metadata_payload(digest) {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                },
+            })
+        }
+        OpKind::Update | OpKind::Reply | OpKind::Dm => None,
+    }
+}
+
+/// Looks for the operation's message in the channel's recent history by its
+/// metadata.
+async fn find_posted(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
+    let Some(marker) = posted_marker(op) else {
         return Ok(None);
     };
-    let oldest = opened_at - RECONCILE_LOOKBACK;
+    let oldest = marker.since - RECONCILE_LOOKBACK;
     let mut cursor = None;
     for _ in 0..RECONCILE_PAGES {
         let page = inner
@@ -723,9 +768,11 @@ async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>
         m::slack_call("conversations.history", "ok");
         let found = page.messages.into_iter().find(|msg| {
             msg.metadata.as_ref().is_some_and(|meta| {
-                meta.event_type == cards::METADATA_EVENT_TYPE
-                    && meta.event_payload.get("card_id").and_then(|v| v.as_str())
-                        == Some(card.0.as_str())
+                meta.event_type == marker.event_type
+                    && marker
+                        .payload
+                        .iter()
+                        .all(|(k, v)| meta.event_payload.get(k) == Some(v))
             })
         });
         if let Some(msg) = found {

@@ -540,6 +540,9 @@ pub struct FiringCard {
 /// digest is claimed, so a delivery retried later still reports its period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digest {
+    /// The digest's durable identity ([`crate::pipeline::digest::key`]);
+    /// with `period_end`, it finds a posted digest in the channel's history.
+    pub key: String,
     pub channel: String,
     pub every: DigestEvery,
     /// IANA name the period's local times are shown in.

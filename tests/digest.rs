@@ -143,3 +143,61 @@ async fn a_daily_digest_reports_the_channels_figures_once() {
     assert_eq!(digests(&slack).len(), 1);
     ackbar.stop().await;
 }
+
+/// A digest post whose answer was lost after Slack applied it (a dropped
+/// connection) is found in the channel's history by its metadata, not
+/// posted a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_whose_answer_was_lost_is_reconciled_not_posted_twice() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("r.db"));
+    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
+    config["digests"] = json!([{
+        "channel": CHANNEL,
+        "every": "day",
+        "at": due.format("%H:%M:%S").to_string(),
+    }]);
+    let ackbar = start_ackbar(&config).await;
+    // Every call's connection is cut, half of them after Slack applied it;
+    // with seed 1 the first (the digest's post) is cut after. From then on
+    // the digest is flagged for reconciling, and history reads are cut too.
+    slack
+        .sandbox
+        .set_faults(ackbar::slack::sandbox::Faults {
+            drop_rate: 1.0,
+            seed: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "a digest posted whose answer was lost",
+        || {
+            slack.sandbox.state().calls.iter().any(|c| {
+                c.method == "chat.postMessage"
+                    && c.applied
+                    && c.outcome == ackbar::slack::sandbox::Outcome::FaultDrop
+            })
+        },
+    )
+    .await;
+    assert_eq!(digests(&slack).len(), 1);
+    slack.sandbox.set_faults(Default::default()).unwrap();
+    eventually(Duration::from_secs(20), "a call answered again", || {
+        let calls = slack.sandbox.state().calls;
+        calls
+            .iter()
+            .any(|c| c.outcome == ackbar::slack::sandbox::Outcome::Ok)
+    })
+    .await;
+    // Time for a second post, were one coming (the test config's backoff
+    // is at most 500 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(digests(&slack).len(), 1, "posted once");
+    let history_read = slack.sandbox.state().calls.iter().any(|c| {
+        c.method == "conversations.history" && c.outcome == ackbar::slack::sandbox::Outcome::Ok
+    });
+    assert!(history_read, "found by reconciling");
+    ackbar.stop().await;
+}

@@ -1129,7 +1129,18 @@ async fn digests_survive_pruning_and_go_through_the_outbox_like_messages(store: 
         (1, OpKind::Digest, &None)
     );
     assert!(store.retry_dead_letter(letters[0].id, now).await.unwrap());
-    assert_eq!(ready(&*store, now).await.kind, OpKind::Digest);
+    let op = ready(&*store, now).await;
+    assert_eq!((op.kind, op.reconcile), (OpKind::Digest, false));
+    // A post whose outcome is unknown is looked for before it is sent again.
+    let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
+    let lost = Completion::Retry {
+        not_before: now,
+        error: "connection reset".into(),
+        counts: true,
+        outcome_unknown: true,
+    };
+    store.complete(&op, lost, now).await.unwrap();
+    assert!(ready(&*store, now).await.reconcile);
 
     // Pruning far in the future keeps the last run (and the pending digest)
     // but not a dead digest older than retention.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::blocks::{
-    Context, Header, Message, MessageBuilder, Section, Text, link, truncate, untrusted,
+    Context, Header, Message, MessageBuilder, Metadata, Section, Text, link, truncate, untrusted,
 };
 use super::cards::format_duration;
 use crate::model::{Digest, DigestEvery, FiringCard};
@@ -17,6 +17,18 @@ use crate::model::{Digest, DigestEvery, FiringCard};
 /// (ackbar was down or behind), so readers know "firing now" is later than
 /// the period's end.
 const LATE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+/// Message metadata naming a posted digest, so that a post whose outcome
+/// is unknown can be found in the channel's history instead of sent twice.
+pub const METADATA_EVENT_TYPE: &str = "ackbar_digest";
+
+/// The metadata payload of `digest`'s message.
+pub fn metadata_payload(digest: &Digest) -> serde_json::Value {
+    serde_json::json!({
+        "digest": digest.key,
+        "period_end": digest.period_end.timestamp(),
+    })
+}
+
 /// Longest alert name or card title shown.
 const MAX_NAME: usize = 100;
 
@@ -107,6 +119,10 @@ pub fn render_digest(digest: &Digest, permalinks: &[Option<String>]) -> Message 
         f.fired, f.resolved, f.firing_now
     );
     MessageBuilder::new(fallback)
+        .metadata(Metadata {
+            event_type: METADATA_EVENT_TYPE.to_owned(),
+            event_payload: metadata_payload(digest),
+        })
         .block(Header::new(title).block_id("ackbar_digest_header"))
         .block(Context::new(context).block_id("ackbar_digest_period"))
         .block(figures)
@@ -149,6 +165,7 @@ mod tests {
 
     fn digest(figures: DigestFigures) -> Digest {
         Digest {
+            key: "C0DIGEST01 day 09:00 Europe/Berlin".to_owned(),
             channel: "C0DIGEST01".to_owned(),
             every: DigestEvery::Day,
             time_zone: "Europe/Berlin".to_owned(),

@@ -45,7 +45,8 @@
 //!     instant wins) in the same transaction as the digest's outbox row.
 //!     Restarts and replicas therefore neither skip a claimed digest (the
 //!     row is durable) nor send one twice. Digest rows in the outbox have no
-//!     card (`card_seq` NULL) and are at-least-once like thread replies.
+//!     card (`card_seq` NULL); their delivery is reconciled like a card's
+//!     post (see Recovery).
 //!     Retention never deletes `digest_runs`.
 //!
 //! # Several processes
@@ -62,11 +63,11 @@
 //!
 //! An operation is marked `sending` before its Slack call. When its sender
 //! dies, the next holder of the channel's lease puts it back to `pending`;
-//! a `post` whose outcome is unknown is flagged `reconcile`, and delivery
-//! looks for the card in the channel's history (by its message metadata)
-//! before posting again, so a restart or a takeover never posts a second
-//! card. Thread replies and direct messages are at-least-once: one whose
-//! outcome is unknown is sent again. Idempotency keys of requests from Slack
+//! a `post` or `digest` whose outcome is unknown is flagged `reconcile`,
+//! and delivery looks for the message in the channel's history (by its
+//! message metadata) before posting again, so a restart or a takeover never
+//! posts a second card or digest. Thread replies and direct messages are
+//! at-least-once: one whose outcome is unknown is sent again. Idempotency keys of requests from Slack
 //! (event ids) are kept a day (`requests_seen`).
 
 mod decisions;
@@ -171,7 +172,7 @@ pub struct OutboxOp {
     pub recipient: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
-    /// The previous attempt of this post may have reached Slack.
+    /// The previous attempt of this post or digest may have reached Slack.
     pub reconcile: bool,
     pub card_opened_at: Option<DateTime<Utc>>,
     /// What a digest reports (kind [`OpKind::Digest`] only); boxed, as it

@@ -509,7 +509,7 @@ impl Store for PgStore {
             }
             decisions::LeaseStep::Renew => 0,
             decisions::LeaseStep::Take => sqlx::query(
-                "UPDATE outbox SET state = 'pending', reconcile = reconcile OR kind = 'post'
+                "UPDATE outbox SET state = 'pending', reconcile = reconcile OR kind IN ('post', 'digest')
                  WHERE channel = $1 AND state = 'sending'",
             )
             .bind(channel)
@@ -634,7 +634,7 @@ impl Store for PgStore {
             } => {
                 sqlx::query(
                     "UPDATE outbox SET state = 'pending', not_before = $1, last_error = $2, updated_at = $3,
-                         attempts = attempts - $4, reconcile = reconcile OR ($5 AND kind = 'post')
+                         attempts = attempts - $4, reconcile = reconcile OR ($5 AND kind IN ('post', 'digest'))
                      WHERE id = $6",
                 )
                 .bind(ms(not_before))

@@ -509,7 +509,7 @@ impl Store for SqliteStore {
             decisions::LeaseStep::Renew => 0,
             decisions::LeaseStep::Take => sqlx::query(
                 "UPDATE outbox SET state = 'pending',
-                     reconcile = CASE WHEN kind = 'post' THEN 1 ELSE reconcile END
+                     reconcile = CASE WHEN kind IN ('post', 'digest') THEN 1 ELSE reconcile END
                  WHERE channel = ? AND state = 'sending'",
             )
             .bind(channel)
@@ -636,7 +636,7 @@ impl Store for SqliteStore {
             } => {
                 sqlx::query(
                     "UPDATE outbox SET state = 'pending', not_before = ?, last_error = ?, updated_at = ?,
-                         attempts = attempts - ?, reconcile = CASE WHEN ? AND kind = 'post' THEN 1 ELSE reconcile END
+                         attempts = attempts - ?, reconcile = CASE WHEN ? AND kind IN ('post', 'digest') THEN 1 ELSE reconcile END
                      WHERE id = ?",
                 )
                 .bind(ms(not_before))

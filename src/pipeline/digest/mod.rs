@@ -88,6 +88,7 @@ impl ScheduledDigest {
             .digest_figures(&self.channel, start, instant, LIMITS)
             .await?;
         Ok(Digest {
+            key: self.key.clone(),
             channel: self.channel.clone(),
             every: self.schedule.every(),
             time_zone: self.schedule.time_zone().name().to_owned(),
