@@ -988,16 +988,15 @@ impl Config {
         for (i, digest) in self.digests.iter().enumerate() {
             let at = |field: &str| format!("digests[{i}].{field}");
             check_channel_id(&digest.channel, &at("channel"))?;
-            let schedule = crate::pipeline::digest::Schedule::new(digest)
+            let scheduled = crate::pipeline::digest::ScheduledDigest::new(digest)
                 .map_err(|e| ConfigError::invalid(at(e.field), e.message))?;
-            let key = crate::pipeline::digest::key(digest);
-            if !seen.insert(key.clone()) {
+            if !seen.insert(scheduled.key.clone()) {
                 return Err(ConfigError::invalid(
                     format!("digests[{i}]"),
-                    format!("the digest {key:?} is configured twice"),
+                    format!("the digest {:?} is configured twice", scheduled.key),
                 ));
             }
-            let (period, name) = match schedule.every() {
+            let (period, name) = match scheduled.schedule.every() {
                 crate::model::DigestEvery::Day => (Duration::from_secs(86_400), "1d"),
                 crate::model::DigestEvery::Week => (Duration::from_secs(7 * 86_400), "7d"),
             };
@@ -1270,6 +1269,11 @@ mod tests {
                 "digests[0].every",
             ),
             (&format!("[{daily}, {daily}]"), "digests[1]"),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "week", "weekday": "mon", "at": "09:00"},
+                    {"channel": "C0123ABCD", "every": "week", "weekday": "Monday", "at": "09:00:00"}]"#,
+                "digests[1]",
+            ),
         ] {
             let e = err(digests, "30d");
             assert!(e.starts_with(&format!("{path}:")), "{digests} -> {e}");

@@ -996,16 +996,19 @@ async fn digest_figures_count_one_channels_period(store: TestStore) {
     assert!(empty.noisiest.is_empty());
 }
 
-fn daily_digest() -> Vec<ackbar::pipeline::digest::ScheduledDigest> {
-    // 09:00 in Berlin: 08:00 UTC in winter.
-    let config = ackbar::config::DigestConfig {
+/// 09:00 in Berlin: 08:00 UTC in winter.
+fn daily_config() -> ackbar::config::DigestConfig {
+    ackbar::config::DigestConfig {
         channel: CHANNEL.into(),
         every: ackbar::model::DigestEvery::Day,
         at: "09:00".into(),
         weekday: None,
         time_zone: "Europe/Berlin".into(),
-    };
-    ackbar::pipeline::digest::from_config(&[config])
+    }
+}
+
+fn daily_digest() -> Vec<ackbar::pipeline::digest::ScheduledDigest> {
+    ackbar::pipeline::digest::from_config(&[daily_config()])
 }
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -1160,18 +1163,7 @@ async fn digests_survive_pruning_and_go_through_the_outbox_like_messages(store: 
         "old dead digest pruned"
     );
     assert_eq!(
-        store
-            .last_digest(&ackbar::pipeline::digest::key(
-                &ackbar::config::DigestConfig {
-                    channel: CHANNEL.into(),
-                    every: ackbar::model::DigestEvery::Day,
-                    at: "09:00".into(),
-                    weekday: None,
-                    time_zone: "Europe/Berlin".into(),
-                }
-            ))
-            .await
-            .unwrap(),
+        store.last_digest(&daily_digest()[0].key).await.unwrap(),
         Some(now),
         "digest_runs outlive retention"
     );

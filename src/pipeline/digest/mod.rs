@@ -43,19 +43,13 @@ pub const LIMITS: DigestLimits = DigestLimits {
     oldest_firing: 5,
 };
 
-/// The durable identity of a digest: its channel and schedule. A changed
-/// schedule is a new digest (it starts counting afresh) rather than one
-/// whose last run means something else now.
-pub fn key(config: &DigestConfig) -> String {
-    let every = match (&config.weekday, config.every) {
-        (Some(day), crate::model::DigestEvery::Week) => format!("week {}", day.to_lowercase()),
-        (_, crate::model::DigestEvery::Week) => "week".to_owned(),
-        (_, crate::model::DigestEvery::Day) => "day".to_owned(),
-    };
-    format!(
-        "{} {every} {} {}",
-        config.channel, config.at, config.time_zone
-    )
+/// The durable identity of a digest: its channel and schedule, such as
+/// `C0123ABCD week mon 09:00 Europe/Berlin`. A changed schedule is a new
+/// digest (it starts counting afresh) rather than one whose last run means
+/// something else now. Spelled from the parsed schedule, so `"monday"` and
+/// `"mon"`, or `"09:00"` and `"09:00:00"`, are the same digest.
+pub fn key(channel: &str, schedule: &Schedule) -> String {
+    format!("{channel} {schedule}")
 }
 
 /// A configured digest, validated.
@@ -68,10 +62,11 @@ pub struct ScheduledDigest {
 
 impl ScheduledDigest {
     pub fn new(config: &DigestConfig) -> Result<ScheduledDigest, ScheduleError> {
+        let schedule = Schedule::new(config)?;
         Ok(ScheduledDigest {
-            key: key(config),
+            key: key(&config.channel, &schedule),
             channel: config.channel.clone(),
-            schedule: Schedule::new(config)?,
+            schedule,
         })
     }
 

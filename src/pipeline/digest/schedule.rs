@@ -158,6 +158,23 @@ impl Schedule {
     }
 }
 
+impl std::fmt::Display for Schedule {
+    /// `day 09:00 UTC`, `week mon 09:00:30 Europe/Berlin`: the same text for
+    /// the same schedule however it was spelled.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.weekday {
+            Some(day) => write!(f, "week {}", day.to_string().to_lowercase())?,
+            None => f.write_str("day")?,
+        }
+        let at = if self.at.second() == 0 {
+            "%H:%M"
+        } else {
+            "%H:%M:%S"
+        };
+        write!(f, " {} {}", self.at.format(at), self.tz.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
