@@ -12,4 +12,5 @@ mod mention_tests;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;
+pub mod template;
 pub mod verify;
