@@ -278,3 +278,15 @@ fn a_route_without_a_template_gets_the_default() {
         cards::render_card_with(&view, now, CardOptions::default())
     );
 }
+
+#[test]
+fn a_failing_reply_template_falls_back_to_the_default_reply() {
+    let route = route_with(json!({"reply": {"inline": "[{{ events[0].nope.deeper }}]"}}));
+    let view = view(&route);
+    let now = Utc::now();
+    let events = vec![ThreadEvent::CardReopened { at: now }];
+    assert_eq!(
+        reply(&view, &events, now, Some(&route)),
+        cards::render_reply(&view, &events, now)
+    );
+}
