@@ -42,7 +42,7 @@ use crate::metrics as m;
 use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
 use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
-use crate::slack::cards;
+use crate::slack::{cards, template};
 use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
 /// How far back before a card opened to look for it in history.
@@ -521,15 +521,12 @@ async fn send_card_op(
     view: &CardView,
 ) -> Result<Completion, SlackError> {
     let now = Utc::now();
-    let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
+    // The route's templates (or the default card and replies) render it.
+    let route = inner.router.by_name(&view.route);
     match op.kind {
         OpKind::Post => inner
             .slack
-            .post_message(
-                &op.channel,
-                &cards::render_card_with(view, now, options),
-                None,
-            )
+            .post_message(&op.channel, &template::card(view, now, route), None)
             .await
             .map(|posted| Completion::Posted {
                 ts: posted.ts,
@@ -538,11 +535,7 @@ async fn send_card_op(
         OpKind::Update => match &op.card_ts {
             Some(ts) => inner
                 .slack
-                .update_message(
-                    &op.channel,
-                    ts,
-                    &cards::render_card_with(view, now, options),
-                )
+                .update_message(&op.channel, ts, &template::card(view, now, route))
                 .await
                 .map(|()| Completion::Done),
             None => Ok(Completion::Dead {
@@ -554,7 +547,7 @@ async fn send_card_op(
                 .slack
                 .post_message(
                     &op.channel,
-                    &cards::render_reply(view, &op.events, now),
+                    &template::reply(view, &op.events, now, route),
                     Some(ts),
                 )
                 .await

@@ -14,4 +14,5 @@ pub mod paths;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;
+pub mod template;
 pub mod verify;
