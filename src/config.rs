@@ -7,6 +7,7 @@
 //! environment variable fails `check-config` rather than the first Slack call.
 //! [`Config::load`] parses, resolves and validates; nothing else reads the file.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -463,8 +464,15 @@ pub struct RouteConfig {
     /// Alertmanager matcher syntax: `name=value`, `!=`, `=~`, `!~`.
     #[serde(default)]
     pub matchers: Vec<Matcher>,
-    /// Slack channel id (`C...`).
+    /// Slack channel id (`C...`). For a route with a `webhook_url`: the
+    /// channel that webhook posts into (Slack binds each webhook to one);
+    /// ackbar cannot check it, but keys the route's outbox and pacing by it.
     pub channel: String,
+    /// Deliver through this Slack incoming webhook instead of the bot
+    /// token: one message per card change, no thread, no buttons. A secret
+    /// (the URL is the credential): never printed.
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
     /// Labels whose values make the card key. Empty (default): the
     /// Alertmanager notification's receiver + groupKey, so Alertmanager's own
     /// grouping decides the cards.
@@ -539,6 +547,7 @@ impl RouteConfig {
             allowed: Permissions::default(),
             alertmanager_url: None,
             template: None,
+            webhook_url: None,
         }
     }
 }
@@ -848,6 +857,11 @@ impl Config {
                 s.resolve(name)?;
             }
         }
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            if let Some(url) = &mut route.webhook_url {
+                url.resolve(&format!("routes[{i}].webhook_url"))?;
+            }
+        }
         match &mut self.ingest.auth {
             Some(IngestAuth::Bearer(s)) => s.resolve("ingest.auth.bearer")?,
             Some(IngestAuth::Basic { password, .. }) => {
@@ -962,6 +976,7 @@ impl Config {
         })?;
         self.validate_otlp()?;
         self.validate_digests()?;
+        self.validate_webhook_routes()?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |field: &str| format!("routes[{i}].{field}");
@@ -1036,6 +1051,64 @@ impl Config {
 }
 
 impl Config {
+    /// Routes delivering through incoming webhooks: a URL on Slack's hooks
+    /// host (or the origin of `slack.api_url`, where the sandbox serves
+    /// its own), no direct messages (they need the bot token), and one
+    /// webhook per channel: a webhook channel is not shared with bot-token
+    /// routes or another webhook, so pacing the channel paces its webhook.
+    /// Errors name the route, never the URL.
+    fn validate_webhook_routes(&self) -> Result<(), ConfigError> {
+        let mut hooks: HashMap<&str, &str> = HashMap::new();
+        let mut channels: HashMap<&str, &str> = HashMap::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = |field: &str| format!("routes[{i}].{field}");
+            let Some(url) = &route.webhook_url else {
+                continue;
+            };
+            let url = url.expose();
+            // An unresolved secret (`Config::from_json`) is checked at load.
+            if !url.is_empty() && !crate::slack::api::is_hook_url(url, &self.slack.api_url) {
+                return Err(ConfigError::invalid(
+                    at("webhook_url"),
+                    format!(
+                        "must be a Slack incoming webhook URL ({}services/...) or on the origin of slack.api_url",
+                        crate::slack::api::RESPONSE_URL_PREFIX
+                    ),
+                ));
+            }
+            if route.escalation.iter().any(|s| s.dm) {
+                return Err(ConfigError::invalid(
+                    at("escalation"),
+                    "`dm` needs the bot token; a route delivering through webhook_url cannot send direct messages",
+                ));
+            }
+            if !url.is_empty() && *channels.entry(url).or_insert(&route.channel) != route.channel {
+                return Err(ConfigError::invalid(
+                    at("channel"),
+                    "this webhook_url is used with another channel too; a webhook posts into one channel",
+                ));
+            }
+            if *hooks.entry(route.channel.as_str()).or_insert(url) != url {
+                return Err(ConfigError::invalid(
+                    at("webhook_url"),
+                    format!("channel {} already has another webhook_url; one webhook per channel", route.channel),
+                ));
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.webhook_url.is_none() && hooks.contains_key(route.channel.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("routes[{i}].channel"),
+                    format!(
+                        "channel {} is delivered through a webhook_url by another route; give this route the same webhook_url or another channel",
+                        route.channel
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Each digest: a channel id, a schedule that parses, no schedule twice,
     /// and a retention that keeps every card its period counts.
     fn validate_digests(&self) -> Result<(), ConfigError> {

@@ -25,6 +25,12 @@
 //!   or on shutdown; a crashed holder's lease expires after
 //!   `delivery.lease_ttl` and another replica takes over (recovering what
 //!   the dead one left in flight).
+//! - **incoming-webhook routes**: a channel whose route has a `webhook_url`
+//!   is delivered by POSTs to that webhook ([`send_to_webhook`]): every op
+//!   through the channel's pacer at most one per second, the card's post
+//!   and each coalesced update as one new message without buttons, replies
+//!   skipped (no thread; the change message shows the card's state). No
+//!   history to reconcile with: a post of unknown outcome is sent again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,8 +47,8 @@ use crate::config::{CardConfig, DeliveryConfig};
 use crate::metrics as m;
 use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
-use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
-use crate::slack::{cards, template};
+use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError, methods};
+use crate::slack::{cards, incoming, template};
 use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
 /// How far back before a card opened to look for it in history.
@@ -57,6 +63,8 @@ const STORE_RETRY: Duration = Duration::from_millis(500);
 /// Longest wait before asking again for a lease another replica holds: its
 /// holder gives it up early when the channel goes idle.
 const LEASE_POLL: Duration = Duration::from_secs(1);
+/// Slack accepts about one message per second per incoming webhook.
+const WEBHOOK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A token bucket in GCRA form: `burst` calls back to back, then one per
 /// `interval`.
@@ -301,11 +309,20 @@ async fn drain_channel(
     notify: &Notify,
     lease: &mut ChannelLease<'_>,
 ) {
-    let mut pacer = Pacer::new(
-        inner.config.post_interval,
-        inner.config.post_burst,
-        Instant::now(),
-    );
+    let mut pacer = match webhook_of(&inner.router, channel) {
+        // One webhook per channel (config validation): pacing the channel
+        // paces its webhook.
+        Some(_) => Pacer::new(
+            inner.config.post_interval.max(WEBHOOK_INTERVAL),
+            1,
+            Instant::now(),
+        ),
+        None => Pacer::new(
+            inner.config.post_interval,
+            inner.config.post_burst,
+            Instant::now(),
+        ),
+    };
     let mut draining = inner.draining.subscribe();
     loop {
         let deadline = *draining.borrow_and_update();
@@ -408,7 +425,11 @@ pub async fn card_view_to_send(
 }
 
 async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
-    if op.reconcile {
+    let hook = webhook_of(&inner.router, &op.channel);
+    // A webhook channel has no thread to reply in: the update that comes
+    // with the same change shows it.
+    let skip = hook.is_some() && op.kind == OpKind::Reply;
+    if op.reconcile && hook.is_none() {
         match find_posted(inner, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
@@ -430,6 +451,8 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
     }
 
     let wait = match op.kind {
+        _ if skip => Duration::ZERO,
+        _ if hook.is_some() => pacer.reserve(Instant::now()),
         OpKind::Post | OpKind::Reply | OpKind::Dm | OpKind::Digest => pacer.reserve(Instant::now()),
         OpKind::Update => lock(&inner.update_pacer).reserve(Instant::now()),
     };
@@ -465,20 +488,32 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             return;
         }
     };
+    if skip {
+        debug!(op = op.id, "reply on a webhook channel: shown by the card's change message");
+        record(inner, &op, Completion::Done).await;
+        return;
+    }
+    let method = match hook {
+        Some(_) => methods::INCOMING_WEBHOOK,
+        None => method(op.kind),
+    };
     let result = if op.kind == OpKind::Digest {
-        send_digest(inner, &op).await
+        send_digest(inner, &op, hook).await
     } else {
         let Some(view) = view_to_send(inner, &op).await else {
             return;
         };
-        send_card_op(inner, &op, &view).await
+        match hook {
+            Some(url) => send_to_webhook(inner, &op, &view, url).await,
+            None => send_card_op(inner, &op, &view).await,
+        }
     };
     let completion = match result {
         Ok(c) => {
-            m::slack_call(method(op.kind), "ok");
+            m::slack_call(method, "ok");
             c
         }
-        Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
+        Err(e) => failure(inner, &op, &e, method, pacer),
     };
     record(inner, &op, completion).await;
 }
@@ -570,17 +605,78 @@ async fn send_card_op(
     }
 }
 
+/// The incoming webhook that delivers `channel`, if a route has one.
+fn webhook_of<'a>(router: &'a Router, channel: &str) -> Option<&'a str> {
+    router
+        .routes()
+        .iter()
+        .filter(|r| r.channel == channel)
+        .find_map(|r| r.webhook_url.as_ref())
+        .map(|url| url.expose())
+}
+
+/// Sends a card's operation through the channel's incoming webhook: the
+/// post and each (coalesced) update become one new message showing the
+/// card's current state, without buttons. The card's `ts` records that it
+/// was posted (webhooks return none).
+async fn send_to_webhook(
+    inner: &Inner,
+    op: &OutboxOp,
+    view: &CardView,
+    url: &str,
+) -> Result<Completion, SlackError> {
+    let route = inner.router.by_name(&view.route);
+    let message = || incoming::webhook_message(template::card(view, Utc::now(), route));
+    match op.kind {
+        OpKind::Post => inner
+            .slack
+            .post_incoming_webhook(url, &message())
+            .await
+            .map(|()| Completion::Posted {
+                ts: format!("webhook-{}", view.id.0),
+                refresh: false,
+            }),
+        OpKind::Update => inner
+            .slack
+            .post_incoming_webhook(url, &message())
+            .await
+            .map(|()| Completion::Done),
+        // Config validation refuses `dm` on webhook routes; replies are
+        // skipped before sending.
+        OpKind::Dm | OpKind::Reply | OpKind::Digest => Ok(Completion::Dead {
+            error: format!(
+                "a {} cannot go through an incoming webhook",
+                op.kind.as_str()
+            ),
+        }),
+    }
+}
+
 /// Posts a digest. Its firing cards link to their messages where Slack
 /// gives a permalink; one it does not (a deleted message, a hiccup) is
 /// listed by name rather than holding the digest back. The message carries
 /// metadata by which a post of unknown outcome is found again
 /// ([`find_posted`]).
-async fn send_digest(inner: &Inner, op: &OutboxOp) -> Result<Completion, SlackError> {
+async fn send_digest(
+    inner: &Inner,
+    op: &OutboxOp,
+    hook: Option<&str>,
+) -> Result<Completion, SlackError> {
     let Some(digest) = &op.digest else {
         return Ok(Completion::Dead {
             error: "digest operation without its digest".to_owned(),
         });
     };
+    if let Some(url) = hook {
+        // No bot token to ask for permalinks: cards are listed by name.
+        let permalinks = vec![None; digest.figures.oldest_firing.len()];
+        let message = crate::slack::digest::render_digest(digest, &permalinks);
+        return inner
+            .slack
+            .post_incoming_webhook(url, &incoming::webhook_message(message))
+            .await
+            .map(|()| Completion::Done);
+    }
     let mut permalinks = Vec::with_capacity(digest.figures.oldest_firing.len());
     for card in &digest.figures.oldest_firing {
         let permalink = match &card.ts {

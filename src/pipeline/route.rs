@@ -404,6 +404,7 @@ mod tests {
             allowed: Default::default(),
             alertmanager_url: None,
             template: None,
+            webhook_url: None,
         }
     }
 

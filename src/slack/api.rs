@@ -40,6 +40,8 @@ pub mod methods {
     /// Not a Web API method: a POST to an interaction's `response_url`,
     /// named so its failures read like the others.
     pub const RESPONSE_URL: &str = "response_url";
+    /// Not a Web API method: a POST to a route's incoming webhook URL.
+    pub const INCOMING_WEBHOOK: &str = "incoming_webhook";
 }
 
 /// Where Slack's `response_url`s live. A `response_url` arrives in a
@@ -514,18 +516,7 @@ impl SlackClient {
     /// parsing, so `https://hooks.slack.com.evil/`,
     /// `https://hooks.slack.com@evil/` and the like do not pass.
     pub fn is_response_url(&self, url: &str) -> bool {
-        let Ok(url) = reqwest::Url::parse(url) else {
-            return false;
-        };
-        if !url.username().is_empty() || url.password().is_some() {
-            return false;
-        }
-        let is_slack = url.scheme() == "https"
-            && url.host_str() == Some("hooks.slack.com")
-            && url.port().is_none();
-        let same_origin_as_api =
-            reqwest::Url::parse(&self.base).is_ok_and(|base| base.origin() == url.origin());
-        is_slack || same_origin_as_api
+        is_hook_url(url, &self.base)
     }
 
     /// `chat.postMessage`: post `msg` (with its metadata) to `channel`, as a
@@ -723,7 +714,31 @@ impl SlackClient {
         url: &str,
         body: &serde_json::Value,
     ) -> Result<(), SlackError> {
-        let method = methods::RESPONSE_URL;
+        self.post_to_hook(methods::RESPONSE_URL, url, body).await
+    }
+
+    /// POST `msg` to a route's incoming webhook: one new top-level message
+    /// (webhooks cannot thread, update or carry metadata). The URL is the
+    /// credential: never logged or put in an error. Slack answers 200 `ok`,
+    /// or a 4xx whose body names the reason (`invalid_payload`, `no_text`,
+    /// `action_prohibited`, `channel_not_found`, `channel_is_archived`),
+    /// which becomes [`SlackError::Api`] (permanent).
+    pub async fn post_incoming_webhook(&self, url: &str, msg: &Message) -> Result<(), SlackError> {
+        let method = methods::INCOMING_WEBHOOK;
+        let body = serde_json::to_value(msg).map_err(|e| SlackError::InvalidConfig {
+            reason: format!("{method}: cannot encode request: {e}"),
+        })?;
+        self.post_to_hook(method, url, &body).await
+    }
+
+    /// POST `body` as JSON to a Slack hook URL (`response_url`, incoming
+    /// webhook) that [`is_hook_url`] accepts, without the bot token.
+    async fn post_to_hook(
+        &self,
+        method: &'static str,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), SlackError> {
         if !self.is_response_url(url) {
             return Err(SlackError::ForbiddenUrl { method });
         }
@@ -736,8 +751,18 @@ impl SlackClient {
             .header(CONTENT_TYPE, JSON_UTF8)
             .body(bytes)
             .send()
-            .await;
-        let resp = check_status(method, sent)?;
+            .await
+            .map_err(|e| SlackError::from_reqwest(method, e))?;
+        let status = sent.status().as_u16();
+        if (400..500).contains(&status) && status != 408 && status != 429 {
+            // Hooks name the reason in the body of a 4xx.
+            let answer = read_body(method, sent).await.unwrap_or_default();
+            return Err(match hook_error_code(&answer) {
+                Some(error) => SlackError::Api { method, error },
+                None => SlackError::Status { method, status },
+            });
+        }
+        let resp = check_status(method, Ok(sent))?;
         let answer = read_body(method, resp).await?;
         match serde_json::from_slice::<Envelope>(&answer) {
             Ok(Envelope {
@@ -850,6 +875,40 @@ async fn finish<T: DeserializeOwned>(
         method,
         detail: e.to_string(),
     })
+}
+
+/// Whether ackbar may post to `url` as a Slack hook (an interaction's
+/// `response_url` or an incoming webhook): under [`RESPONSE_URL_PREFIX`]
+/// (default port, no credentials), or on the origin (scheme, host and port)
+/// of `api_base`, where the sandbox and test doubles serve theirs. Compared
+/// after parsing, so `https://hooks.slack.com.evil/`,
+/// `https://hooks.slack.com@evil/` and the like do not pass.
+pub fn is_hook_url(url: &str, api_base: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let is_slack =
+        url.scheme() == "https" && url.host_str() == Some("hooks.slack.com") && url.port().is_none();
+    let same_origin_as_api =
+        reqwest::Url::parse(api_base).is_ok_and(|base| base.origin() == url.origin());
+    is_slack || same_origin_as_api
+}
+
+/// The error code in a hook's 4xx answer: `{"ok":false,"error":CODE}` or a
+/// plain-text code such as `channel_not_found`. Anything else (an HTML
+/// page from a proxy) is not echoed.
+fn hook_error_code(body: &[u8]) -> Option<String> {
+    if let Ok(Envelope { error: Some(e), .. }) = serde_json::from_slice::<Envelope>(body) {
+        return Some(e);
+    }
+    let text = std::str::from_utf8(body).ok()?.trim();
+    let plain = !text.is_empty()
+        && text.len() <= 64
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    plain.then(|| text.to_owned())
 }
 
 /// A sent request's transport error, 429 or non-2xx status as an error.

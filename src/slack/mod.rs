@@ -7,6 +7,7 @@ pub mod cards;
 pub mod commands;
 pub mod digest;
 pub mod events;
+pub mod incoming;
 pub mod interact;
 #[cfg(test)]
 mod mention_tests;

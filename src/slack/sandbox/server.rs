@@ -38,6 +38,7 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
             post(super::act::post_act).layer(axum::middleware::from_fn(require_json)),
         )
         .route("/api/_response/{id}", post(super::act::post_response_url))
+        .route("/api/_hooks/{channel}/{key}", post(incoming_webhook))
         .route(
             "/api/apps.connections.open",
             post(super::socket::connections_open),
@@ -782,4 +783,105 @@ fn answer(
         reply.applied,
     );
     reply.into_response()
+}
+
+/// An incoming webhook: `POST /api/_hooks/{channel}/{key}` posts a new
+/// top-level message into `channel` (the key stands in for the secret part
+/// of a real hook URL and is not checked). Answers like Slack's: 200 `ok`,
+/// 400 `invalid_payload` / `no_text`, 404 `channel_not_found`, 429 with
+/// `Retry-After` under the channel's posting limit (shared with
+/// `chat.postMessage`); the injected faults apply as to Web API calls.
+async fn incoming_webhook(
+    State(sb): State<Sandbox>,
+    Path((channel, _key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    let plan = sb.plan(ApiMethod::PostMessage, Some(&channel));
+    if let Some(delay) = plan.delay {
+        // Applied even when the caller gave up waiting, as in `api`.
+        let call = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            hook_answer(&sb, &channel, &body, &plan)
+        });
+        return call
+            .await
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    hook_answer(&sb, &channel, &body, &plan)
+}
+
+/// A webhook call's answer after its planned delay.
+fn hook_answer(sb: &Sandbox, channel: &str, body: &[u8], plan: &Plan) -> Response {
+    let method = methods::INCOMING_WEBHOOK;
+    let record = |outcome, applied| sb.record(method, method, Some(channel), outcome, applied);
+    if let Some(status) = plan.error_status {
+        record(Outcome::FaultStatus(status.as_u16()), false);
+        return (status, "internal_error").into_response();
+    }
+    if plan.drop == Some(Drop::Before) {
+        record(Outcome::FaultDrop, false);
+        return dropped_connection();
+    }
+    let (status, answer, retry_after) = sb.apply_hook(channel, body);
+    let applied = status == StatusCode::OK;
+    if plan.drop == Some(Drop::After) {
+        record(Outcome::FaultDrop, applied);
+        return dropped_connection();
+    }
+    record(
+        match (status, answer) {
+            (StatusCode::OK, _) => Outcome::Ok,
+            (StatusCode::TOO_MANY_REQUESTS, _) => Outcome::RateLimited,
+            (_, code) => Outcome::Error(code.to_owned()),
+        },
+        applied,
+    );
+    let mut resp = (status, answer).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+impl Sandbox {
+    /// Rate-limits and applies one webhook post: its status, plain-text
+    /// answer and `Retry-After`.
+    fn apply_hook(&self, channel: &str, body: &[u8]) -> (StatusCode, &'static str, Option<u64>) {
+        let mut guard = self.lock();
+        let inner: &mut Inner = &mut guard;
+        if !inner.workspace.channel_exists_or_creatable(channel) {
+            return (StatusCode::NOT_FOUND, "channel_not_found", None);
+        }
+        let Ok(map) = serde_json::from_slice::<Map<String, Value>>(body) else {
+            return (StatusCode::BAD_REQUEST, "invalid_payload", None);
+        };
+        if let Some(scope) = scope(ApiMethod::PostMessage, Some(channel)) {
+            if let Err(secs) = inner
+                .limiter
+                .admit(&scope, inner.post_per_channel, Instant::now())
+            {
+                return (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(secs));
+            }
+        }
+        let params = Params {
+            map,
+            from_form: false,
+        };
+        let args = match params.message_args() {
+            // Webhook messages carry no metadata.
+            Ok(args) => MessageArgs {
+                metadata: None,
+                ..args
+            },
+            Err(e) if e.error == "no_text" => {
+                return (StatusCode::BAD_REQUEST, "no_text", None);
+            }
+            Err(_) => return (StatusCode::BAD_REQUEST, "invalid_payload", None),
+        };
+        match inner.workspace.post(channel, args, None) {
+            Ok(_) => (StatusCode::OK, "ok", None),
+            Err(_) => (StatusCode::NOT_FOUND, "channel_not_found", None),
+        }
+    }
 }
