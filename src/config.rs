@@ -1091,7 +1091,10 @@ impl Config {
             if *hooks.entry(route.channel.as_str()).or_insert(url) != url {
                 return Err(ConfigError::invalid(
                     at("webhook_url"),
-                    format!("channel {} already has another webhook_url; one webhook per channel", route.channel),
+                    format!(
+                        "channel {} already has another webhook_url; one webhook per channel",
+                        route.channel
+                    ),
                 ));
             }
         }
@@ -1439,6 +1442,73 @@ mod tests {
                 .to_string();
             assert!(err.starts_with("public_url"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn webhook_routes_are_checked_without_echoing_the_url() {
+        let hook = |key: &str| format!("https://hooks.slack.com/services/T0/B0/{key}");
+        let config = |routes: serde_json::Value| {
+            Config::from_json(&serde_json::json!({ "routes": routes }).to_string())
+        };
+        let ok = config(serde_json::json!([
+            {"name": "a", "channel": "C0HOOK0001", "webhook_url": hook("k1")},
+            {"name": "b", "channel": "C0HOOK0001", "webhook_url": hook("k1")},
+            {"name": "c", "channel": "C0BOT00001"},
+        ]));
+        assert!(ok.is_ok(), "{ok:?}");
+        let refused = [
+            (
+                serde_json::json!([{"name": "a", "channel": "C0HOOK0001",
+                    "webhook_url": "https://hooks.slack.com.evil/k-secret"}]),
+                "routes[0].webhook_url",
+                "incoming webhook URL",
+            ),
+            (
+                serde_json::json!([{"name": "a", "channel": "C0HOOK0001",
+                    "webhook_url": "http://hooks.slack.com/services/k-secret"}]),
+                "routes[0].webhook_url",
+                "incoming webhook URL",
+            ),
+            (
+                serde_json::json!([{"name": "a", "channel": "C0HOOK0001", "webhook_url": hook("k-secret"),
+                    "escalation": [{"after": "5m", "notify": ["U0ALICE01"], "dm": true}]}]),
+                "routes[0].escalation",
+                "bot token",
+            ),
+            (
+                serde_json::json!([
+                    {"name": "a", "channel": "C0HOOK0001", "webhook_url": hook("k-secret")},
+                    {"name": "b", "channel": "C0HOOK0001", "webhook_url": hook("k-secret-2")}]),
+                "routes[1].webhook_url",
+                "one webhook per channel",
+            ),
+            (
+                serde_json::json!([
+                    {"name": "a", "channel": "C0HOOK0001", "webhook_url": hook("k-secret")},
+                    {"name": "b", "channel": "C0HOOK0002", "webhook_url": hook("k-secret")}]),
+                "routes[1].channel",
+                "one channel",
+            ),
+            (
+                serde_json::json!([
+                    {"name": "a", "channel": "C0HOOK0001"},
+                    {"name": "b", "channel": "C0HOOK0001", "webhook_url": hook("k-secret")}]),
+                "routes[0].channel",
+                "delivered through a webhook_url",
+            ),
+        ];
+        for (routes, path, says) in refused {
+            let err = config(routes.clone()).expect_err("refused").to_string();
+            assert!(err.contains(path) && err.contains(says), "{routes}: {err}");
+            assert!(!err.contains("k-secret"), "{err}");
+        }
+        // The sandbox's hooks live on the origin of slack.api_url.
+        let sandbox = Config::from_json(
+            r#"{"slack": {"api_url": "http://127.0.0.1:9094/api"},
+                "routes": [{"name": "a", "channel": "C0HOOK0001",
+                            "webhook_url": "http://127.0.0.1:9094/api/_hooks/C0HOOK0001/k"}]}"#,
+        );
+        assert!(sandbox.is_ok(), "{sandbox:?}");
     }
 
     #[test]

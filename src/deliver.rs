@@ -489,7 +489,10 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         }
     };
     if skip {
-        debug!(op = op.id, "reply on a webhook channel: shown by the card's change message");
+        debug!(
+            op = op.id,
+            "reply on a webhook channel: shown by the card's change message"
+        );
         record(inner, &op, Completion::Done).await;
         return;
     }

@@ -27,6 +27,11 @@ const BEARER: &str = "CANARY-bearer-30f7";
 const BASIC_PASSWORD: &str = "CANARY-basic-82ad";
 const AM_PASSWORD: &str = "CANARY-am-61be";
 const ALICE: &str = "U0ALICE01";
+/// The secret part of the incoming webhooks' URLs.
+const HOOK_KEY: &str = "CANARY-hook-0c9d";
+const HOOK_CHANNEL: &str = "C0HOOKED01";
+/// A webhook channel the Slack double does not know: its posts fail (404).
+const GONE_HOOK_CHANNEL: &str = "C0HOOKGONE";
 
 /// Secrets as they could appear encoded: the Basic credentials ackbar
 /// checks, and the ones it would send to Alertmanager.
@@ -208,7 +213,7 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
 
     // ackbar against a Slack double: bot token, signing secret, Socket Mode,
     // Bearer ingest auth, and a route whose Alertmanager URL has a password.
-    let mut options = sandbox_options(&[CHANNEL]);
+    let mut options = sandbox_options(&[CHANNEL, HOOK_CHANNEL]);
     options.token = Some(BOT_TOKEN.to_owned());
     options.signing_secret = Some(SIGNING_SECRET.to_owned());
     options.app_token = Some(APP_TOKEN.to_owned());
@@ -222,6 +227,17 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
     // Nothing listens on port 9: the silence fails as unreachable.
     config["routes"][0]["alertmanager_url"] =
         json!(format!("http://silencer:{AM_PASSWORD}@127.0.0.1:9"));
+    // Two webhook routes, one delivering and one failing (404).
+    let hook_routes = [HOOK_CHANNEL, GONE_HOOK_CHANNEL].map(|channel| {
+        json!({
+            "name": channel,
+            "matchers": [format!("group={channel}")],
+            "channel": channel,
+            "webhook_url": format!("{}/_hooks/{channel}/{HOOK_KEY}", slack.api_url),
+        })
+    });
+    let routes = config["routes"].as_array_mut().unwrap();
+    routes.splice(0..0, hook_routes);
     let ackbar = start_ackbar(&config).await;
     slack.sandbox.set_app_url(Some(ackbar.base()));
     eventually(Duration::from_secs(10), "Socket Mode connected", || {
@@ -241,6 +257,34 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
     })
     .await;
     let (ts, _, _) = cards(&slack.sandbox.state(), CHANNEL).remove(0);
+    for channel in [HOOK_CHANNEL, GONE_HOOK_CHANNEL] {
+        let r = http()
+            .post(ackbar.url("/webhook/alertmanager"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {BEARER}"))
+            .body(webhook(channel, &[firing("DiskFull", "db-1")]).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    eventually(
+        Duration::from_secs(10),
+        "webhook routes delivered and failed",
+        || {
+            let state = slack.sandbox.state();
+            state
+                .counts
+                .get("incoming_webhook")
+                .is_some_and(|c| c.ok == 1 && c.error >= 1)
+        },
+    )
+    .await;
+    expect(&mut seen, http().get(ackbar.url("/metrics")), 200).await;
+    assert!(
+        seen.contains("incoming_webhook"),
+        "webhook calls are counted"
+    );
 
     // Requests that claim to come from Slack and do not.
     let client = http();
@@ -386,13 +430,18 @@ fn check_config_and_config_errors_never_print_secrets() {
         "channel": CHANNEL,
         "alertmanager_url": format!("https://silencer:{AM_PASSWORD}@am.example:9093"),
     });
+    let hook_route = json!({
+        "name": "hooked",
+        "channel": "C0HOOKED01",
+        "webhook_url": format!("https://hooks.slack.com/services/T0/B0/{HOOK_KEY}"),
+    });
     let inline = write(
         "inline.json",
         json!({
             "slack": { "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "app_token": APP_TOKEN },
             "ingest": { "auth": { "bearer": BEARER } },
             "otlp": { "traces": { "trace_url": format!("https://u:{AM_PASSWORD}@jaeger.example/trace/{{trace_id}}") } },
-            "routes": [route],
+            "routes": [route, hook_route],
         }),
     );
     let indirect = write(
@@ -427,6 +476,11 @@ fn check_config_and_config_errors_never_print_secrets() {
         json!({ "ingest": { "auth": { "bearer": BEARER, "extra": 1 } } }),
         json!({ "ingest": { "auth": { "token": BEARER } } }),
         json!({ "slack": { "bot_token": { "env": "ACKBAR_TEST_UNSET" } } }),
+        json!({ "routes": [{ "name": "h", "channel": CHANNEL, "webhook_url": format!("https://hooks.slack.com.evil/{HOOK_KEY}") }] }),
+        json!({ "routes": [
+            { "name": "h", "channel": CHANNEL, "webhook_url": format!("https://hooks.slack.com/services/{HOOK_KEY}") },
+            { "name": "b", "channel": CHANNEL }
+        ] }),
     ];
     for (i, config) in invalid.into_iter().enumerate() {
         let path = write(&format!("invalid-{i}.json"), config);

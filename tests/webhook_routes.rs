@@ -78,13 +78,23 @@ async fn a_new_card_and_its_resolve_are_one_message_each() {
     let client = http();
     let ingest = ackbar.url("/webhook/alertmanager");
 
-    let r = post_webhook(&client, &ingest, &webhook("g1", &[firing("DiskFull", "db-1")])).await;
+    let r = post_webhook(
+        &client,
+        &ingest,
+        &webhook("g1", &[firing("DiskFull", "db-1")]),
+    )
+    .await;
     assert!(r.status().is_success());
     eventually(WAIT, "the new card's message", || {
         messages(&slack.sandbox.state(), HOOK_CHANNEL).len() == 1
     })
     .await;
-    let r = post_webhook(&client, &ingest, &webhook("g1", &[resolved("DiskFull", "db-1")])).await;
+    let r = post_webhook(
+        &client,
+        &ingest,
+        &webhook("g1", &[resolved("DiskFull", "db-1")]),
+    )
+    .await;
     assert!(r.status().is_success());
     eventually(WAIT, "the resolve's message", || {
         messages(&slack.sandbox.state(), HOOK_CHANNEL).len() == 2
@@ -113,7 +123,10 @@ async fn a_new_card_and_its_resolve_are_one_message_each() {
         .await
         .unwrap();
     assert!(metric_in(&metrics, "ackbar_slack_calls_total", "incoming_webhook") >= 2.0);
-    assert!(!metrics.contains(HOOK_KEY), "/metrics shows the webhook URL");
+    assert!(
+        !metrics.contains(HOOK_KEY),
+        "/metrics shows the webhook URL"
+    );
     ackbar.stop().await;
 }
 
@@ -147,7 +160,10 @@ async fn a_storm_becomes_a_few_coalesced_messages() {
     );
     sent.iter().for_each(assert_degraded);
     let last = message_text(sent.last().unwrap());
-    assert!(last.contains(&STEPS.to_string()), "the last shows every alert: {last}");
+    assert!(
+        last.contains(&STEPS.to_string()),
+        "the last shows every alert: {last}"
+    );
     ackbar.stop().await;
 }
 
@@ -163,12 +179,22 @@ async fn a_429_is_waited_out() {
     let ackbar = start_ackbar(&hook_config(&slack, HOOK_CHANNEL, &dir.path().join("a.db"))).await;
     let client = http();
     let ingest = ackbar.url("/webhook/alertmanager");
-    post_webhook(&client, &ingest, &webhook("g1", &[firing("DiskFull", "db-1")])).await;
+    post_webhook(
+        &client,
+        &ingest,
+        &webhook("g1", &[firing("DiskFull", "db-1")]),
+    )
+    .await;
     eventually(WAIT, "the card's message", || {
         messages(&slack.sandbox.state(), HOOK_CHANNEL).len() == 1
     })
     .await;
-    post_webhook(&client, &ingest, &webhook("g1", &[resolved("DiskFull", "db-1")])).await;
+    post_webhook(
+        &client,
+        &ingest,
+        &webhook("g1", &[resolved("DiskFull", "db-1")]),
+    )
+    .await;
     eventually(WAIT, "the resolve's message after the 429", || {
         messages(&slack.sandbox.state(), HOOK_CHANNEL).len() == 2
     })
@@ -231,7 +257,12 @@ async fn bot_token_and_webhook_routes_each_deliver_their_way() {
     let client = http();
     let ingest = ackbar.url("/webhook/alertmanager");
     for group in ["hooked", "botted"] {
-        post_webhook(&client, &ingest, &webhook(group, &[firing("DiskFull", "db-1")])).await;
+        post_webhook(
+            &client,
+            &ingest,
+            &webhook(group, &[firing("DiskFull", "db-1")]),
+        )
+        .await;
     }
     eventually(WAIT, "both cards", || {
         let state = slack.sandbox.state();

@@ -754,8 +754,10 @@ impl SlackClient {
             .await
             .map_err(|e| SlackError::from_reqwest(method, e))?;
         let status = sent.status().as_u16();
-        if (400..500).contains(&status) && status != 408 && status != 429 {
-            // Hooks name the reason in the body of a 4xx.
+        let named_4xx = (400..500).contains(&status) && status != 408 && status != 429;
+        // An incoming webhook names the reason in the body of a 4xx; a
+        // `response_url`'s callers tell an expired URL by its status.
+        if named_4xx && method == methods::INCOMING_WEBHOOK {
             let answer = read_body(method, sent).await.unwrap_or_default();
             return Err(match hook_error_code(&answer) {
                 Some(error) => SlackError::Api { method, error },
@@ -890,8 +892,9 @@ pub fn is_hook_url(url: &str, api_base: &str) -> bool {
     if !url.username().is_empty() || url.password().is_some() {
         return false;
     }
-    let is_slack =
-        url.scheme() == "https" && url.host_str() == Some("hooks.slack.com") && url.port().is_none();
+    let is_slack = url.scheme() == "https"
+        && url.host_str() == Some("hooks.slack.com")
+        && url.port().is_none();
     let same_origin_as_api =
         reqwest::Url::parse(api_base).is_ok_and(|base| base.origin() == url.origin());
     is_slack || same_origin_as_api
@@ -993,6 +996,20 @@ mod tests {
             method: methods::POST_MESSAGE,
             status,
         }
+    }
+
+    #[test]
+    fn hook_error_codes_are_read_from_plain_text_or_json_only() {
+        assert_eq!(
+            hook_error_code(b"channel_not_found\n").as_deref(),
+            Some("channel_not_found")
+        );
+        assert_eq!(
+            hook_error_code(br#"{"ok":false,"error":"no_text"}"#).as_deref(),
+            Some("no_text")
+        );
+        assert_eq!(hook_error_code(b"<html>Not Found</html>"), None);
+        assert_eq!(hook_error_code(b""), None);
     }
 
     #[test]
