@@ -109,6 +109,10 @@ async fn a_new_card_and_its_resolve_are_one_message_each() {
     assert!(!is_resolved(&sent[0]) && is_resolved(&sent[1]), "{sent:#?}");
     assert_eq!(state.counts["incoming_webhook"].ok, 2);
     assert!(
+        dead_letters(&dir.path().join("a.db")).await.is_empty(),
+        "the resolve's reply is skipped, not dead"
+    );
+    assert!(
         !state.counts.contains_key("chat.postMessage") && !state.counts.contains_key("chat.update"),
         "no Web API call for a webhook route: {:?}",
         state.counts
