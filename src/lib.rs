@@ -18,8 +18,8 @@
 //! | [`ingest`] | decode at the edge into [`model`] types: Alertmanager webhook (v4), OTLP/HTTP, the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers, scheduled digests ([`pipeline::digest`]) |
 //! | [`store`] | the store trait (invariants documented there), SQLite and PostgreSQL, channel leases, retention |
-//! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
-//! | [`slack`] | Web API client, Block Kit with limits, the default card and route templates ([`slack::template`]), the digest message, request verification, interactions, slash command, Events API, Socket Mode, the sandbox |
+//! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation, routes delivered through an incoming webhook |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card and route templates ([`slack::template`]), the digest message, cards degraded for incoming webhooks ([`slack::incoming`]), request verification, interactions, slash command, Events API, Socket Mode, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
 //! | [`bridge`] | embedded mode: all of the above inside a host process |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |

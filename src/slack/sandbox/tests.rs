@@ -683,3 +683,51 @@ fn invalid_faults_are_refused() {
     assert_eq!(parsed.delay, Duration::from_millis(250));
     assert!(serde_json::from_value::<Faults>(json!({"drop": 1})).is_err());
 }
+
+#[tokio::test]
+async fn incoming_webhooks_answer_like_slack() {
+    let h = start(options()).await;
+    let hook = |channel: &str| format!("{}/_hooks/{channel}/key", h.base);
+    let post = |url: String, body: &'static [u8]| async move {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        (resp.status().as_u16(), resp.text().await.expect("text"))
+    };
+    assert_eq!(
+        post(hook(CH), br#"{"text": "hi"}"#).await,
+        (200, "ok".into())
+    );
+    assert_eq!(
+        post(hook(CH), br#"{"blocks": []}"#).await,
+        (400, "no_text".into())
+    );
+    assert_eq!(
+        post(hook(CH), b"not json").await,
+        (400, "invalid_payload".into())
+    );
+    assert_eq!(
+        post(hook("C0NOSUCH01"), br#"{"text": "hi"}"#).await,
+        (404, "channel_not_found".into())
+    );
+    // Through the client: applied as a top-level message without metadata.
+    h.client
+        .post_incoming_webhook(&hook(CH), &with_meta("card", "k"))
+        .await
+        .expect("posted");
+    let err = h
+        .client
+        .post_incoming_webhook(&hook("C0NOSUCH01"), &text("x"))
+        .await
+        .expect_err("404");
+    assert_eq!(err.api_error(), Some("channel_not_found"));
+    assert_eq!(err.retry(), Retry::Never);
+    let messages = h.sandbox.state().messages(CH).to_vec();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages.iter().all(|m| m.metadata.is_none()));
+    assert_eq!(h.sandbox.state().count("incoming_webhook").ok, 2);
+}
