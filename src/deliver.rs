@@ -26,7 +26,7 @@
 //!   `delivery.lease_ttl` and another replica takes over (recovering what
 //!   the dead one left in flight).
 //! - **incoming-webhook routes**: a channel whose route has a `webhook_url`
-//!   is delivered by POSTs to that webhook ([`send_to_webhook`]): every op
+//!   is delivered by POSTs to that webhook (`send_to_webhook`): every op
 //!   through the channel's pacer at most one per second, the card's post
 //!   and each coalesced update as one new message without buttons, replies
 //!   skipped (no thread; the change message shows the card's state). No
