@@ -15,11 +15,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
+use super::installs;
 use super::reads;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Lease, NextOp, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
+    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
 };
 use crate::model::{CardId, CardState, CardView, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
@@ -943,5 +944,35 @@ impl Store for SqliteStore {
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
         reads::card_by_key(&self.reader, key).await
+    }
+
+    async fn save_oauth_state(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        installs::save_state(&self.writer, state_hash, browser_hash, expires_at, now).await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        installs::take_state(&self.writer, state_hash).await
+    }
+
+    async fn save_installation(&self, installation: &Installation) -> Result<(), StoreError> {
+        installs::save_installation(&self.writer, installation).await
+    }
+
+    async fn installation(&self, team_id: &str) -> Result<Option<Installation>, StoreError> {
+        installs::installation_of(&self.reader, team_id).await
+    }
+
+    async fn installations(&self, limit: u32) -> Result<Vec<Installation>, StoreError> {
+        installs::installations(&self.reader, limit).await
+    }
+
+    async fn remove_installation(&self, team_id: &str) -> Result<bool, StoreError> {
+        installs::remove_installation(&self.writer, team_id).await
     }
 }
