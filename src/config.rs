@@ -1481,7 +1481,10 @@ mod tests {
         assert_eq!(oauth.state_ttl, Duration::from_secs(600));
         assert_eq!(oauth.authorize_url, "https://slack.com/oauth/v2/authorize");
         assert!(oauth.effective_scopes().contains(&"chat:write".to_owned()));
-        assert!(!format!("{ok:?}").contains("7d1e"), "the client secret never prints");
+        assert!(
+            !format!("{ok:?}").contains("7d1e"),
+            "the client secret never prints"
+        );
         for (json, path, words) in [
             (
                 r#"{"slack": {"oauth": {"client_id": "1", "client_secret": "s"}}}"#,

@@ -21,6 +21,10 @@
 //!   or on shutdown; a crashed holder's lease expires after
 //!   `delivery.lease_ttl` and another replica takes over (recovering what
 //!   the dead one left in flight).
+//! - **one token per workspace**: each operation goes out with the bot
+//!   token of its route's workspace ([`Workspaces::for_route`]); an
+//!   operation whose workspace is not installed (never, or uninstalled) is
+//!   dead-lettered with a message saying so, never retried in a loop.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +43,7 @@ use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
 use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
 use crate::slack::cards;
+use crate::slack::workspaces::Workspaces;
 use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
 /// How far back before a card opened to look for it in history.
@@ -103,7 +108,7 @@ struct Worker {
 
 struct Inner {
     store: Arc<dyn Store>,
-    slack: SlackClient,
+    workspaces: Workspaces,
     router: Arc<Router>,
     config: DeliveryConfig,
     /// This process's name on channel leases: unique per start, so a
@@ -128,7 +133,7 @@ impl Deliverer {
     /// whichever worker takes their channel's lease next.
     pub fn start(
         store: Arc<dyn Store>,
-        slack: SlackClient,
+        workspaces: Workspaces,
         router: Arc<Router>,
         config: DeliveryConfig,
     ) -> (Deliverer, JoinHandle<()>) {
@@ -136,7 +141,7 @@ impl Deliverer {
         let inner = Arc::new(Inner {
             update_pacer: Mutex::new(Pacer::new(config.update_interval, config.update_burst, now)),
             store,
-            slack,
+            workspaces,
             router,
             config,
             holder: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
@@ -396,9 +401,55 @@ async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, Sto
     Ok(Some(view))
 }
 
+/// The workspace (`routes[].team`) of a route; `None` when the route names
+/// none or is gone from the config.
+fn route_team(inner: &Inner, route: &str) -> Option<String> {
+    inner.router.by_name(route).and_then(|r| r.team.clone())
+}
+
+/// The client of `team`'s workspace, or how the attempt ends without one:
+/// dead when the workspace is not installed, retried when the store is
+/// unreachable.
+async fn workspace_client(inner: &Inner, team: Option<&str>) -> Result<SlackClient, Completion> {
+    inner.workspaces.for_route(team).await.map_err(|e| {
+        if e.is_transient() {
+            m::store_error();
+            warn!(error = %e, "cannot read the workspace's token; retrying");
+            Completion::Retry {
+                not_before: Utc::now()
+                    + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(),
+                error: e.to_string(),
+                counts: false,
+                outcome_unknown: false,
+            }
+        } else {
+            warn!(team, error = %e, "no bot token for the operation's workspace; dead-lettered");
+            Completion::Dead {
+                error: e.to_string(),
+            }
+        }
+    })
+}
+
 async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
     if op.kind == OpKind::Post && op.reconcile {
-        match find_posted_card(inner, &op).await {
+        let team = match inner.store.card_brief(&op.card).await {
+            Ok(brief) => brief.and_then(|b| route_team(inner, &b.route)),
+            Err(e) => {
+                m::store_error();
+                warn!(error = %e, "cannot read the card to reconcile; retrying");
+                tokio::time::sleep(STORE_RETRY).await;
+                return;
+            }
+        };
+        let slack = match workspace_client(inner, team.as_deref()).await {
+            Ok(slack) => slack,
+            Err(completion) => {
+                record(inner, &op, completion).await;
+                return;
+            }
+        };
+        match find_posted_card(&slack, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
                 info!(card = %op.card, ts, "card found in channel history; adopting it instead of posting again");
@@ -407,7 +458,14 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }
             Ok(None) => {}
             Err(e) => {
-                let completion = failure(inner, &op, &e, "conversations.history", pacer);
+                let completion = failure(
+                    inner,
+                    &op,
+                    &e,
+                    "conversations.history",
+                    pacer,
+                    team.as_deref(),
+                );
                 record(inner, &op, completion).await;
                 return;
             }
@@ -472,11 +530,18 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         }
     };
 
+    let team = route_team(inner, &view.route);
+    let slack = match workspace_client(inner, team.as_deref()).await {
+        Ok(slack) => slack,
+        Err(completion) => {
+            record(inner, &op, completion).await;
+            return;
+        }
+    };
     let now = Utc::now();
     let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
     let result = match op.kind {
-        OpKind::Post => inner
-            .slack
+        OpKind::Post => slack
             .post_message(
                 &op.channel,
                 &cards::render_card_with(&view, now, options),
@@ -488,8 +553,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 refresh: false,
             }),
         OpKind::Update => match &op.card_ts {
-            Some(ts) => inner
-                .slack
+            Some(ts) => slack
                 .update_message(
                     &op.channel,
                     ts,
@@ -502,8 +566,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }),
         },
         OpKind::Reply => match &op.card_ts {
-            Some(ts) => inner
-                .slack
+            Some(ts) => slack
                 .post_message(
                     &op.channel,
                     &cards::render_reply(&view, &op.events, now),
@@ -516,7 +579,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }),
         },
         OpKind::Dm => match (&op.card_ts, &op.recipient) {
-            (Some(ts), Some(user)) => direct_message(inner, &view, ts, user, &op.events, now)
+            (Some(ts), Some(user)) => direct_message(&slack, &view, ts, user, &op.events, now)
                 .await
                 .map(|()| Completion::Done),
             _ => Ok(Completion::Dead {
@@ -529,7 +592,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             m::slack_call(method(op.kind), "ok");
             c
         }
-        Err(e) => failure(inner, &op, &e, method(op.kind), pacer),
+        Err(e) => failure(inner, &op, &e, method(op.kind), pacer, team.as_deref()),
     };
     record(inner, &op, completion).await;
 }
@@ -537,31 +600,34 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
 /// Sends `user` a direct message linking to the card. At least once: a
 /// failure after the post (rare) sends it again.
 async fn direct_message(
-    inner: &Inner,
+    slack: &SlackClient,
     view: &CardView,
     card_ts: &str,
     user: &str,
     events: &[crate::model::ThreadEvent],
     now: DateTime<Utc>,
 ) -> Result<(), SlackError> {
-    let permalink = inner.slack.get_permalink(&view.channel, card_ts).await?;
-    let dm_channel = inner.slack.conversations_open(&[user]).await?;
+    let permalink = slack.get_permalink(&view.channel, card_ts).await?;
+    let dm_channel = slack.conversations_open(&[user]).await?;
     let message = cards::render_dm(view, events, &permalink, now);
-    inner
-        .slack
+    slack
         .post_message(&dm_channel, &message, None)
         .await
         .map(|_| ())
 }
 
-/// Turns a failed call into the next step for its operation.
+/// Turns a failed call into the next step for its operation. A token
+/// Slack no longer accepts is dropped from the cache, so the next operation
+/// of `team` reads its installation again.
 fn failure(
     inner: &Inner,
     op: &OutboxOp,
     e: &SlackError,
     method: &'static str,
     pacer: &mut Pacer,
+    team: Option<&str>,
 ) -> Completion {
+    inner.workspaces.forget_if_dead(team, e);
     let now = Utc::now();
     match e.retry() {
         Retry::After(delay) => {
@@ -640,12 +706,14 @@ async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
 }
 
 /// Looks for the card in the channel's recent history by its metadata.
-async fn find_posted_card(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
+async fn find_posted_card(
+    slack: &SlackClient,
+    op: &OutboxOp,
+) -> Result<Option<String>, SlackError> {
     let oldest = op.card_opened_at - RECONCILE_LOOKBACK;
     let mut cursor = None;
     for _ in 0..RECONCILE_PAGES {
-        let page = inner
-            .slack
+        let page = slack
             .conversations_history(&HistoryRequest {
                 channel: op.channel.clone(),
                 oldest: Some(slack_ts(oldest)),

@@ -20,7 +20,8 @@ use super::reads;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxOp, OutboxSummary, QuietCard, Store, StoreError,
+    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxOp, OutboxSummary,
+    QuietCard, Store, StoreError,
 };
 use crate::model::{CardId, CardState, CardView, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
