@@ -38,6 +38,8 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
             post(super::socket::connections_open),
         )
         .route("/socket/{ticket}", get(super::socket::socket))
+        .route("/oauth/v2/authorize", get(super::oauth::authorize))
+        .route("/api/oauth.v2.access", post(super::oauth::access))
         .route("/api/{method}", get(api).post(api))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(sandbox)
@@ -199,6 +201,7 @@ impl Params {
             text,
             blocks,
             metadata,
+            team: None,
         })
     }
 }
@@ -398,10 +401,17 @@ impl Sandbox {
             .map(str::to_owned)
             .or(form_token)
             .filter(|t| !t.is_empty());
+        // A token an OAuth install issued acts for its team.
+        let team = match presented.as_deref().map(|p| inner.installs.team_of(p)) {
+            Some(Err(e)) => return Reply::err(e),
+            Some(Ok(team)) => team,
+            None => None,
+        };
         match (&presented, &inner.token) {
             (None, _) => return Reply::err(ApiError::new("not_authed")),
             (Some(p), Some(expected))
-                if !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
+                if team.is_none()
+                    && !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
             {
                 return Reply::err(ApiError::new("invalid_auth"));
             }
@@ -433,15 +443,17 @@ impl Sandbox {
                 "url": super::state::WORKSPACE_URL,
                 "team": "ackbar sandbox",
                 "user": "ackbar",
-                "team_id": super::state::TEAM_ID,
+                "team_id": team.as_deref().unwrap_or(super::state::TEAM_ID),
                 "user_id": super::state::USER_ID,
                 "bot_id": super::state::BOT_ID,
             })),
-            ApiMethod::PostMessage => params.message_args().and_then(|args| {
+            ApiMethod::PostMessage => params.message_args().and_then(|mut args| {
+                args.team = team.clone();
                 let thread_ts = params.str("thread_ts");
                 inner.workspace.post(&channel, args, thread_ts.as_deref())
             }),
-            ApiMethod::Update => params.message_args().and_then(|args| {
+            ApiMethod::Update => params.message_args().and_then(|mut args| {
+                args.team = team.clone();
                 let ts = params.str("ts").unwrap_or_default();
                 inner.workspace.update(&channel, &ts, args)
             }),
