@@ -392,3 +392,72 @@ async fn install_pages_without_oauth_configured_say_so() {
     }
     ackbar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_from_a_workspace_use_its_token_and_reach_only_its_cards() {
+    // The sandbox's own workspace, where its clicks and slash commands come
+    // from, installs beside team A.
+    const OWN: &str = ackbar::slack::sandbox::state::TEAM_ID;
+    const ALICE: &str = "U0ALICE01";
+    let dir = tempfile::tempdir().unwrap();
+    let (slack, ackbar) = start(dir.path(), |config| {
+        let routes = config["routes"].as_array_mut().unwrap();
+        routes.push(json!({
+            "name": "own", "matchers": ["group=own"], "channel": CHANNEL, "team": OWN,
+            "alertmanager_url": "http://127.0.0.1:9"
+        }));
+    })
+    .await;
+    for team in [OWN, TEAM_A] {
+        let page = Browser::new().install(&ackbar.base(), team).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+    }
+    alert(&ackbar, "a", "TeamAOnlyAlert").await;
+    alert(&ackbar, "own", "OwnAlert").await;
+    eventually(Duration::from_secs(10), "both cards posted", || {
+        let state = slack.sandbox.state();
+        cards(&state, CHANNEL).len() == 1 && cards(&state, CHAN_A).len() == 1
+    })
+    .await;
+    let state = slack.sandbox.state();
+    let (own_ts, _, _) = cards(&state, CHANNEL).remove(0);
+    let (_, a_card, _) = cards(&state, CHAN_A).remove(0);
+
+    // Silence opens its modal with the own workspace's token (the sandbox
+    // refuses a trigger of its workspace with another team's token).
+    let r = slack
+        .sandbox
+        .click(CHANNEL, &own_ts, "ackbar_silence", ALICE)
+        .await
+        .expect("click");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(slack.sandbox.state().views.len(), 1, "the modal opened");
+
+    // Team A's card is not the own workspace's to acknowledge or list.
+    let r = slack
+        .sandbox
+        .slash_command("/ackbar", &format!("ack {}", &a_card[..8]), CHANNEL, ALICE)
+        .await
+        .expect("command");
+    assert!(r.body.contains("No card with id"), "{}", r.body);
+    let r = slack
+        .sandbox
+        .slash_command("/ackbar", "list", CHANNEL, ALICE)
+        .await
+        .expect("command");
+    assert_eq!(r.status, 200, "{}", r.body);
+    eventually(Duration::from_secs(10), "list answered", || {
+        !slack.sandbox.state().response_posts.is_empty()
+    })
+    .await;
+    let listed = serde_json::to_string(&slack.sandbox.state().response_posts).unwrap();
+    // One card, linked (a permalink asked for with the own token) into
+    // the own workspace's channel.
+    assert!(
+        listed.contains("1 firing card")
+            && listed.contains(&format!("archives/{CHANNEL}/"))
+            && !listed.contains(CHAN_A),
+        "{listed}"
+    );
+    ackbar.stop().await;
+}

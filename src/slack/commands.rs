@@ -144,7 +144,7 @@ impl Interactions {
                 ephemeral(self.ack_by_short_id(&command.user_id, team, id).await?)
             }
             Subcommand::Ack(None) => ephemeral("Which card? `ack CARD` with the id `list` shows."),
-            Subcommand::Silence(Some(id)) => match self.card_by_short_id(id).await? {
+            Subcommand::Silence(Some(id)) => match self.card_by_short_id(id, team).await? {
                 Ok(card) => match self
                     .open_silence_modal(
                         &command.user_id,
@@ -193,7 +193,8 @@ impl Interactions {
         with_links: bool,
         team: Option<&str>,
     ) -> Result<String, InteractError> {
-        let cards = self.store().firing_cards(LIST_LIMIT).await?;
+        let mut cards = self.store().firing_cards(LIST_LIMIT).await?;
+        cards.retain(|card| self.serves(&card.route, team));
         if cards.is_empty() {
             return Ok(":white_check_mark: No firing cards.".to_owned());
         }
@@ -218,8 +219,20 @@ impl Interactions {
     }
 
     /// The one card whose id starts with `short`, or what to tell the user.
-    async fn card_by_short_id(&self, short: &str) -> Result<Result<CardId, String>, InteractError> {
-        let matches = self.store().cards_by_prefix(short, 2).await?;
+    /// The one card of `team`'s routes whose id starts with `short`, or
+    /// what to tell the user.
+    async fn card_by_short_id(
+        &self,
+        short: &str,
+        team: Option<&str>,
+    ) -> Result<Result<CardId, String>, InteractError> {
+        let mut matches = Vec::new();
+        for card in self.store().cards_by_prefix(short, 2).await? {
+            let brief = self.store().card_brief(&card).await?;
+            if brief.is_some_and(|b| self.serves(&b.route, team)) {
+                matches.push(card);
+            }
+        }
         Ok(match matches.as_slice() {
             [card] => Ok(card.clone()),
             [] => Err(format!(
@@ -239,7 +252,7 @@ impl Interactions {
         team: Option<&str>,
         short: &str,
     ) -> Result<String, InteractError> {
-        let card = match self.card_by_short_id(short).await? {
+        let card = match self.card_by_short_id(short, team).await? {
             Ok(card) => card,
             Err(text) => return Ok(text),
         };

@@ -10,7 +10,9 @@
 //!
 //! Follow-ups (a modal, an ephemeral message, a user group's members) go
 //! out with the bot token of the workspace the request came from
-//! ([`Workspaces::for_request`]).
+//! ([`Workspaces::for_request`]), and a request acts only on cards of that
+//! workspace's routes ([`Interactions::serves`]): with several workspaces
+//! installed, one cannot list, acknowledge or silence another's cards.
 //!
 //! Idempotency comes from the state, not from remembering requests: an
 //! acknowledgement applies only to an unacknowledged card, and an Escalate
@@ -241,6 +243,22 @@ impl Interactions {
         &self.inner.workspaces
     }
 
+    /// Whether a request from workspace `team` may see and act on cards of
+    /// `route`: routes naming a workspace serve only it; routes naming none
+    /// (one workspace, or `slack.bot_token`'s) and requests that carry no
+    /// team serve every one.
+    pub(super) fn serves(&self, route: &str, team: Option<&str>) -> bool {
+        let route_team = self
+            .inner
+            .router
+            .by_name(route)
+            .and_then(|r| r.team.as_deref());
+        match (route_team, team) {
+            (Some(route_team), Some(team)) => route_team == team,
+            _ => true,
+        }
+    }
+
     /// The client for calls that need no token (a `response_url`).
     pub(super) fn untokened(&self) -> &SlackClient {
         self.inner.workspaces.template()
@@ -464,7 +482,13 @@ impl Interactions {
         now: DateTime<Utc>,
         build: impl FnOnce(Option<&RouteConfig>, &CardBrief) -> Option<Action>,
     ) -> Result<Handled, InteractError> {
-        let Some(brief) = self.inner.store.card_brief(card).await? else {
+        let Some(brief) = self
+            .inner
+            .store
+            .card_brief(card)
+            .await?
+            .filter(|b| self.serves(&b.route, team))
+        else {
             return Ok(Handled::NoChange(
                 "That card is no longer known to ackbar.".to_owned(),
             ));
@@ -560,8 +584,8 @@ impl Interactions {
         now: DateTime<Utc>,
     ) -> Result<SilenceTarget, SilenceError> {
         let view = match self.inner.store.card_view(card, 1).await {
-            Ok(Some(view)) => view,
-            Ok(None) => return Err(SilenceError::CardGone),
+            Ok(Some(view)) if self.serves(&view.route, team) => view,
+            Ok(_) => return Err(SilenceError::CardGone),
             Err(e) => {
                 warn!(card = %card, error = %e, "cannot read the card to silence");
                 return Err(SilenceError::Unavailable);

@@ -471,6 +471,11 @@ impl Sandbox {
                     .map_err(|()| ApiError::new("invalid_arguments"))
                     .and_then(|v| super::interact::validate_view(v.as_ref()).map(|()| v));
                 view.and_then(|view| {
+                    // Triggers come from this sandbox's own workspace; another
+                    // team's token cannot use them.
+                    if team.as_deref().is_some_and(|t| t != super::state::TEAM_ID) {
+                        return Err(ApiError::new("invalid_trigger_id"));
+                    }
                     let trigger = params.str("trigger_id").unwrap_or_default();
                     let trigger = inner.interact.take_trigger(&trigger)?;
                     let view = view.unwrap_or_default();
