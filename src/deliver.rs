@@ -666,7 +666,7 @@ fn failure(
             m::slack_call(method, "error");
             warn!(channel = op.channel, method, error = %e, card = %op.card, "Slack operation failed permanently; dead-lettered");
             Completion::Dead {
-                error: e.to_string(),
+                error: inner.workspaces.explain(team, e),
             }
         }
     }

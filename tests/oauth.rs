@@ -461,3 +461,49 @@ async fn requests_from_a_workspace_use_its_token_and_reach_only_its_cards() {
     );
     ackbar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_dead_letters_each_operation_once_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (slack, ackbar) = start(dir.path(), |_| {}).await;
+    let page = Browser::new().install(&ackbar.base(), TEAM_A).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    alert(&ackbar, "a", "DiskFull").await;
+    eventually(Duration::from_secs(10), "first card posted", || {
+        posted_by(&slack, CHAN_A).len() == 1
+    })
+    .await;
+
+    // Revoked without ackbar being told (the event lost, or sent to
+    // another replica): Slack refuses the token. The card's update and its
+    // thread reply each fail once and are dead-lettered, not retried.
+    assert_eq!(slack.sandbox.revoke_team(TEAM_A), 1);
+    alert(&ackbar, "a", "MemoryLow").await;
+    let db = dir.path().join("ackbar.db");
+    let refused = || {
+        let state = slack.sandbox.state();
+        state
+            .calls
+            .iter()
+            .filter(|c| c.outcome == ackbar::slack::sandbox::Outcome::Error("token_revoked".into()))
+            .count()
+    };
+    eventually_async(
+        Duration::from_secs(10),
+        "the update and reply dead-lettered",
+        || async { dead_letter_errors(&db).await.len() == 2 },
+    )
+    .await;
+    for error in dead_letter_errors(&db).await {
+        assert!(
+            error.contains("token_revoked")
+                && error.contains("workspace T0AAAAAAA's bot token no longer works")
+                && error.contains("/slack/install"),
+            "{error}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(refused(), 2, "one refused call per operation, no retries");
+    assert_eq!(posted_by(&slack, CHAN_A).len(), 1);
+    ackbar.stop().await;
+}

@@ -153,12 +153,26 @@ impl Workspaces {
     /// After Slack refused a call with `error`: stop using the cached token
     /// of `team` (`None`: the route's default) if the token is dead.
     pub fn forget_if_dead(&self, team: Option<&str>, error: &SlackError) {
-        if error
-            .api_error()
-            .is_some_and(|code| DEAD_TOKEN_ERRORS.contains(&code))
-        {
+        if is_dead_token(error) {
             self.forget(team);
         }
+    }
+
+    /// `error` as a dead letter's reason: for a dead token, with what to do.
+    pub fn explain(&self, team: Option<&str>, error: &SlackError) -> String {
+        if !is_dead_token(error) {
+            return error.to_string();
+        }
+        let whose = match team {
+            Some(team) => format!("workspace {team}'s bot token"),
+            None => "the bot token".to_owned(),
+        };
+        let fix = if self.inner.oauth {
+            format!("install ackbar again at {}", self.inner.install_url)
+        } else {
+            "set a valid slack.bot_token".to_owned()
+        };
+        format!("{error}: {whose} no longer works; {fix}")
     }
 
     /// Drops the cached token of `team` (`None`: the only installation).
@@ -213,6 +227,12 @@ impl Workspaces {
     fn remember(&self, key: &str, client: &SlackClient) {
         lock(&self.inner.cache).insert(key.to_owned(), (Instant::now(), client.clone()));
     }
+}
+
+fn is_dead_token(error: &SlackError) -> bool {
+    error
+        .api_error()
+        .is_some_and(|code| DEAD_TOKEN_ERRORS.contains(&code))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
