@@ -507,3 +507,93 @@ async fn a_revoked_token_dead_letters_each_operation_once_with_a_reason() {
     assert_eq!(posted_by(&slack, CHAN_A).len(), 1);
     ackbar.stop().await;
 }
+
+/// The sandbox's side on its own: what `oauth.v2.access` refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_exchange_checks_credentials_code_and_redirect_uri() {
+    let slack = start_slack(oauth_sandbox_options(CLIENT_SECRET, SIGNING_SECRET)).await;
+    let redirect_uri = "http://127.0.0.1:1/slack/oauth/callback";
+    let mut browser = Browser::new();
+    let authorize = format!(
+        "{}?client_id={CLIENT_ID}&scope=chat:write&state=s1&redirect_uri={redirect_uri}",
+        authorize_url(&slack.api_url)
+    );
+    let code = |location: String| {
+        let query = location.split_once('?').unwrap().1.to_owned();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap();
+        assert!(pairs.contains(&("state".into(), "s1".into())), "{pairs:?}");
+        pairs.into_iter().find(|(k, _)| k == "code").unwrap().1
+    };
+    let first = code(browser.approve(&authorize, TEAM_B, false).await);
+    let exchange = |id: &'static str, secret: &'static str, code: String, uri: &'static str| {
+        let url = format!("{}/oauth.v2.access", slack.api_url);
+        async move {
+            let answer: serde_json::Value = http()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("code", code.as_str()), ("redirect_uri", uri)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let refused = |answer: serde_json::Value| answer["error"].as_str().unwrap_or("ok").to_owned();
+    assert_eq!(
+        refused(exchange("9.9", CLIENT_SECRET, first.clone(), redirect_uri).await),
+        "invalid_client_id"
+    );
+    assert_eq!(
+        refused(exchange(CLIENT_ID, "wrong", first.clone(), redirect_uri).await),
+        "bad_client_secret"
+    );
+    // A refused credential check leaves the code usable; a wrong
+    // redirect_uri uses it up.
+    assert_eq!(
+        refused(
+            exchange(
+                CLIENT_ID,
+                CLIENT_SECRET,
+                first.clone(),
+                "http://evil.example/cb"
+            )
+            .await
+        ),
+        "bad_redirect_uri"
+    );
+    assert_eq!(
+        refused(exchange(CLIENT_ID, CLIENT_SECRET, first, redirect_uri).await),
+        "invalid_code"
+    );
+    let second = code(browser.approve(&authorize, TEAM_B, false).await);
+    let granted = exchange(CLIENT_ID, CLIENT_SECRET, second.clone(), redirect_uri).await;
+    assert_eq!(granted["ok"], true, "{granted}");
+    assert_eq!(granted["team"]["id"], TEAM_B);
+    assert_eq!(granted["token_type"], "bot");
+    assert_eq!(granted["scope"], "chat:write");
+    let token = granted["access_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("xoxb-T0BBBBBBB-"), "{token}");
+    assert_eq!(
+        refused(exchange(CLIENT_ID, CLIENT_SECRET, second, redirect_uri).await),
+        "invalid_code",
+        "a code is good for one exchange"
+    );
+    // The token works for its team, until revoked.
+    let auth_test = || async {
+        http()
+            .post(format!("{}/auth.test", slack.api_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(auth_test().await["team_id"], TEAM_B);
+    slack.sandbox.revoke_team(TEAM_B);
+    assert_eq!(auth_test().await["error"], "token_revoked");
+}
