@@ -515,6 +515,10 @@ fn check_config_and_config_errors_never_print_secrets() {
         out.contains("am.example") || out.contains("jaeger.example"),
         "URLs are shown, their credentials are not: {out}"
     );
+    assert!(
+        out.contains("workspaces install at https://ackbar.example.com/slack/install"),
+        "the OAuth install page is named, its client secret is not: {out}"
+    );
 
     // Invalid configs whose error is about a secret-bearing value.
     let invalid = [
