@@ -183,6 +183,11 @@ async fn serve(
             OAuth::new(oauth, public_url, store.clone(), workspaces.clone())
         });
 
+    if oauth.is_some() && signing_secret.is_none() && config.slack.app_token.is_none() {
+        warn!(
+            "slack.oauth is set without slack.signing_secret or slack.app_token: ackbar cannot receive app_uninstalled, so an uninstalled workspace's cards fail on Slack's answer instead"
+        );
+    }
     let (deliverer, supervisor) = Deliverer::start(
         store.clone(),
         workspaces.clone(),
