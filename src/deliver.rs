@@ -592,6 +592,23 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             m::slack_call(method(op.kind), "ok");
             c
         }
+        Err(e)
+            if inner
+                .workspaces
+                .token_replaced(team.as_deref(), &slack, &e)
+                .await =>
+        {
+            // Another replica stored a new install while this one still
+            // had the old token cached: try again with the new one.
+            m::slack_call(method(op.kind), "retry");
+            info!(team, error = %e, "the workspace's token was replaced; retrying with the new one");
+            Completion::Retry {
+                not_before: Utc::now(),
+                error: e.to_string(),
+                counts: true,
+                outcome_unknown: false,
+            }
+        }
         Err(e) => failure(inner, &op, &e, method(op.kind), pacer, team.as_deref()),
     };
     record(inner, &op, completion).await;

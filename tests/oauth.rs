@@ -597,3 +597,59 @@ async fn the_sandbox_exchange_checks_credentials_code_and_redirect_uri() {
     slack.sandbox.revoke_team(TEAM_B);
     assert_eq!(auth_test().await["error"], "token_revoked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_stale_cached_token_retries_with_the_reinstalled_one() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let slack = start_slack(oauth_sandbox_options(CLIENT_SECRET, SIGNING_SECRET)).await;
+    let first = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", first.local_addr().unwrap());
+    let config = oauth_config(
+        &slack.api_url,
+        &db.url,
+        &public_url,
+        CLIENT_SECRET,
+        SIGNING_SECRET,
+    );
+    let replica_a = start_ackbar_on(first, &config).await;
+    let replica_b = start_ackbar(&config).await;
+
+    let page = Browser::new().install(&replica_a.base(), TEAM_A).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    alert(&replica_a, "a", "DiskFull").await;
+    eventually(Duration::from_secs(10), "first card posted", || {
+        posted_by(&slack, CHAN_A).len() == 1
+    })
+    .await;
+
+    // The workspace's token is revoked and it reinstalls through replica
+    // B; replica A has the old token cached.
+    slack.sandbox.revoke_team(TEAM_A);
+    let page = Browser::new().install(&replica_b.base(), TEAM_A).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    alert(&replica_a, "a", "MemoryLow").await;
+    eventually(
+        Duration::from_secs(10),
+        "the card updated with the new token",
+        || {
+            let state = slack.sandbox.state();
+            state.channels[CHAN_A].messages[0].update_count >= 1
+                && !state.channels[CHAN_A].messages[0].replies.is_empty()
+        },
+    )
+    .await;
+    let dead: i64 = {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'dead'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        n
+    };
+    assert_eq!(dead, 0, "nothing was dead-lettered");
+    replica_a.stop().await;
+    replica_b.stop().await;
+}

@@ -542,6 +542,11 @@ impl SlackClient {
         })
     }
 
+    /// Whether both clients send the same token (or both none).
+    pub fn same_token(&self, other: &SlackClient) -> bool {
+        self.auth == other.auth
+    }
+
     /// The API base URL this client talks to.
     pub fn api_url(&self) -> &str {
         &self.base

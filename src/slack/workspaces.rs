@@ -12,7 +12,10 @@
 //! Tokens read from the store are cached for [`TOKEN_CACHE_TTL`], so a send
 //! does not cost a store read, yet a workspace uninstalled through another
 //! replica stops being used soon; a call Slack refuses because the token
-//! was revoked drops the cache entry at once ([`Workspaces::forget`]).
+//! was revoked drops the cache entry at once ([`Workspaces::forget`]), and
+//! when the store holds a newer token by then (the workspace reinstalled
+//! through another replica) delivery retries with it
+//! ([`Workspaces::token_replaced`]) instead of dead-lettering.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -155,6 +158,26 @@ impl Workspaces {
     pub fn forget_if_dead(&self, team: Option<&str>, error: &SlackError) {
         if is_dead_token(error) {
             self.forget(team);
+        }
+    }
+
+    /// After `used` failed with `error`: whether it failed because its token
+    /// is dead and the store now holds another one for `team` (a reinstall
+    /// through another replica while this one had the old token cached).
+    /// Drops the cached token either way, so the next call reads the store.
+    pub async fn token_replaced(
+        &self,
+        team: Option<&str>,
+        used: &SlackClient,
+        error: &SlackError,
+    ) -> bool {
+        if !is_dead_token(error) || !self.inner.oauth {
+            return false;
+        }
+        self.forget(team);
+        match self.for_route(team).await {
+            Ok(fresh) => !fresh.same_token(used),
+            Err(_) => false,
         }
     }
 
