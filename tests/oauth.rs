@@ -626,8 +626,14 @@ async fn a_replica_with_a_stale_cached_token_retries_with_the_reinstalled_one() 
 
     // The workspace's token is revoked and it reinstalls through replica
     // B; replica A has the old token cached.
-    slack.sandbox.revoke_team(TEAM_A);
-    let page = Browser::new().install(&replica_b.base(), TEAM_A).await;
+    assert_eq!(slack.sandbox.revoke_team(TEAM_A), 1);
+    let mut browser = Browser::new();
+    let authorize = browser.start_install(&replica_b.base()).await;
+    let callback = browser.approve(&authorize, TEAM_A, false).await;
+    // Slack sends the browser to the public URL; the balancer picks B.
+    let page = browser
+        .get(&callback.replace(&replica_a.base(), &replica_b.base()))
+        .await;
     assert_eq!(page.status, 200, "{}", page.body);
     alert(&replica_a, "a", "MemoryLow").await;
     eventually(
@@ -650,6 +656,17 @@ async fn a_replica_with_a_stale_cached_token_retries_with_the_reinstalled_one() 
         n
     };
     assert_eq!(dead, 0, "nothing was dead-lettered");
+    let refused = slack
+        .sandbox
+        .state()
+        .calls
+        .iter()
+        .filter(|c| c.outcome == ackbar::slack::sandbox::Outcome::Error("token_revoked".into()))
+        .count();
+    assert_eq!(
+        refused, 1,
+        "the stale token was tried once, then the new one"
+    );
     replica_a.stop().await;
     replica_b.stop().await;
 }
