@@ -24,7 +24,9 @@
 //! - **one token per workspace**: each operation goes out with the bot
 //!   token of its route's workspace ([`Workspaces::for_route`]); an
 //!   operation whose workspace is not installed (never, or uninstalled) is
-//!   dead-lettered with a message saying so, never retried in a loop.
+//!   dead-lettered with a message saying so, never retried in a loop; one
+//!   refused for a dead token is retried once at once if another replica
+//!   stored a new install meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
