@@ -1297,6 +1297,22 @@ mod tests {
     }
 
     #[test]
+    fn public_url_must_be_a_bare_http_base() {
+        let ok = Config::from_json(r#"{"public_url": "https://ackbar.example.com"}"#).unwrap();
+        assert_eq!(ok.public_url.as_deref(), Some("https://ackbar.example.com"));
+        for bad in [
+            "ackbar.example.com",
+            "https://ackbar.example.com/",
+            "https://user:pw@ackbar.example.com",
+        ] {
+            let err = Config::from_json(&format!(r#"{{"public_url": "{bad}"}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("public_url"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn channel_name_instead_of_id_is_explained() {
         let err = Config::from_json(r##"{"routes": [{"name": "a", "channel": "#alerts"}]}"##)
             .unwrap_err()

@@ -383,21 +383,28 @@ fn card_config<'a>(router: &'a Router, view: &CardView) -> Option<&'a CardConfig
 }
 
 async fn load_view(inner: &Inner, card: &CardId) -> Result<Option<CardView>, StoreError> {
+    card_view_to_send(&*inner.store, &inner.router, card).await
+}
+
+/// The card as delivery renders it: its route's card settings applied
+/// (`ackbar preview` renders through this too).
+pub async fn card_view_to_send(
+    store: &dyn Store,
+    router: &Router,
+    card: &CardId,
+) -> Result<Option<CardView>, StoreError> {
     // The route may have been renamed since the card opened; fall back to
     // the defaults then.
-    let max = inner
-        .router
+    let max = router
         .routes()
         .iter()
         .map(|r| r.card.max_alerts)
         .max()
         .unwrap_or(10);
-    let Some(mut view) = inner.store.card_view(card, max).await? else {
+    let Some(mut view) = store.card_view(card, max).await? else {
         return Ok(None);
     };
-    let config = card_config(&inner.router, &view)
-        .cloned()
-        .unwrap_or_default();
+    let config = card_config(router, &view).cloned().unwrap_or_default();
     view.alerts.truncate(config.max_alerts as usize);
     view.key_labels = config.key_labels;
     Ok(Some(view))

@@ -53,7 +53,9 @@
 //! ```
 //!
 //! runs ackbar in sandbox mode (no Slack account needed): cards are posted
-//! to a local Slack emulator whose state is at `/sandbox/api/state`. For a
+//! to a local Slack emulator, shown in a browser at
+//! `http://127.0.0.1:9094/sandbox/` (buttons included) and as JSON at
+//! `/sandbox/api/state`. For a
 //! Rust service, see [`layer`] and [`Bridge`].
 
 pub mod backoff;

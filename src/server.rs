@@ -33,6 +33,7 @@ use crate::pipeline::{IngestReport, Pipeline};
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
 use crate::slack::oauth::{self, OAuth};
+use crate::slack::paths;
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
 use crate::slack::workspaces::Workspaces;
 use crate::store::{self, Store, StoreError};
@@ -40,7 +41,8 @@ use crate::store::{self, Store, StoreError};
 /// How long ingest waits for SQLite's write lock before answering 503.
 const STORE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The token ackbar uses against its own emulator.
-const SANDBOX_TOKEN: &str = "xoxb-sandbox";
+/// The bot token ackbar presents to its own emulator in sandbox mode.
+pub const SANDBOX_TOKEN: &str = "xoxb-sandbox";
 /// Requests from Slack (interactions carry the whole message) stay far below.
 const SLACK_REQUEST_MAX_BYTES: usize = 1024 * 1024;
 
@@ -148,6 +150,7 @@ async fn serve(
         sandbox.set_base_url(format!("http://{addr}/sandbox"));
         let api_url = format!("http://{addr}/sandbox/api");
         info!(%api_url, "no slack.bot_token or slack.oauth configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
+        info!(page = %format!("http://{addr}/sandbox/"), "sandbox page: cards, threads and buttons in a browser");
         (
             SlackClient::without_token(&api_url, config.slack.request_timeout)?,
             Some(sandbox),
@@ -165,7 +168,7 @@ async fn serve(
     let install_url = format!(
         "{}{}",
         config.public_url.as_deref().unwrap_or_default(),
-        oauth::INSTALL_PATH
+        paths::INSTALL
     );
     let workspaces = Workspaces::new(
         store.clone(),
@@ -270,25 +273,34 @@ async fn serve(
             post(otlp_traces).layer(DefaultBodyLimit::max(config.ingest.max_body_bytes)),
         )
         .route(
-            "/slack/interactions",
+            paths::INTERACTIONS,
             post(slack_interactions).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route(
-            "/slack/commands",
+            paths::COMMANDS,
             post(slack_commands).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
         .route(
-            "/slack/events",
+            paths::EVENTS,
             post(slack_events).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
-        .route(oauth::INSTALL_PATH, get(slack_install))
-        .route(oauth::CALLBACK_PATH, get(slack_oauth_callback))
+        .route(paths::INSTALL, get(slack_install))
+        .route(paths::OAUTH_CALLBACK, get(slack_oauth_callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(app);
+    // Open sandbox pages hold an event stream; a graceful shutdown waits
+    // for open responses, so the streams end when shutdown begins.
+    let live_pages = sandbox.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(sandbox) = live_pages {
+            sandbox.close_live_updates();
+        }
+    };
     if let Some(sandbox) = sandbox {
-        http = http.nest("/sandbox", crate::slack::sandbox::router(sandbox));
+        http = crate::slack::sandbox::mount(http, "/sandbox", sandbox);
     }
 
     info!(%addr, "ackbar listening");

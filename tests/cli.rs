@@ -1,6 +1,21 @@
-//! The binary's command line: `check-config` and `serve`'s config errors.
+//! The binary's command line: `check-config`, `serve`'s config errors,
+//! `manifest`, `preview`, `send-test` and `outbox` (the last two against the
+//! Slack sandbox on loopback).
 
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use ackbar::slack::sandbox::Faults;
+use ackbar::slack::sandbox::validate::validate_message;
+use ackbar::slack::scopes::{BOT_EVENTS, METHOD_SCOPES};
+use common::{
+    CHANNEL, TestAlert, cards, eventually, eventually_async, firing, http, message_text, resolved,
+    sandbox_options, start_ackbar, start_slack, test_config, webhook,
+};
+use serde_json::{Value, json};
 
 fn ackbar(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ackbar"))
@@ -58,4 +73,514 @@ fn serve_refuses_an_invalid_config_before_listening() {
     let (code, _, stderr) = ackbar(&["serve", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("delivery.post_interval"), "{stderr}");
+}
+
+// ---- manifest ------------------------------------------------------------
+
+/// Writes `config` to a file in `dir` and returns its path.
+fn config_file(dir: &Path, config: &Value) -> PathBuf {
+    let path = dir.join(format!("config-{}.json", fastrand::u32(..)));
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    path
+}
+
+fn manifest_of(config: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), config);
+    let (code, stdout, stderr) = ackbar(&["manifest", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(&stdout).expect("manifest is JSON")
+}
+
+/// Every request URL in a manifest, with the method Slack uses on it.
+fn request_urls(manifest: &Value) -> Vec<String> {
+    [
+        &manifest["settings"]["interactivity"]["request_url"],
+        &manifest["settings"]["event_subscriptions"]["request_url"],
+        &manifest["features"]["slash_commands"][0]["url"],
+    ]
+    .into_iter()
+    .filter_map(|v| v.as_str().map(str::to_owned))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_points_slack_at_the_routes_a_running_ackbar_serves() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("a.db"));
+    config["slack"]["signing_secret"] = json!("manifest-test-secret");
+    let server = start_ackbar(&config).await;
+    config["public_url"] = json!(server.base());
+    config["slack"]["command"] = json!("/pager");
+
+    let manifest = tokio::task::spawn_blocking(move || manifest_of(&config))
+        .await
+        .unwrap();
+    let urls = request_urls(&manifest);
+    assert_eq!(urls.len(), 3, "{manifest:#}");
+    for url in &urls {
+        assert!(url.starts_with(&server.base()), "{url}");
+        // Unsigned requests are refused by the handler: the route exists.
+        let status = http().post(url).body("x=1").send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 401, "{url}");
+    }
+    let missing = http()
+        .post(server.url("/slack/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404, "the check above can fail");
+    assert_eq!(
+        manifest["oauth_config"]["redirect_urls"][0],
+        format!("{}/slack/oauth/callback", server.base())
+    );
+    assert_eq!(
+        manifest["features"]["slash_commands"][0]["command"],
+        "/pager"
+    );
+    assert_eq!(manifest["settings"]["socket_mode_enabled"], false);
+    server.stop().await;
+}
+
+#[test]
+fn manifest_scopes_cover_every_method_and_event_ackbar_uses() {
+    let manifest = manifest_of(&json!({"public_url": "https://ackbar.example.com"}));
+    let granted: Vec<&str> = manifest["oauth_config"]["scopes"]["bot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for (what, needs) in METHOD_SCOPES.iter().chain(BOT_EVENTS) {
+        for scope in *needs {
+            assert!(granted.contains(scope), "{what} needs {scope}: {granted:?}");
+        }
+    }
+    assert!(granted.contains(&"commands"), "the slash command");
+    let events: Vec<&str> = manifest["settings"]["event_subscriptions"]["bot_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["app_mention", "app_uninstalled", "tokens_revoked"]);
+    // Slack refuses a manifest whose events lack their scope (this one is
+    // Slack's rule, stated here rather than read from ackbar's table).
+    assert!(granted.contains(&"app_mentions:read"), "{granted:?}");
+    assert_eq!(manifest["settings"]["interactivity"]["is_enabled"], true);
+}
+
+#[test]
+fn manifest_in_socket_mode_has_no_request_urls() {
+    let manifest = manifest_of(&json!({
+        "slack": {"bot_token": "xoxb-1", "app_token": "xapp-1"},
+    }));
+    assert_eq!(manifest["settings"]["socket_mode_enabled"], true);
+    assert!(request_urls(&manifest).is_empty(), "{manifest:#}");
+    assert!(manifest["oauth_config"].get("redirect_urls").is_none());
+    assert_eq!(
+        manifest["features"]["slash_commands"][0]["command"],
+        "/ackbar"
+    );
+}
+
+#[test]
+fn manifest_without_public_url_or_socket_mode_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), &json!({"slack": {"bot_token": "xoxb-1"}}));
+    let (code, stdout, stderr) = ackbar(&["manifest", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("public_url") && stderr.contains("slack.app_token"),
+        "{stderr}"
+    );
+}
+
+// ---- preview -------------------------------------------------------------
+
+/// Runs `ackbar preview` on `payloads` with `config`; (exit code, output
+/// JSON, stderr).
+fn preview(config: &Value, payloads: &Value) -> (i32, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), config);
+    let alerts = dir.path().join("alerts.json");
+    std::fs::write(&alerts, payloads.to_string()).unwrap();
+    let (code, stdout, stderr) = ackbar(&[
+        "preview",
+        "--config",
+        config.to_str().unwrap(),
+        alerts.to_str().unwrap(),
+    ]);
+    let output = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (code, output, stderr)
+}
+
+/// Undoes the percent-encoding of a Block Kit Builder link's fragment.
+fn builder_blocks(url: &str) -> Value {
+    let fragment = url
+        .strip_prefix("https://app.slack.com/block-kit-builder/#")
+        .expect("a Block Kit Builder link");
+    let bytes = fragment.as_bytes();
+    let mut decoded = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+            decoded.push(u8::from_str_radix(hex, 16).unwrap());
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    serde_json::from_slice::<Value>(&decoded).unwrap()["blocks"].clone()
+}
+
+#[test]
+fn preview_shows_the_post_update_and_reply_of_a_group_that_fires_then_resolves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never-created.db");
+    let config = test_config("http://127.0.0.1:9/api", &db);
+    let alerts = [
+        firing("DiskFull", "db1"),
+        firing("DiskFull", "db2"),
+        firing("DiskFull", "db3"),
+    ];
+    let resolves: Vec<TestAlert> = alerts
+        .iter()
+        .map(|a| resolved(&a.name, &a.instance))
+        .collect();
+    let payloads = json!([webhook("disks", &alerts), webhook("disks", &resolves)]);
+    let (code, output, stderr) = preview(&config, &payloads);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!db.exists(), "preview must not open the configured store");
+
+    let cards = output["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), 1, "{output:#}");
+    let messages = cards[0]["messages"].as_array().unwrap();
+    let shape: Vec<(i64, &str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["after_payload"].as_i64().unwrap(),
+                m["kind"].as_str().unwrap(),
+                m["method"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1, "post", "chat.postMessage"),
+            (2, "update", "chat.update"),
+            (2, "reply", "chat.postMessage"),
+        ]
+    );
+    let post = &messages[0]["request"];
+    assert_eq!(post["channel"], CHANNEL);
+    assert!(
+        post["text"].as_str().unwrap().contains("DiskFull"),
+        "{post}"
+    );
+    assert!(post["metadata"]["event_payload"]["card_id"].is_string());
+    let update = &messages[1]["request"];
+    let reply = &messages[2]["request"];
+    assert!(update["ts"].is_string() && update["ts"] == reply["thread_ts"]);
+    for m in messages {
+        assert!(m["limit_broken"].is_null(), "{m}");
+        let m_blocks = &m["request"]["blocks"];
+        assert_eq!(
+            builder_blocks(m["block_kit_builder"].as_str().unwrap()),
+            *m_blocks
+        );
+        // The sandbox's validator, as Slack would check it.
+        validate_message(m["request"]["text"].as_str(), Some(m_blocks)).unwrap();
+    }
+}
+
+#[test]
+fn preview_truncates_an_oversized_label_value_as_the_card_does() {
+    let huge = "x".repeat(10_000);
+    let mut payload = webhook("big", &[firing("Huge", "h1")]);
+    payload["alerts"][0]["labels"]["instance"] = json!(huge);
+    payload["alerts"][0]["annotations"]["summary"] = json!(huge);
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config("http://127.0.0.1:9/api", &dir.path().join("a.db"));
+    let (code, output, stderr) = preview(&config, &payload);
+    assert_eq!(code, 0, "{stderr}");
+    let messages = output["cards"][0]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    let request = &messages[0]["request"];
+    let shown = request["blocks"].to_string();
+    assert!(!shown.contains(&huge[..3_001]), "no text over 3,000 chars");
+    assert!(
+        shown.contains('…'),
+        "truncated with an ellipsis: {shown:.300}"
+    );
+    validate_message(request["text"].as_str(), Some(&request["blocks"])).unwrap();
+}
+
+#[test]
+fn preview_names_the_payload_it_cannot_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config("http://127.0.0.1:9/api", &dir.path().join("a.db"));
+    let mut broken = webhook("g", &[firing("A", "a")]);
+    broken["alerts"][0]["startsAt"] = json!("yesterday");
+    let (code, _, stderr) = preview(&config, &json!([webhook("g", &[firing("A", "a")]), broken]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("payload 2") && stderr.contains("startsAt"),
+        "{stderr}"
+    );
+}
+
+// ---- send-test and outbox --------------------------------------------------
+
+/// Runs the binary without blocking the runtime the sandbox runs on.
+async fn ackbar_async(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackbar"))
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run ackbar");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_posts_one_labelled_card_through_the_outbox() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &test_config(&slack.api_url, &dir.path().join("a.db")),
+    );
+    let (code, stdout, stderr) = ackbar_async(&[
+        "send-test",
+        "--config",
+        config.to_str().unwrap(),
+        "--channel",
+        CHANNEL,
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let state = slack.sandbox.state();
+    let posted = cards(&state, CHANNEL);
+    assert_eq!(posted.len(), 1, "one card");
+    let (ts, _, message) = &posted[0];
+    assert!(
+        stdout.contains(&format!("to {CHANNEL} at ts {ts}")),
+        "{stdout}"
+    );
+    assert!(
+        message_text(message).contains("AckbarSendTest"),
+        "{message}"
+    );
+    assert!(
+        message_text(message).contains("Nobody is paged"),
+        "{message}"
+    );
+    // Nothing is left to deliver.
+    let (_, listed, _) =
+        ackbar_async(&["outbox", "--config", config.to_str().unwrap(), "--json"]).await;
+    assert_eq!(listed.trim(), "[]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_to_an_unknown_channel_fails_and_says_what_to_check() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        &test_config(&slack.api_url, &dir.path().join("a.db")),
+    );
+    let (code, _, stderr) = ackbar_async(&[
+        "send-test",
+        "--config",
+        config.to_str().unwrap(),
+        "--channel",
+        "C0NOSUCHCH",
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("channel_not_found"), "{stderr}");
+    assert!(stderr.contains("check the channel id"), "{stderr}");
+    assert!(cards(&slack.sandbox.state(), CHANNEL).is_empty());
+}
+
+#[test]
+fn send_test_in_sandbox_mode_without_a_running_server_says_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = config_file(
+        dir.path(),
+        &json!({"listen": format!("127.0.0.1:{port}"),
+                "store": {"url": format!("sqlite://{}", dir.path().join("a.db").display())}}),
+    );
+    let (code, _, stderr) = ackbar(&[
+        "send-test",
+        "--config",
+        config.to_str().unwrap(),
+        "--channel",
+        CHANNEL,
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("ackbar serve"), "{stderr}");
+    assert!(stderr.contains("slack.bot_token"), "{stderr}");
+}
+
+/// What a newcomer does after the README's first command: the test card
+/// lands in the running server's sandbox, and its Resolve button works
+/// there, because both processes share the config's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_in_sandbox_mode_posts_to_the_running_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let db = dir.path().join("a.db");
+    let mut config = test_config("http://unused.invalid", &db);
+    config["slack"] = json!({"request_timeout": "2s"});
+    config["listen"] = json!(addr.to_string());
+    let server = common::start_ackbar_on(listener, &config).await;
+    let file = config_file(dir.path(), &config);
+
+    let (code, stdout, stderr) = ackbar_async(&[
+        "send-test",
+        "--config",
+        file.to_str().unwrap(),
+        "--channel",
+        CHANNEL,
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let state: Value = http()
+        .get(server.url("/sandbox/api/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages = state["channels"][CHANNEL]["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(messages.len(), 1, "{state}");
+    let ts = messages[0]["ts"].as_str().unwrap().to_owned();
+    assert!(stdout.contains(&ts), "{stdout}");
+    assert!(message_text(&messages[0]).contains("AckbarSendTest"));
+
+    // The running server acts on the card the command posted.
+    let clicked = http()
+        .post(server.url("/sandbox/api/_act/click"))
+        .json(&json!({"channel": CHANNEL, "message_ts": ts,
+                      "action_id": "ackbar_resolve", "user": "U0ALICE01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(clicked.status().as_u16(), 200);
+    eventually_async(
+        Duration::from_secs(10),
+        "the card shows resolved",
+        || async {
+            let state: Value = http()
+                .get(server.url("/sandbox/api/state"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            message_text(&state["channels"][CHANNEL]["messages"][0]).contains("RESOLVED")
+        },
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_retried_and_delivered_once_the_fault_clears() {
+    let slack = start_slack(sandbox_options(&[CHANNEL])).await;
+    slack
+        .sandbox
+        .set_faults(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("a.db"));
+    config["delivery"]["max_attempts"] = json!(1);
+    let path = config_file(dir.path(), &config);
+    let path = path.to_str().unwrap();
+    let (code, _, stderr) = ackbar_async(&[
+        "send-test",
+        "-c",
+        path,
+        "--channel",
+        CHANNEL,
+        "--timeout",
+        "20s",
+    ])
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+
+    let (code, listed, stderr) = ackbar_async(&["outbox", "-c", path, "--dead", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let letters = listed.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{listed:#}");
+    let letter = &letters[0];
+    assert_eq!(
+        (&letter["kind"], &letter["state"], &letter["channel"]),
+        (&json!("post"), &json!("dead"), &json!(CHANNEL))
+    );
+    assert!(
+        letter["last_error"].as_str().unwrap().contains("HTTP 5"),
+        "{letter}"
+    );
+    let id = letter["id"].as_i64().unwrap().to_string();
+    let (_, table, _) = ackbar_async(&["outbox", "-c", path]).await;
+    assert!(
+        table.contains("dead") && table.contains("HTTP 5"),
+        "{table}"
+    );
+
+    let (code, stdout, stderr) = ackbar_async(&["outbox", "retry", &id, "-c", path]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("pending again"), "{stdout}");
+    let (code, _, stderr) = ackbar_async(&["outbox", "retry", &id, "-c", path]).await;
+    assert_eq!(code, 2, "a pending operation is not a dead letter");
+    assert!(stderr.contains("is pending, not a dead letter"), "{stderr}");
+    let (code, _, stderr) = ackbar_async(&["outbox", "retry", "999999", "-c", path]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no outbox operation 999999"), "{stderr}");
+
+    slack.sandbox.set_faults(Faults::default()).unwrap();
+    let server = start_ackbar(&config).await;
+    eventually(
+        Duration::from_secs(15),
+        "the retried card is posted",
+        || cards(&slack.sandbox.state(), CHANNEL).len() == 1,
+    )
+    .await;
+    server.stop().await;
+    let (_, listed, _) = ackbar_async(&["outbox", "-c", path, "--json"]).await;
+    assert_eq!(listed.trim(), "[]");
 }

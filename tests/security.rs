@@ -3,7 +3,7 @@
 //! without credentials, bad Slack signatures, slash commands, a silence
 //! against an Alertmanager URL carrying credentials, the sandbox), and every
 //! output is searched for them: HTTP answers and headers, `/metrics`,
-//! `/healthz`, `/readyz`, the sandbox state, what ackbar sent to Slack,
+//! `/healthz`, `/readyz`, the sandbox state and page, what ackbar sent to Slack,
 //! everything it logged at `trace` level, and the binary's `check-config`
 //! and `serve` output.
 
@@ -332,6 +332,12 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
     for path in ["/sandbox/api/state", "/sandbox/api/_faults"] {
         expect(&mut seen, client.get(ackbar.url(path)), 200).await;
     }
+    // The sandbox page acts through the emulator, which signs server-side:
+    // the page itself carries no secret.
+    for path in ["/sandbox/", "/sandbox/page.js", "/sandbox/page.css"] {
+        expect(&mut seen, client.get(ackbar.url(path)), 200).await;
+    }
+    assert!(seen.contains("api/_act/click"), "the page was read");
     expect(
         &mut seen,
         client.post(ackbar.url("/sandbox/api/auth.test")),

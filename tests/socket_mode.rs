@@ -300,7 +300,10 @@ async fn disconnect_warning_mid_stream_loses_no_envelope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_envelope_is_redelivered_and_the_action_happens_once() {
-    let (slack, ackbar, _dir) = setup(Duration::from_secs(1)).await;
+    // A longer ack window than the other tests: on a loaded machine a
+    // redelivery acked after the window is redelivered again, which is
+    // correct but not what this test counts.
+    let (slack, ackbar, _dir) = setup(Duration::from_secs(3)).await;
     let ts = cards_for(&slack, &ackbar, &["g"]).await.remove(0);
 
     slack.sandbox.socket_drop_next_ack(1);
@@ -314,7 +317,7 @@ async fn unacked_envelope_is_redelivered_and_the_action_happens_once() {
     );
     eventually(Duration::from_secs(10), "redelivered and acked", || {
         let s = slack.sandbox.socket_state();
-        s.redeliveries == 1 && s.acks == 1 && s.acks_dropped == 1
+        s.redeliveries >= 1 && s.acks >= 1 && s.acks_dropped == 1
     })
     .await;
     eventually(Duration::from_secs(10), "acknowledged", || {

@@ -14,7 +14,8 @@ use ackbar::pipeline::card::CardBatch;
 use ackbar::store::postgres::PgStore;
 use ackbar::store::sqlite::SqliteStore;
 use ackbar::store::{
-    Action, ActionOutcome, Completion, Installation, Lease, NextOp, OAuthState, OpKind, Store,
+    Action, ActionOutcome, Completion, Installation, Lease, NextOp, OAuthState, OpKind, OpState,
+    OutboxOp, RetryOutcome, Store,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use common::postgres::PgDatabase;
@@ -349,8 +350,198 @@ async fn dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried(s
     let letters = store.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 2);
     let post_letter = letters.iter().find(|l| l.kind == OpKind::Post).unwrap();
-    assert!(store.retry_dead_letter(post_letter.id, t(5)).await.unwrap());
+    assert!(matches!(
+        store.retry_dead_letter(post_letter.id, t(5)).await.unwrap(),
+        RetryOutcome::Retried { ref revived, .. } if revived.len() == 2
+    ));
     assert_eq!(store.outbox_summary().await.unwrap().pending, 2);
+}
+
+fn firing(n: u64) -> Vec<Alert> {
+    (1..=n).map(|i| alert(i, AlertStatus::Firing)).collect()
+}
+
+/// Hands out the next operation at `now` and ends it with `completion`.
+async fn send(store: &dyn Store, now: DateTime<Utc>, completion: Completion) -> OutboxOp {
+    let op = ready(store, now).await;
+    let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
+    store.complete(&op, completion, now).await.unwrap();
+    op
+}
+
+fn dead(error: &str) -> Completion {
+    Completion::Dead {
+        error: error.into(),
+    }
+}
+
+/// The fingerprints of the alerts a reply announces, in order.
+fn announced(events: &[ThreadEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ThreadEvent::AlertFiring { fingerprint, .. } => Some(fingerprint.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn pending_kinds(store: &dyn Store) -> Vec<OpKind> {
+    let entries = store.outbox_entries(false, 100).await.unwrap();
+    assert!(
+        entries.iter().all(|e| e.state == OpState::Pending),
+        "{entries:?}"
+    );
+    entries.iter().map(|e| e.kind).collect()
+}
+
+async fn the_outbox_lists_pending_operations_and_dead_letters(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let all = store.outbox_entries(false, 10).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let post = &all[0];
+    assert_eq!(
+        (post.kind, post.state, post.channel.as_str(), post.attempts),
+        (OpKind::Post, OpState::Pending, CHANNEL, 0)
+    );
+    assert_eq!((post.created_at, post.last_error.as_deref()), (t(0), None));
+    assert!(store.outbox_entries(true, 10).await.unwrap().is_empty());
+
+    send(&*store, t(3), dead("channel_not_found")).await;
+    let dead_only = store.outbox_entries(true, 10).await.unwrap();
+    assert_eq!(dead_only.len(), 1);
+    assert_eq!(
+        (dead_only[0].id, dead_only[0].state, dead_only[0].attempts),
+        (post.id, OpState::Dead, 1)
+    );
+    assert_eq!(
+        dead_only[0].last_error.as_deref(),
+        Some("channel_not_found")
+    );
+    assert_eq!(dead_only[0].card, post.card);
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        (letters[0].id, letters[0].error.as_str()),
+        (post.id, "channel_not_found")
+    );
+}
+
+async fn retrying_an_operation_that_is_not_a_dead_letter_is_refused(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let post = ready(&*store, t(0)).await;
+    assert_eq!(
+        store.retry_dead_letter(post.id, t(1)).await.unwrap(),
+        RetryOutcome::NotDead(OpState::Pending)
+    );
+    store.begin_attempt(post.id, t(1)).await.unwrap().unwrap();
+    assert_eq!(
+        store.retry_dead_letter(post.id, t(1)).await.unwrap(),
+        RetryOutcome::NotDead(OpState::Sending)
+    );
+    assert_eq!(
+        store.retry_dead_letter(post.id + 1000, t(1)).await.unwrap(),
+        RetryOutcome::NotFound
+    );
+}
+
+async fn a_retried_update_or_reply_joins_the_pending_one_of_its_card(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let posted = Completion::Posted {
+        ts: "1.000001".into(),
+        refresh: false,
+    };
+    send(&*store, t(0), posted).await;
+    store.apply(&[batch("k", firing(2))], t(10)).await.unwrap();
+    let update = send(&*store, t(10), dead("msg_too_long")).await;
+    let reply = send(&*store, t(20), dead("invalid_blocks")).await;
+    assert_eq!((update.kind, reply.kind), (OpKind::Update, OpKind::Reply));
+    // Newer changes queue their own update and reply meanwhile.
+    store.apply(&[batch("k", firing(3))], t(30)).await.unwrap();
+
+    let retried = store.retry_dead_letter(update.id, t(31)).await.unwrap();
+    assert_eq!(
+        retried,
+        RetryOutcome::Retried {
+            revived: vec![],
+            absorbed: vec![update.id]
+        },
+        "the pending update renders the latest state"
+    );
+    let retried = store.retry_dead_letter(reply.id, t(31)).await.unwrap();
+    assert_eq!(
+        retried,
+        RetryOutcome::Retried {
+            revived: vec![],
+            absorbed: vec![reply.id]
+        }
+    );
+    assert_eq!(
+        pending_kinds(&*store).await,
+        [OpKind::Update, OpKind::Reply]
+    );
+    send(&*store, t(40), Completion::Done).await;
+    let merged = ready(&*store, t(40)).await;
+    let merged = store
+        .begin_attempt(merged.id, t(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        announced(&merged.events),
+        [Fingerprint(2).to_string(), Fingerprint(3).to_string()],
+        "the dead reply's events come first, in their order"
+    );
+}
+
+async fn a_retried_update_is_revived_when_none_is_pending(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let posted = Completion::Posted {
+        ts: "1.000001".into(),
+        refresh: false,
+    };
+    send(&*store, t(0), posted).await;
+    store.apply(&[batch("k", firing(2))], t(10)).await.unwrap();
+    let update = send(&*store, t(10), dead("msg_too_long")).await;
+    assert_eq!(
+        store.retry_dead_letter(update.id, t(11)).await.unwrap(),
+        RetryOutcome::Retried {
+            revived: vec![update.id],
+            absorbed: vec![]
+        }
+    );
+    let again = ready(&*store, t(11)).await;
+    assert_eq!((again.id, again.attempts), (update.id, 0));
+}
+
+async fn retrying_any_operation_of_a_card_whose_post_is_dead_retries_the_post(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    store.apply(&[batch("k", firing(2))], t(0)).await.unwrap();
+    let post = send(&*store, t(0), dead("channel_not_found")).await;
+    // Changes after the post died queue an update and a reply that could
+    // never be sent on their own.
+    store.apply(&[batch("k", firing(3))], t(5)).await.unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
+    let dead_reply = letters.iter().find(|l| l.kind == OpKind::Reply).unwrap();
+
+    let RetryOutcome::Retried { revived, absorbed } =
+        store.retry_dead_letter(dead_reply.id, t(6)).await.unwrap()
+    else {
+        panic!("not retried");
+    };
+    assert_eq!(revived, vec![post.id], "the post goes first");
+    assert_eq!(absorbed.len(), 2, "the stale update and the dead reply");
+    assert_eq!(pending_kinds(&*store).await, [OpKind::Post, OpKind::Reply]);
+    let posted = Completion::Posted {
+        ts: "1.000001".into(),
+        refresh: false,
+    };
+    send(&*store, t(7), posted).await;
+    let reply = ready(&*store, t(20)).await;
+    let reply = store.begin_attempt(reply.id, t(20)).await.unwrap().unwrap();
+    assert_eq!(
+        announced(&reply.events),
+        [Fingerprint(2).to_string(), Fingerprint(3).to_string()]
+    );
 }
 
 async fn inflight_post_is_recovered_when_its_channel_changes_hands(store: TestStore) {
@@ -1000,6 +1191,11 @@ on_both_backends!(
     racing_escalation_timers_climb_once,
     an_idempotency_key_is_first_seen_once_across_replicas,
     pruning_deletes_old_resolved_cards_once_they_have_nothing_to_deliver,
+    the_outbox_lists_pending_operations_and_dead_letters,
+    retrying_an_operation_that_is_not_a_dead_letter_is_refused,
+    a_retried_update_or_reply_joins_the_pending_one_of_its_card,
+    a_retried_update_is_revived_when_none_is_pending,
+    retrying_any_operation_of_a_card_whose_post_is_dead_retries_the_post,
     an_oauth_state_is_taken_once_across_replicas,
     expired_oauth_states_are_swept_by_the_next_install,
     installations_are_kept_per_team_replaced_on_reinstall_and_removed,

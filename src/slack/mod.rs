@@ -11,6 +11,7 @@ pub mod interact;
 #[cfg(test)]
 mod mention_tests;
 pub mod oauth;
+pub mod paths;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;

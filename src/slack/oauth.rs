@@ -37,14 +37,11 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::api::{SlackClient, SlackError};
+use super::paths::{INSTALL as INSTALL_PATH, OAUTH_CALLBACK as CALLBACK_PATH};
 use super::workspaces::Workspaces;
 use crate::config::{OAuthConfig, Secret, constant_time_eq};
 use crate::store::{Installation, Store, StoreError};
 
-/// The install page.
-pub const INSTALL_PATH: &str = "/slack/install";
-/// Where Slack sends the browser back.
-pub const CALLBACK_PATH: &str = "/slack/oauth/callback";
 /// The cookie binding an install to the browser that started it.
 pub const COOKIE: &str = "ackbar_oauth";
 /// The cookie is only sent to the callback.

@@ -29,10 +29,20 @@ pub const METHOD_SCOPES: &[(&str, &[&str])] = &[
 /// the app register its slash command.
 const FEATURE_SCOPES: &[&str] = &["commands"];
 
+/// The Events API events ackbar subscribes its bot to, with the scopes each
+/// needs: a mention in a card's thread ([`super::events`]), and the
+/// uninstall and revocation notices that retire a workspace's token.
+pub const BOT_EVENTS: &[(&str, &[&str])] = &[
+    ("app_mention", &["app_mentions:read"]),
+    ("app_uninstalled", &[]),
+    ("tokens_revoked", &[]),
+];
+
 /// Every bot scope ackbar needs, sorted and without repeats.
 pub fn bot_scopes() -> Vec<&'static str> {
     let mut scopes: Vec<&'static str> = METHOD_SCOPES
         .iter()
+        .chain(BOT_EVENTS)
         .flat_map(|(_, scopes)| scopes.iter().copied())
         .chain(FEATURE_SCOPES.iter().copied())
         .collect();
@@ -83,5 +93,9 @@ mod tests {
         assert!(scopes.windows(2).all(|w| w[0] < w[1]), "{scopes:?}");
         assert!(scopes.contains(&"chat:write"));
         assert!(scopes.contains(&"commands"));
+        assert!(
+            scopes.contains(&"app_mentions:read"),
+            "app_mention needs it"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Action, ApplyOutcome, CardBrief, OpKind, rows};
+use super::{Action, ApplyOutcome, CardBrief, OpKind, OpState, RetryOutcome, rows};
 use crate::model::{CardId, CardState, ThreadEvent};
 use crate::pipeline::card::{CardBatch, Change, Target};
 
@@ -190,4 +190,80 @@ pub(crate) fn card_id_pattern(prefix: &str) -> Option<String> {
         return None;
     }
     Some(format!("{}%", prefix.to_ascii_lowercase()))
+}
+
+/// One operation of a card, as retrying a dead letter sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CardOp {
+    pub id: i64,
+    pub kind: OpKind,
+    pub state: OpState,
+}
+
+/// What retrying a dead letter does to one dead operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryStep {
+    /// Back to pending, due now, attempts counted afresh.
+    Revive(i64),
+    /// Deleted: a pending post or update of the card renders the latest
+    /// state, which is all this update would have shown (invariant 4).
+    Drop(i64),
+    /// Its thread events move to the card's pending reply `into` (the
+    /// events keep their order: it is their id order), then it is deleted.
+    MergeReply { from: i64, into: i64 },
+}
+
+/// Decides how to retry dead letter `target` given every operation of its
+/// card (in id order), or why it cannot be retried.
+pub(crate) fn retry_plan(target: i64, ops: &[CardOp]) -> Result<Vec<RetryStep>, RetryOutcome> {
+    let Some(op) = ops.iter().find(|o| o.id == target) else {
+        return Err(RetryOutcome::NotFound);
+    };
+    if op.state != OpState::Dead {
+        return Err(RetryOutcome::NotDead(op.state));
+    }
+    let dead_post = ops
+        .iter()
+        .any(|o| o.kind == OpKind::Post && o.state == OpState::Dead);
+    // Invariant 5: nothing of a card whose post is dead can be sent, so
+    // retrying any of its operations retries the post and all of them.
+    let group: Vec<&CardOp> = if dead_post {
+        ops.iter().filter(|o| o.state == OpState::Dead).collect()
+    } else {
+        vec![op]
+    };
+    let pending = |kind: OpKind| {
+        ops.iter()
+            .filter(move |o| o.kind == kind && o.state == OpState::Pending)
+    };
+    let mut update_covered = dead_post
+        || pending(OpKind::Post).next().is_some()
+        || pending(OpKind::Update).next().is_some();
+    // New thread events go to the newest pending reply (`push_reply`).
+    let mut pending_reply = pending(OpKind::Reply).map(|o| o.id).max();
+    // An update queued after the post died would go out after the revived
+    // post, which already shows the latest state.
+    let stale_updates = pending(OpKind::Update)
+        .filter(|_| dead_post)
+        .map(|o| RetryStep::Drop(o.id));
+    let steps = stale_updates
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(group.into_iter().map(|o| match o.kind {
+            OpKind::Post | OpKind::Dm => RetryStep::Revive(o.id),
+            OpKind::Update if update_covered => RetryStep::Drop(o.id),
+            OpKind::Update => {
+                update_covered = true;
+                RetryStep::Revive(o.id)
+            }
+            OpKind::Reply => match pending_reply {
+                Some(into) => RetryStep::MergeReply { from: o.id, into },
+                None => {
+                    pending_reply = Some(o.id);
+                    RetryStep::Revive(o.id)
+                }
+            },
+        }))
+        .collect();
+    Ok(steps)
 }

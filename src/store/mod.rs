@@ -73,6 +73,7 @@ mod installs;
 pub mod postgres;
 mod reads;
 pub mod retention;
+mod retry;
 mod rows;
 pub mod sqlite;
 
@@ -232,6 +233,83 @@ pub struct DeadLetter {
     pub channel: String,
     pub attempts: u32,
     pub error: String,
+}
+
+/// Where an operation is in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpState {
+    /// Waiting to be sent (possibly not before a later instant).
+    Pending,
+    /// Handed to a sender; back to pending if that sender dies.
+    Sending,
+    /// Failed for good; kept until retried or pruned with its card.
+    Dead,
+}
+
+impl OpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpState::Pending => "pending",
+            OpState::Sending => "sending",
+            OpState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<OpState, StoreError> {
+        match s {
+            "pending" => Ok(OpState::Pending),
+            "sending" => Ok(OpState::Sending),
+            "dead" => Ok(OpState::Dead),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown outbox state {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An outbox operation as operators see it (`ackbar outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub kind: OpKind,
+    pub card: CardId,
+    pub channel: String,
+    pub state: OpState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The user a direct message goes to.
+    pub recipient: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Not handed out before this instant (backoff, reply batching).
+    pub not_before: DateTime<Utc>,
+}
+
+/// What [`Store::retry_dead_letter`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// `revived` are pending again; `absorbed` were dead operations that a
+    /// pending one now carries (an update a pending post or update renders,
+    /// a reply whose events joined the card's pending reply) and are gone.
+    Retried {
+        revived: Vec<i64>,
+        absorbed: Vec<i64>,
+    },
+    /// The operation is not a dead letter.
+    NotDead(OpState),
+    NotFound,
+}
+
+impl From<OutboxEntry> for DeadLetter {
+    fn from(entry: OutboxEntry) -> DeadLetter {
+        DeadLetter {
+            id: entry.id,
+            kind: entry.kind,
+            card: entry.card,
+            channel: entry.channel,
+            attempts: entry.attempts,
+            error: entry.last_error.unwrap_or_default(),
+        }
+    }
 }
 
 /// What the store knows about a card when someone acts on it.
@@ -432,9 +510,25 @@ pub trait Store: Send + Sync + 'static {
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
 
-    /// Puts a dead letter back to pending (and, for a post, its card's other
-    /// dead operations with it). Returns false when there is no such letter.
-    async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Operations in the outbox, oldest first: every one, or only dead
+    /// letters.
+    async fn outbox_entries(
+        &self,
+        dead_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Puts a dead letter back to pending, due at `now`, keeping the
+    /// invariants: when the card's post is dead, retrying any of its
+    /// operations retries the post with every dead operation of the card
+    /// (invariant 5); a revived update or reply that a pending one of the
+    /// card already covers is absorbed into it (invariant 4, see
+    /// [`RetryOutcome`]).
+    async fn retry_dead_letter(
+        &self,
+        op_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError>;
 
     /// The card's current state for someone about to act on it.
     async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError>;

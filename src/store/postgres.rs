@@ -26,17 +26,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
 use super::installs;
-use super::reads;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxOp, OutboxSummary,
-    QuietCard, Store, StoreError,
+    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry, OutboxOp,
+    OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
 };
+use super::{reads, retry};
 use crate::model::{CardId, CardState, CardView, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, Plan, Target};
 
@@ -710,20 +710,35 @@ impl Store for PgStore {
         reads::dead_letters(&self.pool, limit).await
     }
 
-    async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        // One statement: revive the letter, and with a post every dead
-        // operation of its card.
-        let revived = sqlx::query(
-            "UPDATE outbox SET state = 'pending', attempts = 0, not_before = $2, updated_at = $2
-             WHERE state = 'dead' AND (id = $1 OR card_seq = (
-                 SELECT card_seq FROM outbox WHERE id = $1 AND kind = 'post' AND state = 'dead'))",
+    async fn outbox_entries(
+        &self,
+        dead_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        reads::outbox_entries(&self.pool, dead_only, limit).await
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        op_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let card = sqlx::query(
+            "SELECT c.id FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.id = $1",
         )
         .bind(op_id)
-        .bind(ms(now))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(revived > 0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(card) = card else {
+            return Ok(RetryOutcome::NotFound);
+        };
+        // Under the card's lock no notification or action of the card can
+        // add an operation between the plan and its execution.
+        lock_card(&mut tx, &CardId(card.text("id")?)).await?;
+        let outcome = retry::retry_dead_letter::<Postgres>(&mut tx, op_id, now).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError> {

@@ -7,7 +7,9 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 
 use super::decisions;
 use super::rows::{self, Columns, ms};
-use super::{CardSummary, DeadLetter, DueEscalation, OutboxSummary, QuietCard, StoreError};
+use super::{
+    CardSummary, DeadLetter, DueEscalation, OutboxEntry, OutboxSummary, QuietCard, StoreError,
+};
 use crate::model::{CardId, CardState};
 
 pub(crate) async fn pending_channels<'e, DB, E>(exec: E) -> Result<Vec<String>, StoreError>
@@ -54,15 +56,34 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
+    let entries = outbox_entries(exec, true, limit).await?;
+    Ok(entries.into_iter().map(DeadLetter::from).collect())
+}
+
+pub(crate) async fn outbox_entries<'e, DB, E>(
+    exec: E,
+    dead_only: bool,
+    limit: u32,
+) -> Result<Vec<OutboxEntry>, StoreError>
+where
+    DB: Database,
+    DB::Row: Columns,
+    E: Executor<'e, Database = DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
     sqlx::query::<DB>(
-        "SELECT o.id, o.kind, o.channel, o.attempts, o.last_error, c.id AS card_id
-         FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.state = 'dead' ORDER BY o.id LIMIT $1",
+        "SELECT o.id, o.kind, o.channel, o.state, o.attempts, o.last_error, o.recipient, o.created_at,
+             o.not_before, c.id AS card_id
+         FROM outbox o JOIN cards c ON c.seq = o.card_seq
+         WHERE $1 = 0 OR o.state = 'dead' ORDER BY o.id LIMIT $2",
     )
+    .bind(i64::from(dead_only))
     .bind(i64::from(limit))
     .fetch_all(exec)
     .await?
     .iter()
-    .map(rows::dead_letter)
+    .map(rows::outbox_entry)
     .collect()
 }
 

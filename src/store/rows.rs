@@ -10,7 +10,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::{CardBrief, CardSummary, DeadLetter, DueEscalation, OpKind, OutboxOp, StoreError};
+use super::{
+    CardBrief, CardSummary, DueEscalation, OpKind, OpState, OutboxEntry, OutboxOp, StoreError,
+};
 use crate::model::{
     Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels,
     Occurrences,
@@ -222,15 +224,20 @@ pub(crate) fn card_view(
     })
 }
 
-/// Columns `id, kind, channel, attempts, last_error, card_id`.
-pub(crate) fn dead_letter(row: &impl Columns) -> Result<DeadLetter, StoreError> {
-    Ok(DeadLetter {
+/// Columns `id, kind, channel, state, attempts, last_error, recipient,
+/// created_at, not_before, card_id`.
+pub(crate) fn outbox_entry(row: &impl Columns) -> Result<OutboxEntry, StoreError> {
+    Ok(OutboxEntry {
         id: row.int("id")?,
         kind: OpKind::parse(&row.text("kind")?)?,
         card: CardId(row.text("card_id")?),
         channel: row.text("channel")?,
+        state: OpState::parse(&row.text("state")?)?,
         attempts: row.count("attempts")? as u32,
-        error: row.opt_text("last_error")?.unwrap_or_default(),
+        last_error: row.opt_text("last_error")?,
+        recipient: row.opt_text("recipient")?,
+        created_at: row.instant("created_at")?,
+        not_before: row.instant("not_before")?,
     })
 }
 

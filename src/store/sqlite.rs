@@ -12,17 +12,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
 use super::installs;
-use super::reads;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxOp, OutboxSummary,
-    QuietCard, Store, StoreError,
+    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry, OutboxOp,
+    OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
 };
+use super::{reads, retry};
 use crate::model::{CardId, CardState, CardView, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
@@ -712,34 +712,23 @@ impl Store for SqliteStore {
         reads::dead_letters(&self.reader, limit).await
     }
 
-    async fn retry_dead_letter(&self, op_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn outbox_entries(
+        &self,
+        dead_only: bool,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        reads::outbox_entries(&self.reader, dead_only, limit).await
+    }
+
+    async fn retry_dead_letter(
+        &self,
+        op_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<RetryOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query("SELECT card_seq, kind FROM outbox WHERE id = ? AND state = 'dead'")
-            .bind(op_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(false) };
-        let card_seq = row.int("card_seq")?;
-        let kind = OpKind::parse(&row.text("kind")?)?;
-        let revive =
-            "UPDATE outbox SET state = 'pending', attempts = 0, not_before = ?, updated_at = ?";
-        if kind == OpKind::Post {
-            sqlx::query(&format!("{revive} WHERE card_seq = ? AND state = 'dead'"))
-                .bind(ms(now))
-                .bind(ms(now))
-                .bind(card_seq)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(&format!("{revive} WHERE id = ?"))
-                .bind(ms(now))
-                .bind(ms(now))
-                .bind(op_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let outcome = retry::retry_dead_letter::<Sqlite>(&mut tx, op_id, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(outcome)
     }
 
     async fn card_brief(&self, card: &CardId) -> Result<Option<CardBrief>, StoreError> {

@@ -6,6 +6,7 @@
 
 pub mod oauth;
 pub mod postgres;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

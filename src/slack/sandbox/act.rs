@@ -7,6 +7,9 @@
 //! Routes (relative to the mount point), JSON in, JSON out:
 //! - `POST /api/_act/click` `{channel, message_ts, action_id, user}`
 //! - `POST /api/_act/submit_view` `{view_id, user, values}`
+//! - `POST /api/_act/close_view` `{view_id, user}` (answers
+//!   `{ok:true, app}`: the app's [`ActResponse`] to `view_closed`, or null
+//!   when the view did not ask for `notify_on_close`)
 //! - `POST /api/_act/slash_command` `{command, text, channel, user}`
 //! - `POST /api/_act/event` `{event, event_id?, retry_num?}`
 //! - `POST /api/_act/url_verification` `{challenge}`
@@ -37,9 +40,9 @@ use super::{Inner, Sandbox};
 use crate::slack::verify;
 
 /// Where the app receives interactions, commands and events.
-pub const INTERACTIONS_PATH: &str = "/slack/interactions";
-pub const COMMANDS_PATH: &str = "/slack/commands";
-pub const EVENTS_PATH: &str = "/slack/events";
+pub use crate::slack::paths::{
+    COMMANDS as COMMANDS_PATH, EVENTS as EVENTS_PATH, INTERACTIONS as INTERACTIONS_PATH,
+};
 /// Most bytes of an app answer the sandbox reads.
 pub const MAX_APP_ANSWER_BYTES: usize = 1024 * 1024;
 /// Most bytes of a response_url post.
@@ -557,6 +560,69 @@ impl Sandbox {
         })
     }
 
+    /// `user` closes the open modal `view_id` (its Cancel button or ×):
+    /// it and the views pushed above it close. Like Slack, the app hears
+    /// of it (a signed `view_closed`) only when the view asked for it with
+    /// `notify_on_close`; `None` when nothing was sent.
+    pub async fn close_view(
+        &self,
+        view_id: &str,
+        user: &str,
+    ) -> Result<Option<ActResponse>, ActError> {
+        let payload = {
+            let mut guard = self.lock();
+            let inner: &mut Inner = &mut guard;
+            Self::check_user(inner, user)?;
+            let view = inner
+                .interact
+                .view(view_id)
+                .ok_or_else(|| ActError::ViewNotFound(view_id.chars().take(64).collect()))?;
+            if view.closed {
+                return Err(ActError::ViewClosed(view.id.clone()));
+            }
+            if view.user != user {
+                return Err(ActError::NotViewOwner(view.id.clone()));
+            }
+            let notify = view.view.get("notify_on_close").and_then(Value::as_bool) == Some(true);
+            let payload = notify.then(|| {
+                json!({
+                    "type": "view_closed",
+                    "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+                    "user": user_json(user),
+                    "api_app_id": APP_ID,
+                    "token": VERIFICATION_TOKEN,
+                    "view": api_view(view, &json!({})),
+                    "is_cleared": false,
+                    "enterprise": null,
+                    "is_enterprise_install": false,
+                })
+            });
+            inner.interact.close(view_id);
+            payload
+        };
+        let Some(payload) = payload else {
+            return Ok(None);
+        };
+        let body = form_encode(&[("payload", &payload.to_string())]);
+        let (status, body, elapsed_ms) = self
+            .deliver(
+                "view_closed",
+                INTERACTIONS_PATH,
+                FORM,
+                body.into_bytes(),
+                Signing::Valid,
+                &[],
+            )
+            .await?;
+        Ok(Some(ActResponse {
+            status,
+            json: parse_body(&body),
+            body,
+            elapsed_ms,
+            sent: payload,
+        }))
+    }
+
     fn apply_submission_answer(
         &self,
         view_id: &str,
@@ -954,6 +1020,13 @@ struct SubmitReq {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct CloseViewReq {
+    view_id: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CommandReq {
     command: String,
     #[serde(default)]
@@ -1050,6 +1123,14 @@ pub(super) async fn post_act(
             ))),
         }
     };
+    if kind == "close_view" {
+        // Nothing may be sent to the app, so no ActResponse to answer.
+        let closed = async {
+            let r: CloseViewReq = decode(&body)?;
+            sb.close_view(&r.view_id, &r.user).await
+        };
+        return bounded(async { closed.await.map(|sent| json!({"ok": true, "app": sent})) }).await;
+    }
     if kind == "app_url" {
         return match decode::<AppUrlReq>(&body) {
             Ok(r) => {
@@ -1059,8 +1140,13 @@ pub(super) async fn post_act(
             Err(e) => act_error(&e),
         };
     }
+    bounded(act).await
+}
+
+/// Answer an act within [`MAX_ACT_WAIT`].
+async fn bounded<T: Serialize>(act: impl Future<Output = Result<T, ActError>>) -> Response {
     match tokio::time::timeout(MAX_ACT_WAIT, act).await {
-        Ok(Ok(resp)) => Json(resp).into_response(),
+        Ok(Ok(answer)) => Json(answer).into_response(),
         Ok(Err(e)) => act_error(&e),
         Err(_) => act_error(&ActError::Timeout {
             after_ms: u64::try_from(MAX_ACT_WAIT.as_millis()).unwrap_or(u64::MAX),

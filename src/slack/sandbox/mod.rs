@@ -2,10 +2,24 @@
 //!
 //! Used by the integration tests and by `ackbar serve` in sandbox mode (no
 //! bot token), where the server mounts it with
-//! `Router::nest("/sandbox", sandbox::router(s))`; the API base URL is then
-//! `http://HOST:PORT/sandbox/api`. Tests can also serve it alone, see
-//! [`serve_standalone`] and [`spawn_standalone`] (base URL
-//! `http://127.0.0.1:PORT/api`).
+//! [`mount`]`(app, "/sandbox", s)`; the API base URL is then
+//! `http://HOST:PORT/sandbox/api` and the page `http://HOST:PORT/sandbox/`.
+//! Tests can also serve it alone, see [`serve_standalone`] and
+//! [`spawn_standalone`] (base URL `http://127.0.0.1:PORT/api`, the page at
+//! `/`).
+//!
+//! # The page
+//! `GET /` (`/sandbox/` when mounted; `/sandbox` redirects there) is a
+//! browser view of the workspace, close to Slack's: channels and DMs, cards
+//! rendered from their Block Kit (header, section with fields and
+//! accessory, context, divider, actions with primary/danger buttons),
+//! mrkdwn, threads, ephemeral messages ("Only visible to you") and the
+//! acting user's open modal. Its buttons, modal submissions and closes go
+//! through `POST /api/_act/{click|submit_view|close_view}` below, as a user
+//! picked in the page ("Acting as"), so ackbar receives exactly what Slack
+//! would send, signed server-side. It updates itself through
+//! `GET /api/_events` (see [`live`]). See [`page`] for how it keeps alert
+//! text from ever running as code.
 //!
 //! # Routes (relative to the mount point)
 //! - `POST|GET /api/{method}`: `chat.postMessage`, `chat.update`,
@@ -16,9 +30,12 @@
 //!   bodies (in forms `blocks`, `metadata` and `view` are JSON strings); GET
 //!   takes a query string.
 //! - `GET /api/state`: [`SandboxState`] as JSON.
+//! - `GET /api/_events`: Server-Sent Events, one `state` event when the
+//!   emulator may have changed (see [`live`]).
+//! - `GET /`, `/page.js`, `/page.css`: the page (see [`page`]).
 //! - `POST /api/_faults`: a [`Faults`] JSON to change fault injection.
 //! - `POST /api/_reset`: forget messages, calls, counts and rate windows.
-//! - `POST /api/_act/{click|submit_view|slash_command|event|url_verification|raw|app_url}`:
+//! - `POST /api/_act/{click|submit_view|close_view|slash_command|event|url_verification|raw|app_url}`:
 //!   act as a Slack user toward the app (see below).
 //! - `POST /api/_response/{id}`: the response_urls the sandbox mints.
 //! - `POST /api/apps.connections.open` and `GET /socket/{ticket}`: Socket
@@ -30,7 +47,8 @@
 //! # Acting as Slack toward the app
 //! With [`SandboxOptions::app_url`] (or [`Sandbox::set_app_url`]) and a
 //! [`SandboxOptions::signing_secret`], [`Sandbox::click`],
-//! [`Sandbox::submit_view`], [`Sandbox::slash_command`],
+//! [`Sandbox::submit_view`], [`Sandbox::close_view`] (`view_closed`, when
+//! the view asked for it), [`Sandbox::slash_command`],
 //! [`Sandbox::send_event`], [`Sandbox::url_verification`] and
 //! [`Sandbox::send_raw`] send what Slack sends, signed with
 //! [`crate::slack::verify::sign`], to `{app_url}/slack/interactions`,
@@ -61,7 +79,9 @@
 mod act;
 pub mod interact;
 pub mod limits;
+pub mod live;
 pub mod oauth;
+pub mod page;
 mod server;
 pub mod socket;
 pub mod state;
@@ -71,6 +91,8 @@ pub mod validate;
 mod tests;
 #[cfg(test)]
 mod tests_interact;
+#[cfg(test)]
+mod tests_page;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -245,6 +267,8 @@ mod duration_ms {
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Mutex<Inner>>,
+    /// The page's live updates (outside the lock: streams wait on it).
+    live: Arc<live::Live>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -332,6 +356,7 @@ impl Sandbox {
                 oauth: options.oauth,
                 installs: oauth::Installs::default(),
             })),
+            live: Arc::default(),
         }
     }
 
@@ -423,13 +448,27 @@ pub fn router(sandbox: Sandbox) -> axum::Router {
     server::router(sandbox)
 }
 
-/// Serve the emulator alone on `listener`, routes under `/api`. Runs until
-/// the listener fails; abort the task to stop it.
+/// Mount the emulator and its page on `app` under `at` (e.g. `/sandbox`):
+/// the API under `{at}/api`, the page at `{at}/` (with a trailing slash, so
+/// that its relative URLs resolve under `at`), and `{at}` redirecting there.
+pub fn mount(app: axum::Router, at: &str, sandbox: Sandbox) -> axum::Router {
+    let page = format!("{at}/");
+    app.nest(at, router(sandbox))
+        .route(&page, axum::routing::get(page::index))
+        .route(
+            at,
+            axum::routing::get(move || async move { axum::response::Redirect::permanent(&page) }),
+        )
+}
+
+/// Serve the emulator alone on `listener`, routes under `/api`, the page
+/// at `/`. Runs until the listener fails; abort the task to stop it.
 pub async fn serve_standalone(
     sandbox: Sandbox,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(sandbox)).await
+    let app = router(sandbox).route("/", axum::routing::get(page::index));
+    axum::serve(listener, app).await
 }
 
 /// Bind `127.0.0.1:0`, serve the emulator there in a background task, and

@@ -28,10 +28,15 @@ const MAX_LOGGED_CHARS: usize = 100;
 
 pub(super) fn router(sandbox: Sandbox) -> axum::Router {
     axum::Router::new()
-        .route("/api/state", get(get_state))
-        .route("/api/_faults", post(post_faults).get(get_faults))
-        .route("/api/_reset", post(post_reset))
-        .route("/api/_act/{kind}", post(super::act::post_act))
+        .route("/api/_faults", post(post_faults))
+        .route(
+            "/api/_reset",
+            post(post_reset).layer(axum::middleware::from_fn(require_json)),
+        )
+        .route(
+            "/api/_act/{kind}",
+            post(super::act::post_act).layer(axum::middleware::from_fn(require_json)),
+        )
         .route("/api/_response/{id}", post(super::act::post_response_url))
         .route(
             "/api/apps.connections.open",
@@ -41,8 +46,46 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
         .route("/oauth/v2/authorize", get(super::oauth::authorize))
         .route("/api/oauth.v2.access", post(super::oauth::access))
         .route("/api/{method}", get(api).post(api))
+        // Every route above can change the emulator; the page's live
+        // updates follow from here. The read-only routes below do not bump
+        // the version (the page reading the state must not wake itself).
+        .route_layer(axum::middleware::from_fn_with_state(
+            sandbox.clone(),
+            super::live::bump_after,
+        ))
+        .route("/api/state", get(get_state))
+        .route("/api/_faults", get(get_faults))
+        .route("/api/_events", get(super::live::get_events))
+        .route("/page.js", get(super::page::script))
+        .route("/page.css", get(super::page::style))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(sandbox)
+}
+
+/// The routes that act as a Slack user (and reset) take JSON only. A web
+/// page on another origin can send a form or `text/plain` to localhost
+/// without asking, but not `application/json` (that needs a CORS preflight,
+/// which the sandbox never grants), so no other site open in the browser can
+/// click Acknowledge or create a silence through a local sandbox.
+async fn require_json(request: Request, next: axum::middleware::Next) -> Response {
+    let json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({
+                "ok": false,
+                "error": "invalid_content_type",
+                "detail": "send the body as application/json"
+            })),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn get_state(State(sb): State<Sandbox>) -> Response {

@@ -1054,4 +1054,74 @@ async fn control_routes_act_over_http() {
     assert_eq!((status, &body["app_url"]), (200, &Value::Null));
     let (status, body) = act("url_verification", json!({"challenge": "x"})).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("no_app_url")));
+
+    // What another web page can send without a CORS preflight is refused,
+    // before anything reaches the app.
+    let sent = h.app.seen().len();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let resp = http
+            .post(format!("{}/_act/click", h.base))
+            .header("content-type", content_type)
+            .body(
+                json!({"channel": CH, "message_ts": posted.ts, "action_id": "ack", "user": ALICE})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 415, "{content_type}");
+    }
+    let reset = http
+        .post(format!("{}/_reset", h.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(reset.status().as_u16(), 415);
+    assert_eq!(h.app.seen().len(), sent, "a refused act reached the app");
+}
+
+#[tokio::test]
+async fn closing_a_modal_tells_the_app_only_when_it_asked() {
+    let h = start(options()).await;
+    let quiet = open_modal(&h, "Quiet").await;
+    let before = h.app.seen().len();
+    assert_eq!(
+        h.sandbox.close_view(&quiet.id, BOB).await,
+        Err(ActError::NotViewOwner(quiet.id.clone()))
+    );
+    assert_eq!(h.sandbox.close_view(&quiet.id, ALICE).await, Ok(None));
+    assert!(h.sandbox.state().view(&quiet.id).expect("view").closed);
+    assert_eq!(
+        h.app.seen().len(),
+        before,
+        "no view_closed without notify_on_close"
+    );
+    assert_eq!(
+        h.sandbox.close_view(&quiet.id, ALICE).await,
+        Err(ActError::ViewClosed(quiet.id.clone()))
+    );
+
+    let (_, p) = click_ack(&h).await;
+    let mut spec = modal("Notifying");
+    spec["notify_on_close"] = json!(true);
+    let notifying = h
+        .client
+        .views_open(p["trigger_id"].as_str().expect("trigger"), &spec)
+        .await
+        .expect("views.open");
+    let answer = h
+        .sandbox
+        .close_view(&notifying.id, ALICE)
+        .await
+        .expect("close")
+        .expect("the app was told");
+    assert_eq!(answer.status, 200);
+    let got = h.app.last();
+    assert_eq!(got.path, "/slack/interactions");
+    verify::verify(SECRET.as_bytes(), &got.headers, &got.body, now()).expect("signed");
+    let sent = payload(&got);
+    assert_eq!(sent["type"], "view_closed");
+    assert_eq!(sent["view"]["id"], notifying.id.as_str());
+    assert_eq!(sent["user"]["id"], ALICE);
+    assert!(h.sandbox.state().view(&notifying.id).expect("view").closed);
 }
