@@ -13,7 +13,10 @@
 //!   operation is sent, so coalesced updates always carry the latest state;
 //! - **reconciliation**: a card post whose outcome is unknown (timeout,
 //!   dropped connection, crash after sending) is looked up in the channel's
-//!   history by its message metadata before it is posted again;
+//!   history by its message metadata before it is posted again, no sooner
+//!   than one request timeout after the failed call, so that a call Slack
+//!   applies late (within twice the timeout of its sending) is found, not
+//!   duplicated;
 //! - **one sender per channel**: a worker sends only while it holds its
 //!   channel's lease in the store ([`ChannelLease`]), so several replicas on
 //!   one database never send a channel's operations twice. It renews the
@@ -679,7 +682,15 @@ fn failure(
         }
         Retry::Backoff if op.attempts + 1 < inner.config.max_attempts => {
             m::slack_call(method, "retry");
-            let delay = backoff(&inner.config, op.attempts + 1);
+            let mut delay = backoff(&inner.config, op.attempts + 1);
+            if op.kind == OpKind::Post && e.outcome_unknown() {
+                // A call that outlived the client's timeout may still be
+                // applied by Slack a little later. Reconciling at once
+                // would miss such a card and post it again; waiting another
+                // timeout's length finds every post Slack applies within
+                // twice the timeout of its sending.
+                delay = delay.max(inner.workspaces.template().request_timeout());
+            }
             warn!(channel = op.channel, method, error = %e, attempt = op.attempts + 1, ?delay, "Slack call failed; retrying");
             Completion::Retry {
                 not_before: now + chrono::Duration::from_std(delay).unwrap_or_default(),

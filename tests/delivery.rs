@@ -198,6 +198,57 @@ async fn slack_failing_one_call_in_five_reaches_the_same_final_state_without_dup
     ackbar.stop().await;
 }
 
+/// Slack answering some calls only after ackbar's client gave up: the call
+/// still happens (the sandbox applies it apart from the closed connection,
+/// as Slack does), so a timed-out card post may exist although ackbar saw
+/// no ts. Retries wait a timeout's length, then reconcile it from the
+/// channel's history instead of posting the card again. (A call applied
+/// later than twice the timeout after its sending can still show twice:
+/// Slack's API has no idempotency key for chat.postMessage.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_answering_after_the_client_timeout_reaches_the_same_final_state_without_duplicates()
+{
+    let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);
+    options.faults = Faults {
+        delay: Duration::from_millis(900),
+        delay_rate: 0.15,
+        ..Faults::default()
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = storm_config(&slack.api_url, &dir.path().join("a.db"));
+    config["slack"]["request_timeout"] = json!("500ms");
+    let ackbar = start_ackbar(&config).await;
+
+    storm(&ackbar.url("/webhook/alertmanager")).await;
+    eventually(Duration::from_secs(120), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
+    eventually_async(Duration::from_secs(60), "outbox drained", || async {
+        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+    assert!(
+        metric_where(
+            &ackbar.base(),
+            "ackbar_slack_calls_total",
+            "outcome=\"retry\""
+        )
+        .await
+            > 0.0,
+        "some calls timed out and were retried"
+    );
+    let state = slack.sandbox.state();
+    assert_final_state(&state);
+    assert_eq!(
+        metric(&ackbar.base(), "ackbar_outbox_dead").await,
+        0.0,
+        "no dead letters"
+    );
+    ackbar.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_in_the_middle_of_a_storm_then_restart_loses_nothing_and_duplicates_nothing() {
     let mut options = sandbox_options(&[CHANNEL, CHANNEL_B]);

@@ -331,6 +331,8 @@ pub struct SlackClient {
     /// for a client that only serves as a template for per-workspace
     /// clients ([`SlackClient::with_token`]): its token calls fail.
     auth: Option<HeaderValue>,
+    /// How long a call may take before the client gives up on it.
+    timeout: Duration,
 }
 
 impl fmt::Debug for SlackClient {
@@ -523,6 +525,7 @@ impl SlackClient {
             http,
             base,
             auth: None,
+            timeout,
         })
     }
 
@@ -539,12 +542,19 @@ impl SlackClient {
             http: self.http.clone(),
             base: self.base.clone(),
             auth: Some(bearer("bot", token)?),
+            timeout: self.timeout,
         })
     }
 
     /// Whether both clients send the same token (or both none).
     pub fn same_token(&self, other: &SlackClient) -> bool {
         self.auth == other.auth
+    }
+
+    /// How long a call may take before this client gives up on it (and its
+    /// outcome is unknown).
+    pub fn request_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The API base URL this client talks to.

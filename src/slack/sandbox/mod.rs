@@ -34,7 +34,7 @@
 //!   emulator may have changed (see [`live`]).
 //! - `GET /`, `/page.js`, `/page.css`: the page (see [`page`]).
 //! - `POST /api/_faults`: a [`Faults`] JSON to change fault injection.
-//! - `POST /api/_reset`: forget messages, calls, counts and rate windows.
+//! - `POST /api/_reset` (JSON body, e.g. `{}`): forget messages, calls, counts and rate windows.
 //! - `POST /api/_act/{click|submit_view|close_view|slash_command|event|url_verification|raw|app_url}`:
 //!   act as a Slack user toward the app (see below).
 //! - `POST /api/_response/{id}`: the response_urls the sandbox mints.

@@ -727,8 +727,34 @@ async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) 
     let channel = params.str("channel");
     let plan = sb.plan(method, channel.as_deref());
     if let Some(delay) = plan.delay {
-        tokio::time::sleep(delay).await;
+        // Like Slack, a slow call still happens when its caller gave up
+        // waiting: it runs apart from the connection, which the client's
+        // timeout closes (and with it this handler).
+        let call = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            answer(&sb, method, &params, token, channel, &plan)
+        });
+        return call.await.unwrap_or_else(|_| {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"ok": false, "error": "internal_error"})),
+            )
+                .into_response()
+        });
     }
+    answer(&sb, method, &params, token, channel, &plan)
+}
+
+/// A call's answer after its planned delay: an injected failure, or the
+/// call applied.
+fn answer(
+    sb: &Sandbox,
+    method: ApiMethod,
+    params: &Params,
+    token: Option<String>,
+    channel: Option<String>,
+    plan: &Plan,
+) -> Response {
     if let Some(status) = plan.error_status {
         sb.record(
             method.name(),
@@ -754,7 +780,7 @@ async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) 
         );
         return dropped_connection();
     }
-    let reply = sb.apply(method, &params, token.as_deref());
+    let reply = sb.apply(method, params, token.as_deref());
     if plan.drop == Some(Drop::After) {
         sb.record(
             method.name(),

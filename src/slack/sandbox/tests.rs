@@ -633,6 +633,7 @@ async fn state_and_faults_are_served_when_nested_under_sandbox() {
 
     let resp = http
         .post(format!("{base}/_reset"))
+        .json(&serde_json::json!({}))
         .send()
         .await
         .expect("reset");
