@@ -75,6 +75,9 @@ pub struct Config {
     /// On-call rotations that escalation steps can notify (`oncall:NAME`).
     #[serde(default)]
     pub oncall: Vec<crate::pipeline::oncall::RotationConfig>,
+    /// Scheduled summaries posted to channels (see [`DigestConfig`]).
+    #[serde(default)]
+    pub digests: Vec<DigestConfig>,
 }
 
 impl Default for Config {
@@ -92,8 +95,32 @@ impl Default for Config {
             otlp: OtlpConfig::default(),
             routes: Vec::new(),
             oncall: Vec::new(),
+            digests: Vec::new(),
         }
     }
+}
+
+/// A digest: every day or week at a local time, a summary of the channel's
+/// cards since the previous one (see [`crate::pipeline::digest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// The Slack channel id whose cards are summarised, and where the digest
+    /// is posted.
+    pub channel: String,
+    pub every: crate::model::DigestEvery,
+    /// Local time of day, `HH:MM` (24-hour; `HH:MM:SS` also accepted).
+    pub at: String,
+    /// Weekly digests only: `mon` ... `sun`.
+    #[serde(default)]
+    pub weekday: Option<String>,
+    /// IANA time zone name of `at`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_listen() -> SocketAddr {
@@ -935,6 +962,7 @@ impl Config {
             ConfigError::invalid(path, message)
         })?;
         self.validate_otlp()?;
+        self.validate_digests()?;
         let mut names = std::collections::HashSet::new();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |field: &str| format!("routes[{i}].{field}");
@@ -950,15 +978,7 @@ impl Config {
                     ),
                 ));
             }
-            if !is_channel_id(&route.channel) {
-                return Err(ConfigError::invalid(
-                    at("channel"),
-                    format!(
-                        "{:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name",
-                        route.channel
-                    ),
-                ));
-            }
+            check_channel_id(&route.channel, &at("channel"))?;
             if let Some(team) = &route.team {
                 if !is_team_id(team) {
                     return Err(ConfigError::invalid(
@@ -1079,6 +1099,37 @@ impl Config {
         Ok(())
     }
 
+    /// Each digest: a channel id, a schedule that parses, no schedule twice,
+    /// and a retention that keeps every card its period counts.
+    fn validate_digests(&self) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, digest) in self.digests.iter().enumerate() {
+            let at = |field: &str| format!("digests[{i}].{field}");
+            check_channel_id(&digest.channel, &at("channel"))?;
+            let scheduled = crate::pipeline::digest::ScheduledDigest::new(digest)
+                .map_err(|e| ConfigError::invalid(at(e.field), e.message))?;
+            if !seen.insert(scheduled.key.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("digests[{i}]"),
+                    format!("the digest {:?} is configured twice", scheduled.key),
+                ));
+            }
+            let (period, name) = match scheduled.schedule.every() {
+                crate::model::DigestEvery::Day => (Duration::from_secs(86_400), "1d"),
+                crate::model::DigestEvery::Week => (Duration::from_secs(7 * 86_400), "7d"),
+            };
+            if self.store.retention < period {
+                return Err(ConfigError::invalid(
+                    "store.retention",
+                    format!(
+                        "must be at least {name} for digests[{i}]: resolved cards are pruned after store.retention, so a shorter one would drop cards from the period the digest reports on"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_otlp(&self) -> Result<(), ConfigError> {
         let otlp = &self.otlp;
         for (path, keys) in [
@@ -1166,6 +1217,19 @@ pub fn redact_url(url: &str) -> String {
         ),
         None => url.to_owned(),
     }
+}
+
+/// A configured channel must be an id; names are the usual mistake.
+fn check_channel_id(channel: &str, path: &str) -> Result<(), ConfigError> {
+    if is_channel_id(channel) {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        path,
+        format!(
+            "{channel:?} is not a Slack channel id: use the id (C0123ABCD, from the channel's details), not its name"
+        ),
+    ))
 }
 
 /// Slack conversation ids: `C...` (channel), `G...` (private), `D...` (DM),
@@ -1294,6 +1358,70 @@ mod tests {
         assert!(err.contains("\"db\""), "{err}");
         let ok = Config::from_json(r#"{"store": {"retention": "30d"}}"#).unwrap();
         assert_eq!(ok.store.retention, Duration::from_secs(30 * 86_400));
+    }
+
+    #[test]
+    fn digests_are_validated_with_the_path_of_what_is_wrong() {
+        let err = |digests: &str, retention: &str| {
+            Config::from_json(&format!(
+                r#"{{"store": {{"retention": "{retention}"}}, "digests": {digests}}}"#
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        let daily = r#"{"channel": "C0123ABCD", "every": "day", "at": "09:00"}"#;
+        for (digests, path) in [
+            (
+                r#"[{"channel": "ops", "every": "day", "at": "09:00"}]"#,
+                "digests[0].channel",
+            ),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "day", "at": "9am"}]"#,
+                "digests[0].at",
+            ),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "day", "at": "09:00", "time_zone": "Europe/Berlinn"}]"#,
+                "digests[0].time_zone",
+            ),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "day", "at": "09:00", "weekday": "mon"}]"#,
+                "digests[0].weekday",
+            ),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "week", "at": "09:00"}]"#,
+                "digests[0].weekday",
+            ),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "hour", "at": "09:00"}]"#,
+                "digests[0].every",
+            ),
+            (&format!("[{daily}, {daily}]"), "digests[1]"),
+            (
+                r#"[{"channel": "C0123ABCD", "every": "week", "weekday": "mon", "at": "09:00"},
+                    {"channel": "C0123ABCD", "every": "week", "weekday": "Monday", "at": "09:00:00"}]"#,
+                "digests[1]",
+            ),
+        ] {
+            let e = err(digests, "30d");
+            assert!(e.starts_with(&format!("{path}:")), "{digests} -> {e}");
+        }
+        let weekly =
+            r#"[{"channel": "C0123ABCD", "every": "week", "weekday": "mon", "at": "09:00"}]"#;
+        let e = err(weekly, "3d");
+        assert!(
+            e.starts_with("store.retention: must be at least 7d for digests[0]"),
+            "{e}"
+        );
+        let e = err(&format!("[{daily}]"), "12h");
+        assert!(e.starts_with("store.retention: must be at least 1d"), "{e}");
+
+        let ok = Config::from_json(&format!(
+            r#"{{"digests": [{daily}, {}]}}"#,
+            &weekly[1..weekly.len() - 1]
+        ))
+        .unwrap();
+        assert_eq!(ok.digests.len(), 2);
+        assert_eq!(ok.digests[0].time_zone, "UTC", "the default zone");
     }
 
     #[test]

@@ -11,12 +11,13 @@
 //!   become dead letters;
 //! - **rendering at send time**: a card is rendered from the store when its
 //!   operation is sent, so coalesced updates always carry the latest state;
-//! - **reconciliation**: a card post whose outcome is unknown (timeout,
-//!   dropped connection, crash after sending) is looked up in the channel's
-//!   history by its message metadata before it is posted again, no sooner
-//!   than one request timeout after the failed call, so that a call Slack
-//!   applies late (within twice the timeout of its sending) is found, not
-//!   duplicated;
+//!   a digest carries the figures counted when it was claimed;
+//! - **reconciliation**: a card post or digest whose outcome is unknown
+//!   (timeout, dropped connection, crash after sending) is looked up in the
+//!   channel's history by its message metadata before it is posted again, no
+//!   sooner than one request timeout after the failed call, so that a call
+//!   Slack applies late (within twice the timeout of its sending) is found,
+//!   not duplicated;
 //! - **one sender per channel**: a worker sends only while it holds its
 //!   channel's lease in the store ([`ChannelLease`]), so several replicas on
 //!   one database never send a channel's operations twice. It renews the
@@ -25,11 +26,12 @@
 //!   `delivery.lease_ttl` and another replica takes over (recovering what
 //!   the dead one left in flight).
 //! - **one token per workspace**: each operation goes out with the bot
-//!   token of its route's workspace ([`Workspaces::for_route`]); an
-//!   operation whose workspace is not installed (never, or uninstalled) is
-//!   dead-lettered with a message saying so, never retried in a loop; one
-//!   refused for a dead token is retried once at once if another replica
-//!   stored a new install meanwhile.
+//!   token of its route's workspace ([`Workspaces::for_route`]; digests,
+//!   which have no route, with the default one); an operation whose
+//!   workspace is not installed (never, or uninstalled) is dead-lettered
+//!   with a message saying so, never retried in a loop; one refused for a
+//!   dead token is retried once at once if another replica stored a new
+//!   install meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -376,7 +378,7 @@ async fn drain_channel(
 
 fn method(kind: OpKind) -> &'static str {
     match kind {
-        OpKind::Post | OpKind::Reply | OpKind::Dm => "chat.postMessage",
+        OpKind::Post | OpKind::Reply | OpKind::Dm | OpKind::Digest => "chat.postMessage",
         OpKind::Update => "chat.update",
     }
 }
@@ -419,6 +421,16 @@ fn route_team(inner: &Inner, route: &str) -> Option<String> {
     inner.router.by_name(route).and_then(|r| r.team.clone())
 }
 
+/// The workspace an operation goes to: its card's route's; `None` (the
+/// default workspace) for a digest. `Err` after a store error, logged.
+async fn op_team(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, StoreError> {
+    let Some(card) = &op.card else {
+        return Ok(None);
+    };
+    let brief = inner.store.card_brief(card).await?;
+    Ok(brief.and_then(|b| route_team(inner, &b.route)))
+}
+
 /// The client of `team`'s workspace, or how the attempt ends without one:
 /// dead when the workspace is not installed, retried when the store is
 /// unreachable.
@@ -444,40 +456,38 @@ async fn workspace_client(inner: &Inner, team: Option<&str>) -> Result<SlackClie
 }
 
 async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
-    if op.kind == OpKind::Post && op.reconcile {
-        let team = match inner.store.card_brief(&op.card).await {
-            Ok(brief) => brief.and_then(|b| route_team(inner, &b.route)),
-            Err(e) => {
-                m::store_error();
-                warn!(error = %e, "cannot read the card to reconcile; retrying");
-                tokio::time::sleep(STORE_RETRY).await;
-                return;
-            }
-        };
-        let slack = match workspace_client(inner, team.as_deref()).await {
-            Ok(slack) => slack,
-            Err(completion) => {
-                record(inner, &op, completion).await;
-                return;
-            }
-        };
-        match find_posted_card(&slack, &op).await {
+    let team = match op_team(inner, &op).await {
+        Ok(team) => team,
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot read the operation's card; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return;
+        }
+    };
+    let team = team.as_deref();
+    let slack = match workspace_client(inner, team).await {
+        Ok(slack) => slack,
+        Err(completion) => {
+            record(inner, &op, completion).await;
+            return;
+        }
+    };
+    if op.reconcile {
+        match find_posted(&slack, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
-                info!(card = %op.card, ts, "card found in channel history; adopting it instead of posting again");
-                record(inner, &op, Completion::Posted { ts, refresh: true }).await;
+                info!(kind = op.kind.as_str(), card = ?op.card, ts, "message found in channel history; adopting it instead of posting again");
+                let completion = match op.kind {
+                    OpKind::Post => Completion::Posted { ts, refresh: true },
+                    _ => Completion::Done,
+                };
+                record(inner, &op, completion).await;
                 return;
             }
             Ok(None) => {}
             Err(e) => {
-                let completion = failure(
-                    inner,
-                    &op,
-                    &e,
-                    "conversations.history",
-                    pacer,
-                    team.as_deref(),
-                );
+                let completion = failure(inner, &op, &e, "conversations.history", pacer, team);
                 record(inner, &op, completion).await;
                 return;
             }
@@ -485,7 +495,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
     }
 
     let wait = match op.kind {
-        OpKind::Post | OpKind::Reply | OpKind::Dm => pacer.reserve(Instant::now()),
+        OpKind::Post | OpKind::Reply | OpKind::Dm | OpKind::Digest => pacer.reserve(Instant::now()),
         OpKind::Update => lock(&inner.update_pacer).reserve(Instant::now()),
     };
     if !wait.is_zero() {
@@ -520,12 +530,50 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             return;
         }
     };
-    let view = match load_view(inner, &op.card).await {
-        Ok(Some(view)) => view,
-        Ok(None) => {
-            let error = format!("card {} is not in the store", op.card);
-            record(inner, &op, Completion::Dead { error }).await;
+    let result = if op.kind == OpKind::Digest {
+        send_digest(&slack, &op).await
+    } else {
+        let Some(view) = view_to_send(inner, &op).await else {
             return;
+        };
+        send_card_op(inner, &slack, &op, &view).await
+    };
+    let completion = match result {
+        Ok(c) => {
+            m::slack_call(method(op.kind), "ok");
+            c
+        }
+        Err(e) if inner.workspaces.token_replaced(team, &slack, &e).await => {
+            // Another replica stored a new install while this one still
+            // had the old token cached: try again with the new one.
+            m::slack_call(method(op.kind), "retry");
+            info!(team, error = %e, "the workspace's token was replaced; retrying with the new one");
+            Completion::Retry {
+                not_before: Utc::now(),
+                error: e.to_string(),
+                counts: true,
+                outcome_unknown: false,
+            }
+        }
+        Err(e) => failure(inner, &op, &e, method(op.kind), pacer, team),
+    };
+    record(inner, &op, completion).await;
+}
+
+/// The card an operation renders, loaded at send time; `None` when there is
+/// nothing to send now (the outcome is already recorded).
+async fn view_to_send(inner: &Inner, op: &OutboxOp) -> Option<CardView> {
+    let Some(card) = &op.card else {
+        let error = format!("{} operation without a card", op.kind.as_str());
+        record(inner, op, Completion::Dead { error }).await;
+        return None;
+    };
+    match load_view(inner, card).await {
+        Ok(Some(view)) => Some(view),
+        Ok(None) => {
+            let error = format!("card {card} is not in the store");
+            record(inner, op, Completion::Dead { error }).await;
+            None
         }
         Err(e) => {
             m::store_error();
@@ -537,26 +585,26 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 counts: false,
                 outcome_unknown: false,
             };
-            record(inner, &op, completion).await;
-            return;
+            record(inner, op, completion).await;
+            None
         }
-    };
+    }
+}
 
-    let team = route_team(inner, &view.route);
-    let slack = match workspace_client(inner, team.as_deref()).await {
-        Ok(slack) => slack,
-        Err(completion) => {
-            record(inner, &op, completion).await;
-            return;
-        }
-    };
+/// Sends a card's post, update, reply or direct message.
+async fn send_card_op(
+    inner: &Inner,
+    slack: &SlackClient,
+    op: &OutboxOp,
+    view: &CardView,
+) -> Result<Completion, SlackError> {
     let now = Utc::now();
     let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
-    let result = match op.kind {
+    match op.kind {
         OpKind::Post => slack
             .post_message(
                 &op.channel,
-                &cards::render_card_with(&view, now, options),
+                &cards::render_card_with(view, now, options),
                 None,
             )
             .await
@@ -569,7 +617,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
                 .update_message(
                     &op.channel,
                     ts,
-                    &cards::render_card_with(&view, now, options),
+                    &cards::render_card_with(view, now, options),
                 )
                 .await
                 .map(|()| Completion::Done),
@@ -581,7 +629,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             Some(ts) => slack
                 .post_message(
                     &op.channel,
-                    &cards::render_reply(&view, &op.events, now),
+                    &cards::render_reply(view, &op.events, now),
                     Some(ts),
                 )
                 .await
@@ -591,39 +639,52 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }),
         },
         OpKind::Dm => match (&op.card_ts, &op.recipient) {
-            (Some(ts), Some(user)) => direct_message(&slack, &view, ts, user, &op.events, now)
+            (Some(ts), Some(user)) => direct_message(slack, view, ts, user, &op.events, now)
                 .await
                 .map(|()| Completion::Done),
             _ => Ok(Completion::Dead {
                 error: "direct message without a card ts or a user".to_owned(),
             }),
         },
+        OpKind::Digest => Ok(Completion::Dead {
+            error: "a digest is not about a card".to_owned(),
+        }),
+    }
+}
+
+/// Posts a digest. Its firing cards link to their messages where Slack
+/// gives a permalink; one it does not (a deleted message, a hiccup) is
+/// listed by name rather than holding the digest back. The message carries
+/// metadata by which a post of unknown outcome is found again
+/// ([`find_posted`]).
+async fn send_digest(slack: &SlackClient, op: &OutboxOp) -> Result<Completion, SlackError> {
+    let Some(digest) = &op.digest else {
+        return Ok(Completion::Dead {
+            error: "digest operation without its digest".to_owned(),
+        });
     };
-    let completion = match result {
-        Ok(c) => {
-            m::slack_call(method(op.kind), "ok");
-            c
-        }
-        Err(e)
-            if inner
-                .workspaces
-                .token_replaced(team.as_deref(), &slack, &e)
-                .await =>
-        {
-            // Another replica stored a new install while this one still
-            // had the old token cached: try again with the new one.
-            m::slack_call(method(op.kind), "retry");
-            info!(team, error = %e, "the workspace's token was replaced; retrying with the new one");
-            Completion::Retry {
-                not_before: Utc::now(),
-                error: e.to_string(),
-                counts: true,
-                outcome_unknown: false,
-            }
-        }
-        Err(e) => failure(inner, &op, &e, method(op.kind), pacer, team.as_deref()),
-    };
-    record(inner, &op, completion).await;
+    let mut permalinks = Vec::with_capacity(digest.figures.oldest_firing.len());
+    for card in &digest.figures.oldest_firing {
+        let permalink = match &card.ts {
+            Some(ts) => match slack.get_permalink(&op.channel, ts).await {
+                Ok(link) => Some(link),
+                Err(e) => {
+                    debug!(card = %card.id, error = %e, "no permalink for a digest's firing card");
+                    None
+                }
+            },
+            None => None,
+        };
+        permalinks.push(permalink);
+    }
+    slack
+        .post_message(
+            &op.channel,
+            &crate::slack::digest::render_digest(digest, &permalinks),
+            None,
+        )
+        .await
+        .map(|_| Completion::Done)
 }
 
 /// Sends `user` a direct message linking to the card. At least once: a
@@ -683,7 +744,7 @@ fn failure(
         Retry::Backoff if op.attempts + 1 < inner.config.max_attempts => {
             m::slack_call(method, "retry");
             let mut delay = backoff(&inner.config, op.attempts + 1);
-            if op.kind == OpKind::Post && e.outcome_unknown() {
+            if matches!(op.kind, OpKind::Post | OpKind::Digest) && e.outcome_unknown() {
                 // A call that outlived the client's timeout may still be
                 // applied by Slack a little later. Reconciling at once
                 // would miss such a card and post it again; waiting another
@@ -701,7 +762,7 @@ fn failure(
         }
         Retry::Backoff | Retry::Never => {
             m::slack_call(method, "error");
-            warn!(channel = op.channel, method, error = %e, card = %op.card, "Slack operation failed permanently; dead-lettered");
+            warn!(channel = op.channel, method, error = %e, card = ?op.card, "Slack operation failed permanently; dead-lettered");
             Completion::Dead {
                 error: inner.workspaces.explain(team, e),
             }
@@ -742,12 +803,52 @@ async fn record(inner: &Inner, op: &OutboxOp, completion: Completion) {
     }
 }
 
-/// Looks for the card in the channel's recent history by its metadata.
-async fn find_posted_card(
-    slack: &SlackClient,
-    op: &OutboxOp,
-) -> Result<Option<String>, SlackError> {
-    let oldest = op.card_opened_at - RECONCILE_LOOKBACK;
+/// How a message that may already be posted is found in its channel's
+/// history: posted after `since`, with message metadata of `event_type`
+/// whose payload has every key of `payload`.
+struct PostedMarker {
+    since: DateTime<Utc>,
+    event_type: &'static str,
+    payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The marker of a card's post or a digest; `None` for operations that are
+/// not reconciled (they are at least once).
+fn posted_marker(op: &OutboxOp) -> Option<PostedMarker> {
+    match op.kind {
+        OpKind::Post => {
+            let card = op.card.as_ref()?;
+            Some(PostedMarker {
+                since: op.card_opened_at?,
+                event_type: cards::METADATA_EVENT_TYPE,
+                payload: [("card_id".to_owned(), card.0.clone().into())]
+                    .into_iter()
+                    .collect(),
+            })
+        }
+        OpKind::Digest => {
+            let digest = op.digest.as_ref()?;
+            Some(PostedMarker {
+                // Posted only after it was counted.
+                since: digest.as_of,
+                event_type: crate::slack::digest::METADATA_EVENT_TYPE,
+                payload: match crate::slack::digest::metadata_payload(digest) {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                },
+            })
+        }
+        OpKind::Update | OpKind::Reply | OpKind::Dm => None,
+    }
+}
+
+/// Looks for the operation's message in the channel's recent history by its
+/// metadata.
+async fn find_posted(slack: &SlackClient, op: &OutboxOp) -> Result<Option<String>, SlackError> {
+    let Some(marker) = posted_marker(op) else {
+        return Ok(None);
+    };
+    let oldest = marker.since - RECONCILE_LOOKBACK;
     let mut cursor = None;
     for _ in 0..RECONCILE_PAGES {
         let page = slack
@@ -761,9 +862,11 @@ async fn find_posted_card(
         m::slack_call("conversations.history", "ok");
         let found = page.messages.into_iter().find(|msg| {
             msg.metadata.as_ref().is_some_and(|meta| {
-                meta.event_type == cards::METADATA_EVENT_TYPE
-                    && meta.event_payload.get("card_id").and_then(|v| v.as_str())
-                        == Some(op.card.0.as_str())
+                meta.event_type == marker.event_type
+                    && marker
+                        .payload
+                        .iter()
+                        .all(|(k, v)| meta.event_payload.get(k) == Some(v))
             })
         });
         if let Some(msg) = found {

@@ -16,10 +16,10 @@
 //! | module | stage |
 //! |---|---|
 //! | [`ingest`] | decode at the edge into [`model`] types: Alertmanager webhook (v4), OTLP/HTTP, the `tracing` Layer ([`layer()`], [`ingest::layer`]) |
-//! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers |
+//! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers, scheduled digests ([`pipeline::digest`]) |
 //! | [`store`] | the store trait (invariants documented there), SQLite and PostgreSQL, channel leases, retention |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
-//! | [`slack`] | Web API client, Block Kit with limits, the default card, request verification, interactions, slash command, Events API, Socket Mode, the OAuth install and each workspace's token, the sandbox |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card, the digest message, request verification, interactions, slash command, Events API, Socket Mode, the OAuth install and each workspace's token, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
 //! | [`bridge`] | embedded mode: all of the above inside a host process |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |

@@ -489,6 +489,74 @@ impl CardView {
     }
 }
 
+/// How often a digest is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestEvery {
+    Day,
+    Week,
+}
+
+/// What a channel's digest reports about one period, as the store counts it
+/// ([`crate::store::Store::digest_figures`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestFigures {
+    /// Cards opened in the period.
+    pub fired: u64,
+    /// Cards resolved in the period.
+    pub resolved: u64,
+    /// Cards acknowledged in the period.
+    pub acknowledged: u64,
+    /// Mean of opened -> acknowledged over the cards acknowledged in the
+    /// period; `None` when there were none.
+    pub mean_time_to_acknowledge: Option<std::time::Duration>,
+    /// Mean of opened -> resolved over the cards resolved in the period.
+    pub mean_time_to_resolve: Option<std::time::Duration>,
+    /// Alert names with the most alerts that started in the period, most
+    /// first (an empty name: alerts without an `alertname` label).
+    pub noisiest: Vec<NoisyAlert>,
+    /// Cards firing when the digest was made.
+    pub firing_now: u64,
+    /// The oldest of those, oldest first.
+    pub oldest_firing: Vec<FiringCard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoisyAlert {
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiringCard {
+    pub id: CardId,
+    pub title: String,
+    /// The card's message, once posted: the digest links to it.
+    pub ts: Option<String>,
+    pub opened_at: DateTime<Utc>,
+}
+
+/// A digest as it waits in the outbox: the figures are counted when the
+/// digest is claimed, so a delivery retried later still reports its period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// The digest's durable identity ([`crate::pipeline::digest::key`]);
+    /// with `period_end`, it finds a posted digest in the channel's history.
+    pub key: String,
+    pub channel: String,
+    pub every: DigestEvery,
+    /// IANA name the period's local times are shown in.
+    pub time_zone: String,
+    /// The period covered: `period_start <= t < period_end`, where
+    /// `period_end` is the scheduled instant this digest is for.
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// When the figures were counted ("firing now" is as of this instant;
+    /// later than `period_end` after downtime).
+    pub as_of: DateTime<Utc>,
+    pub figures: DigestFigures,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -140,7 +140,11 @@ async fn serve(
             .expose()
             .to_owned();
         let sandbox = Sandbox::new(SandboxOptions {
-            channels: routes.iter().map(|r| r.channel.clone()).collect(),
+            channels: routes
+                .iter()
+                .map(|r| r.channel.clone())
+                .chain(config.digests.iter().map(|d| d.channel.clone()))
+                .collect(),
             auto_create_channels: true,
             signing_secret: Some(secret),
             app_url: Some(format!("http://{addr}")),
@@ -218,6 +222,13 @@ async fn serve(
     let quiet_timer = tokio::spawn(crate::pipeline::quiet::run_timer(
         pipeline.clone(),
         deliverer.clone(),
+        stop_timer.subscribe(),
+    ));
+    let digest_timer = tokio::spawn(crate::pipeline::digest::run_timer(
+        store.clone(),
+        crate::pipeline::digest::from_config(&config.digests),
+        deliverer.clone(),
+        Utc::now,
         stop_timer.subscribe(),
     ));
     let app = Arc::new(App {
@@ -316,6 +327,7 @@ async fn serve(
     let _ = stop_timer.send(true);
     let _ = escalation_timer.await;
     let _ = quiet_timer.await;
+    let _ = digest_timer.await;
     let _ = pruner.await;
     if let Some(socket_mode) = socket_mode {
         let _ = socket_mode.await;

@@ -45,6 +45,10 @@ fn check_config_accepts_the_example_config() {
             && stdout.contains("trace links https://jaeger.example/trace/{trace_id}"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("digest \"C0ALERTS01 week mon 09:00 Europe/Berlin\": next "),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -1172,6 +1172,355 @@ async fn installations_are_kept_per_team_replaced_on_reinstall_and_removed(store
     assert_eq!(store.installations(10).await.unwrap().len(), 1);
 }
 
+// ---------------------------------------------------------------------------
+// Scheduled digests (invariant 10)
+// ---------------------------------------------------------------------------
+
+fn named_alert(fp: u64, name: &str, starts_at: DateTime<Utc>, status: AlertStatus) -> Alert {
+    let mut a = alert(fp, status);
+    a.labels.insert("alertname".into(), name.into());
+    a.starts_at = starts_at;
+    if status == AlertStatus::Resolved {
+        a.ends_at = Some(starts_at);
+    }
+    a
+}
+
+/// A card batch titled `name` (its common `alertname`) in `channel`.
+fn titled(key: &str, name: &str, channel: &str, alerts: Vec<Alert>) -> CardBatch {
+    let mut b = batch(key, alerts);
+    b.channel = channel.into();
+    b.common_labels.insert("alertname".into(), name.into());
+    b
+}
+
+async fn card_id(store: &dyn Store, key: &str) -> ackbar::model::CardId {
+    store.card_by_key(key).await.unwrap().unwrap().0
+}
+
+async fn digest_figures_count_one_channels_period(store: TestStore) {
+    let (from, to) = (t(1_000), t(100_000));
+    let fire =
+        |key: &'static str, name: &'static str, channel: &'static str, fps: &[u64], at: i64| {
+            let alerts = fps
+                .iter()
+                .map(|fp| named_alert(*fp, name, t(at), AlertStatus::Firing))
+                .collect();
+            (titled(key, name, channel, alerts), t(at))
+        };
+    for (b, at) in [
+        fire("before", "Old", CHANNEL, &[1], 0),
+        fire("a", "Disk", CHANNEL, &[2, 3], 2_000),
+        fire("b", "Cpu", CHANNEL, &[4], 3_000),
+        fire("other", "Disk", "C0OTHERCHN", &[5, 6, 7], 2_000),
+        fire("late", "Disk", CHANNEL, &[8], 200_000),
+    ] {
+        store.apply(&[b], at).await.unwrap();
+    }
+    for (key, at) in [("a", 2_600), ("b", 3_200), ("other", 2_100)] {
+        let by = Action::Acknowledge {
+            by: "U0ONCALL1".into(),
+        };
+        let done = store
+            .act(&card_id(&*store, key).await, by, t(at))
+            .await
+            .unwrap();
+        assert!(matches!(done, ActionOutcome::Applied { .. }), "{done:?}");
+    }
+    let resolved = [2, 3].map(|fp| named_alert(fp, "Disk", t(2_000), AlertStatus::Resolved));
+    store
+        .apply(&[titled("a", "Disk", CHANNEL, resolved.to_vec())], t(5_000))
+        .await
+        .unwrap();
+
+    let limits = ackbar::store::DigestLimits {
+        noisiest: 5,
+        oldest_firing: 2,
+    };
+    let f = store
+        .digest_figures(CHANNEL, from, to, limits)
+        .await
+        .unwrap();
+    assert_eq!((f.fired, f.resolved, f.acknowledged), (2, 1, 2), "{f:?}");
+    assert_eq!(
+        f.mean_time_to_acknowledge,
+        Some(Duration::from_secs(400)),
+        "(600 s + 200 s) / 2"
+    );
+    assert_eq!(f.mean_time_to_resolve, Some(Duration::from_secs(3_000)));
+    let noisiest: Vec<_> = f
+        .noisiest
+        .iter()
+        .map(|n| (n.name.as_str(), n.count))
+        .collect();
+    assert_eq!(
+        noisiest,
+        [("Disk", 2), ("Cpu", 1)],
+        "other channels and periods do not count"
+    );
+    assert_eq!(f.firing_now, 3, "before, b and late fire now");
+    let oldest: Vec<_> = f.oldest_firing.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(oldest, ["Old", "Cpu"], "oldest first, at most the limit");
+
+    let empty = store
+        .digest_figures(CHANNEL, t(300_000), t(400_000), limits)
+        .await
+        .unwrap();
+    assert_eq!((empty.fired, empty.resolved, empty.acknowledged), (0, 0, 0));
+    assert_eq!(empty.mean_time_to_acknowledge, None);
+    assert!(empty.noisiest.is_empty());
+}
+
+/// 09:00 in Berlin: 08:00 UTC in winter.
+fn daily_config() -> ackbar::config::DigestConfig {
+    ackbar::config::DigestConfig {
+        channel: CHANNEL.into(),
+        every: ackbar::model::DigestEvery::Day,
+        at: "09:00".into(),
+        weekday: None,
+        time_zone: "Europe/Berlin".into(),
+    }
+}
+
+fn daily_digest() -> Vec<ackbar::pipeline::digest::ScheduledDigest> {
+    ackbar::pipeline::digest::from_config(&[daily_config()])
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Ticks a freshly built digest timer at `now` and returns the channels it
+/// enqueued a digest for.
+async fn tick(store: &dyn Store, now: &str) -> Vec<String> {
+    ackbar::pipeline::digest::tick(store, &daily_digest(), utc(now))
+        .await
+        .unwrap()
+}
+
+/// Delivers the channel's digests (as delivery would) and returns them.
+async fn take_digests(store: &dyn Store, now: &str) -> Vec<ackbar::model::Digest> {
+    let mut digests = Vec::new();
+    while let NextOp::Ready(op) = store.next_op(CHANNEL, utc(now)).await.unwrap() {
+        let op = store.begin_attempt(op.id, utc(now)).await.unwrap().unwrap();
+        assert_eq!((op.kind, &op.card), (OpKind::Digest, &None));
+        digests.push(*op.digest.clone().unwrap());
+        store
+            .complete(&op, Completion::Done, utc(now))
+            .await
+            .unwrap();
+    }
+    digests
+}
+
+/// The period a digest covers, as `(start, end)` RFC 3339 UTC strings.
+fn period(d: &ackbar::model::Digest) -> (String, String) {
+    let f = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (f(d.period_start), f(d.period_end))
+}
+
+fn day(start: &str, end: &str) -> (String, String) {
+    (start.to_owned(), end.to_owned())
+}
+
+async fn digest_timing_with_controlled_time_across_a_restart(store: TestStore) {
+    // A new digest starts counting when first seen: nothing at once.
+    assert!(tick(&*store, "2026-11-30T07:00:00Z").await.is_empty());
+    assert!(tick(&*store, "2026-11-30T07:59:59Z").await.is_empty());
+    assert_eq!(tick(&*store, "2026-11-30T08:00:00Z").await, [CHANNEL]);
+    assert!(tick(&*store, "2026-11-30T08:01:00Z").await.is_empty());
+    let sent = take_digests(&*store, "2026-11-30T08:01:00Z").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        period(&sent[0]),
+        day("2026-11-29T08:00:00Z", "2026-11-30T08:00:00Z")
+    );
+
+    // Restart: a new store handle and a new timer.
+    let store = store.reopen().await;
+    assert!(
+        tick(&*store, "2026-11-30T08:05:00Z").await.is_empty(),
+        "not again after a restart"
+    );
+    assert!(tick(&*store, "2026-12-01T07:59:00Z").await.is_empty());
+    assert_eq!(
+        tick(&*store, "2026-12-01T08:00:00Z").await,
+        [CHANNEL],
+        "next day"
+    );
+    assert_eq!(take_digests(&*store, "2026-12-01T08:00:00Z").await.len(), 1);
+
+    // Down from 08:00 to 10:00 local on Wednesday: sent once, at restart.
+    assert!(tick(&*store, "2026-12-02T07:00:00Z").await.is_empty());
+    let store = store.reopen().await;
+    assert_eq!(tick(&*store, "2026-12-02T09:00:00Z").await, [CHANNEL]);
+    assert!(tick(&*store, "2026-12-02T09:00:01Z").await.is_empty());
+    let late = take_digests(&*store, "2026-12-02T09:00:01Z").await;
+    assert_eq!(late.len(), 1);
+    assert_eq!(
+        period(&late[0]),
+        day("2026-12-01T08:00:00Z", "2026-12-02T08:00:00Z")
+    );
+    assert_eq!(
+        late[0].as_of,
+        utc("2026-12-02T09:00:00Z"),
+        "counted at restart"
+    );
+
+    // Down for three scheduled instants: only the latest is sent, and it
+    // names its own period.
+    let store = store.reopen().await;
+    assert_eq!(tick(&*store, "2026-12-05T09:00:00Z").await, [CHANNEL]);
+    let latest = take_digests(&*store, "2026-12-05T09:00:00Z").await;
+    assert_eq!(latest.len(), 1);
+    assert_eq!(
+        period(&latest[0]),
+        day("2026-12-04T08:00:00Z", "2026-12-05T08:00:00Z")
+    );
+
+    // Two replicas ticking at once: one digest.
+    let enqueued = race(&store, 8, |s, _| async move {
+        ackbar::pipeline::digest::tick(&*s, &daily_digest(), utc("2026-12-06T08:00:00Z"))
+            .await
+            .unwrap()
+            .len()
+    })
+    .await;
+    assert_eq!(enqueued.iter().sum::<usize>(), 1, "{enqueued:?}");
+    assert_eq!(take_digests(&*store, "2026-12-06T08:00:00Z").await.len(), 1);
+}
+
+async fn digests_survive_pruning_and_go_through_the_outbox_like_messages(store: TestStore) {
+    assert!(tick(&*store, "2026-11-30T07:00:00Z").await.is_empty());
+    assert_eq!(tick(&*store, "2026-11-30T08:00:00Z").await, [CHANNEL]);
+    assert_eq!(store.pending_channels().await.unwrap(), [CHANNEL]);
+    let now = utc("2026-11-30T08:00:00Z");
+    let op = ready(&*store, now).await;
+    let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
+    let dead = Completion::Dead {
+        error: "channel_not_found".into(),
+    };
+    store.complete(&op, dead, now).await.unwrap();
+    let letters = store.dead_letters(10).await.unwrap();
+    assert_eq!(
+        (letters.len(), letters[0].kind, &letters[0].card),
+        (1, OpKind::Digest, &None)
+    );
+    assert_eq!(
+        store.retry_dead_letter(letters[0].id, now).await.unwrap(),
+        RetryOutcome::Retried {
+            revived: vec![letters[0].id],
+            absorbed: Vec::new()
+        }
+    );
+    let op = ready(&*store, now).await;
+    assert_eq!((op.kind, op.reconcile), (OpKind::Digest, false));
+    // A post whose outcome is unknown is looked for before it is sent again.
+    let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
+    let lost = Completion::Retry {
+        not_before: now,
+        error: "connection reset".into(),
+        counts: true,
+        outcome_unknown: true,
+    };
+    store.complete(&op, lost, now).await.unwrap();
+    assert!(ready(&*store, now).await.reconcile);
+
+    // Pruning far in the future keeps the last run (and the pending digest)
+    // but not a dead digest older than retention.
+    let later = utc("2027-01-01T00:00:00Z");
+    store.prune(later, 100).await.unwrap();
+    assert_eq!(store.outbox_summary().await.unwrap().pending, 1);
+    let op = ready(&*store, now).await;
+    let op = store.begin_attempt(op.id, now).await.unwrap().unwrap();
+    let dead = Completion::Dead {
+        error: "channel_not_found".into(),
+    };
+    store.complete(&op, dead, now).await.unwrap();
+    store.prune(later, 100).await.unwrap();
+    assert_eq!(
+        store.outbox_summary().await.unwrap().dead,
+        0,
+        "old dead digest pruned"
+    );
+    assert_eq!(
+        store.last_digest(&daily_digest()[0].key).await.unwrap(),
+        Some(now),
+        "digest_runs outlive retention"
+    );
+    assert!(tick(&*store, "2026-11-30T08:30:00Z").await.is_empty());
+}
+
+/// Migration 0009 rebuilds the outbox; a reply pending at upgrade keeps its
+/// thread events (dropping the old table deletes them by cascade).
+#[tokio::test]
+async fn sqlite_upgrade_to_digests_keeps_pending_thread_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrations = dir.path().join("migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    for entry in std::fs::read_dir("src/store/migrations/sqlite").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&path, migrations.join(&name)).unwrap();
+        }
+    }
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = url
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(migrations.as_path())
+            .await
+            .unwrap()
+            .run(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO cards (id, card_key, route, channel, state, opened_at, ts, group_labels, common_labels,
+                 common_annotations, group_digest, firing_count, resolved_count, updated_at)
+             VALUES ('c1', 'k', 'r', ?, 'firing', 0, '1.000001', '{}', '{}', '{}', 0, 1, 0, 0)",
+        )
+        .bind(CHANNEL)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO outbox (card_seq, channel, kind, state, not_before, created_at, updated_at, events_held)
+             VALUES (1, ?, 'reply', 'pending', 0, 0, 0, 2)",
+        )
+        .bind(CHANNEL)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for by in ["U0FIRST01", "U0SECOND1"] {
+            let event = ThreadEvent::Acknowledged {
+                by: by.into(),
+                at: t(0),
+            };
+            sqlx::query("INSERT INTO thread_events (op_id, event) VALUES (1, ?)")
+                .bind(serde_json::to_string(&event).unwrap())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::Connection::close(conn).await.unwrap();
+    }
+    let store = SqliteStore::open(&url, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let reply = ready(&store, t(10)).await;
+    assert_eq!(reply.kind, OpKind::Reply);
+    assert_eq!(reply.events.len(), 2, "{:?}", reply.events);
+    store.close().await;
+}
+
 on_both_backends!(
     new_card_writes_one_post_and_dedupes_the_repeat,
     updates_wait_for_the_post_and_coalesce,
@@ -1199,4 +1548,7 @@ on_both_backends!(
     an_oauth_state_is_taken_once_across_replicas,
     expired_oauth_states_are_swept_by_the_next_install,
     installations_are_kept_per_team_replaced_on_reinstall_and_removed,
+    digest_figures_count_one_channels_period,
+    digest_timing_with_controlled_time_across_a_restart,
+    digests_survive_pruning_and_go_through_the_outbox_like_messages,
 );

@@ -214,6 +214,16 @@ pub fn main(cli: Cli) -> ExitCode {
                         }
                     }
                 }
+                let now = chrono::Utc::now();
+                for digest in crate::pipeline::digest::from_config(&config.digests) {
+                    if let Some(next) = digest.schedule.next_after(now) {
+                        println!(
+                            "  digest {:?}: next {}",
+                            digest.key,
+                            next.format("%Y-%m-%d %H:%M:%S UTC")
+                        );
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -67,7 +67,9 @@ pub(super) async fn list(config: Config, dead_only: bool, as_json: bool, limit: 
             e.state.as_str(),
             e.kind.as_str(),
             e.channel,
-            e.card.0.get(..12).unwrap_or(&e.card.0),
+            e.card
+                .as_ref()
+                .map_or("-", |c| c.0.get(..12).unwrap_or(&c.0)),
             e.attempts,
             format_duration((now - e.created_at).num_seconds().max(0)),
             e.last_error.as_deref().unwrap_or("-"),
@@ -85,7 +87,7 @@ fn entry_json(e: &OutboxEntry) -> serde_json::Value {
         "state": e.state.as_str(),
         "kind": e.kind.as_str(),
         "channel": e.channel,
-        "card": e.card.0,
+        "card": e.card.as_ref().map(|c| &c.0),
         "recipient": e.recipient,
         "attempts": e.attempts,
         "last_error": e.last_error,

@@ -140,7 +140,11 @@ async fn deliver_channel(
         let Some(op) = store.begin_attempt(op.id, now).await? else {
             continue;
         };
-        let Some(view) = card_view_to_send(store, router, &op.card).await? else {
+        // Previews run no digest timer, so every operation has a card.
+        let Some(card) = op.card.clone() else {
+            continue;
+        };
+        let Some(view) = card_view_to_send(store, router, &card).await? else {
             continue;
         };
         let ts = fake_ts(now, out.len());
@@ -177,6 +181,8 @@ async fn deliver_channel(
                 body["channel"] = json!(op.recipient);
                 ("chat.postMessage", body, Completion::Done)
             }
+            // A digest has no card, so it was skipped above.
+            OpKind::Digest => continue,
         };
         store.complete(&op, completion, now).await?;
         let limit_broken = validate_message(request["text"].as_str(), request.get("blocks"))
@@ -189,7 +195,7 @@ async fn deliver_channel(
                 }
             });
         out.push(PreviewMessage {
-            card: op.card.clone(),
+            card,
             after_payload: payload,
             kind: op.kind,
             method,

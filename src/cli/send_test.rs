@@ -258,7 +258,7 @@ async fn wait_for_post(
             .outbox_entries(false, u32::MAX)
             .await
             .map_err(|e| format!("cannot read the outbox: {e}"))?;
-        let mine = ops.iter().find(|o| o.card == *card);
+        let mine = ops.iter().find(|o| o.card.as_ref() == Some(card));
         if let Some(dead) = mine.filter(|o| o.state == OpState::Dead) {
             let error = dead.last_error.as_deref().unwrap_or("unknown error");
             return Err(format!(

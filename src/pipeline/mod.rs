@@ -7,6 +7,7 @@
 //! transaction.
 
 pub mod card;
+pub mod digest;
 pub mod escalation;
 pub mod oncall;
 pub mod quiet;

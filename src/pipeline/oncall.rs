@@ -434,7 +434,7 @@ fn is_user_id(s: &str) -> bool {
 }
 
 /// Strict `HH:MM`: "9:00" and "09:00:00" are rejected rather than guessed.
-fn parse_handoff(s: &str) -> Option<NaiveTime> {
+pub(crate) fn parse_handoff(s: &str) -> Option<NaiveTime> {
     let b = s.as_bytes();
     if b.len() != 5 || b[2] != b':' || !b[..2].iter().chain(&b[3..]).all(u8::is_ascii_digit) {
         return None;
@@ -446,7 +446,7 @@ fn parse_handoff(s: &str) -> Option<NaiveTime> {
 
 /// The instant a local wall-clock time means: the earlier one when the
 /// clocks repeat it, the first instant after the gap when they skip it.
-fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn resolve_local(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
         LocalResult::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),

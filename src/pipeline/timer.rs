@@ -1,5 +1,5 @@
-//! What the store-backed timers (escalation steps, quiet periods) share:
-//! sleep until the store's next due time, but never past a poll interval
+//! What the store-backed timers (escalation steps, quiet periods, digests)
+//! share: sleep until the next due time, but never past a poll interval
 //! (another replica or a restart may have added something due sooner) and
 //! never in a tight loop, and wake at once when asked to stop.
 
@@ -21,8 +21,17 @@ pub async fn wait_for_next(
     next: Result<Option<DateTime<Utc>>, StoreError>,
     stop: &mut watch::Receiver<bool>,
 ) {
+    wait_until(next, Utc::now(), stop).await;
+}
+
+/// [`wait_for_next`] with the current time read from the caller's clock.
+pub async fn wait_until(
+    next: Result<Option<DateTime<Utc>>, StoreError>,
+    now: DateTime<Utc>,
+    stop: &mut watch::Receiver<bool>,
+) {
     let wait = match next {
-        Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(POLL),
+        Ok(Some(at)) => (at - now).to_std().unwrap_or_default().min(POLL),
         _ => POLL,
     };
     tokio::select! {

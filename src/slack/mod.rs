@@ -6,6 +6,7 @@ pub mod api;
 pub mod blocks;
 pub mod cards;
 pub mod commands;
+pub mod digest;
 pub mod events;
 pub mod interact;
 #[cfg(test)]

@@ -250,7 +250,7 @@ pub(crate) fn retry_plan(target: i64, ops: &[CardOp]) -> Result<Vec<RetryStep>, 
         .collect::<Vec<_>>()
         .into_iter()
         .chain(group.into_iter().map(|o| match o.kind {
-            OpKind::Post | OpKind::Dm => RetryStep::Revive(o.id),
+            OpKind::Post | OpKind::Dm | OpKind::Digest => RetryStep::Revive(o.id),
             OpKind::Update if update_covered => RetryStep::Drop(o.id),
             OpKind::Update => {
                 update_covered = true;
@@ -266,4 +266,14 @@ pub(crate) fn retry_plan(target: i64, ops: &[CardOp]) -> Result<Vec<RetryStep>, 
         }))
         .collect();
     Ok(steps)
+}
+
+/// The card a post (or its dead letter) is about: every operation but a
+/// digest has one (a CHECK constraint holds the store to it).
+pub(crate) fn posted_card(
+    op: &super::OutboxOp,
+) -> Result<&crate::model::CardId, super::StoreError> {
+    op.card.as_ref().ok_or_else(|| {
+        super::StoreError::Corrupt(format!("outbox operation {} has no card", op.id))
+    })
 }

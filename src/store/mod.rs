@@ -39,7 +39,16 @@
 //!    transaction (see Recovery). [`Store::begin_attempt`] hands an
 //!    operation out once: it answers false when the operation is no longer
 //!    pending.
-//! 10. **An install's `state` is used once.** [`Store::take_oauth_state`]
+//! 10. **A digest runs once per scheduled instant.** `digest_runs` holds,
+//!     per digest key, the latest scheduled instant claimed; a claim
+//!     ([`Store::claim_digest`]) is a compare-and-set on it (only a later
+//!     instant wins) in the same transaction as the digest's outbox row.
+//!     Restarts and replicas therefore neither skip a claimed digest (the
+//!     row is durable) nor send one twice. Digest rows in the outbox have no
+//!     card (`card_seq` NULL); their delivery is reconciled like a card's
+//!     post (see Recovery).
+//!     Retention never deletes `digest_runs`.
+//! 11. **An install's `state` is used once.** [`Store::take_oauth_state`]
 //!     deletes the state it returns in the same statement, so of two
 //!     callbacks with one state (on one replica or two) one gets it. Only
 //!     hashes of the state and of the browser's cookie are stored; the
@@ -60,14 +69,15 @@
 //!
 //! An operation is marked `sending` before its Slack call. When its sender
 //! dies, the next holder of the channel's lease puts it back to `pending`;
-//! a `post` whose outcome is unknown is flagged `reconcile`, and delivery
-//! looks for the card in the channel's history (by its message metadata)
-//! before posting again, so a restart or a takeover never posts a second
-//! card. Thread replies and direct messages are at-least-once: one whose
-//! outcome is unknown is sent again. Idempotency keys of requests from Slack
+//! a `post` or `digest` whose outcome is unknown is flagged `reconcile`,
+//! and delivery looks for the message in the channel's history (by its
+//! message metadata) before posting again, so a restart or a takeover never
+//! posts a second card or digest. Thread replies and direct messages are
+//! at-least-once: one whose outcome is unknown is sent again. Idempotency keys of requests from Slack
 //! (event ids) are kept a day (`requests_seen`).
 
 mod decisions;
+mod digest_runs;
 mod installs;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -82,7 +92,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::{Alert, CardId, CardState, CardView, Labels, ThreadEvent};
+use crate::model::{
+    Alert, CardId, CardState, CardView, Digest, DigestFigures, Labels, ThreadEvent,
+};
 use crate::pipeline::card::CardBatch;
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +134,9 @@ pub enum OpKind {
     /// A direct message to a user about a card (escalation with `dm`),
     /// queued with the card's channel; the user is the op's `recipient`.
     Dm,
+    /// A channel's scheduled digest: a message of its own, about no card
+    /// (the op's `digest`).
+    Digest,
 }
 
 impl OpKind {
@@ -131,6 +146,7 @@ impl OpKind {
             OpKind::Update => "update",
             OpKind::Reply => "reply",
             OpKind::Dm => "dm",
+            OpKind::Digest => "digest",
         }
     }
 
@@ -140,6 +156,7 @@ impl OpKind {
             "update" => Ok(OpKind::Update),
             "reply" => Ok(OpKind::Reply),
             "dm" => Ok(OpKind::Dm),
+            "digest" => Ok(OpKind::Digest),
             other => Err(StoreError::Corrupt(format!(
                 "unknown outbox kind {other:?}"
             ))),
@@ -152,7 +169,8 @@ impl OpKind {
 pub struct OutboxOp {
     pub id: i64,
     pub kind: OpKind,
-    pub card: CardId,
+    /// The card the operation is about; `None` only for a digest.
+    pub card: Option<CardId>,
     pub channel: String,
     /// The card's message ts (always set for updates and replies).
     pub card_ts: Option<String>,
@@ -162,9 +180,12 @@ pub struct OutboxOp {
     pub recipient: Option<String>,
     /// Attempts made before this one.
     pub attempts: u32,
-    /// The previous attempt of this post may have reached Slack.
+    /// The previous attempt of this post or digest may have reached Slack.
     pub reconcile: bool,
-    pub card_opened_at: DateTime<Utc>,
+    pub card_opened_at: Option<DateTime<Utc>>,
+    /// What a digest reports (kind [`OpKind::Digest`] only); boxed, as it
+    /// is several times the size of the rest of the operation.
+    pub digest: Option<Box<Digest>>,
 }
 
 /// The next thing a channel's delivery worker should do.
@@ -229,7 +250,8 @@ pub struct OutboxSummary {
 pub struct DeadLetter {
     pub id: i64,
     pub kind: OpKind,
-    pub card: CardId,
+    /// `None` for a digest.
+    pub card: Option<CardId>,
     pub channel: String,
     pub attempts: u32,
     pub error: String,
@@ -272,7 +294,8 @@ impl OpState {
 pub struct OutboxEntry {
     pub id: i64,
     pub kind: OpKind,
-    pub card: CardId,
+    /// `None` for a digest, which belongs to no card.
+    pub card: Option<CardId>,
     pub channel: String,
     pub state: OpState,
     pub attempts: u32,
@@ -446,6 +469,15 @@ pub struct OAuthState {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How much a digest lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestLimits {
+    /// Alert names in "noisiest".
+    pub noisiest: u32,
+    /// Cards in "firing now" shown by name (all are counted).
+    pub oldest_firing: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies batches (one per card key) in one transaction: state changes
@@ -581,13 +613,41 @@ pub trait Store: Send + Sync + 'static {
     /// interaction). True the first time; false for a repeat.
     async fn first_seen(&self, key: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 
+    /// What `channel`'s digest reports for the period `from <= t < to`,
+    /// with the cards firing now.
+    async fn digest_figures(
+        &self,
+        channel: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limits: DigestLimits,
+    ) -> Result<DigestFigures, StoreError>;
+
+    /// The scheduled instant the digest `key` last ran for (invariant 10).
+    async fn last_digest(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Claims the digest `key` for the scheduled instant `instant` and, in
+    /// the same transaction, enqueues `digest` into its channel's outbox
+    /// (invariant 10). Claims only if the digest last ran for an earlier
+    /// instant, so of racing replicas and restarts exactly one succeeds.
+    /// With `digest: None` it records `instant` without sending, and only
+    /// for a digest that has never run: where a new digest starts counting.
+    /// True when this call claimed.
+    async fn claim_digest(
+        &self,
+        key: &str,
+        instant: DateTime<Utc>,
+        digest: Option<&Digest>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// The latest card of a key, for tests and the CLI.
     async fn card_by_key(
         &self,
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
 
-    // OAuth installs (invariant 10).
+    // OAuth installs (invariant 11).
 
     /// Remembers an install's `state` (by its hash) until `expires_at`,
     /// bound to the browser whose cookie hashes to `browser_hash`. Expired

@@ -28,16 +28,20 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres};
 
-use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
+use super::decisions::{
+    self, action_event, escalation_due, posted_card, reply_events_to_keep, unchanged,
+};
+use super::digest_runs;
 use super::installs;
+use super::reads::{self, AlertnameSql};
+use super::retry;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry, OutboxOp,
-    OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
+    DigestLimits, DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry,
+    OutboxOp, OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
 };
-use super::{reads, retry};
-use crate::model::{CardId, CardState, CardView, ThreadEvent};
+use crate::model::{CardId, CardState, CardView, Digest, DigestFigures, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, Plan, Target};
 
 /// Connections per replica. Each write transaction holds one; reads are
@@ -400,12 +404,12 @@ async fn brief(conn: &mut PgConnection, card: &CardId) -> Result<Option<CardBrie
     .transpose()
 }
 
-/// An outbox row with what delivery needs of its card; callers add the
-/// condition.
+/// An outbox row with what delivery needs of its card (none for a digest);
+/// callers add the condition.
 const OP_SELECT: &str =
     "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
-        c.id AS card_id, c.ts, c.opened_at
-    FROM outbox o JOIN cards c ON c.seq = o.card_seq";
+        o.digest, c.id AS card_id, c.ts, c.opened_at
+    FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq";
 
 /// The operation of an [`OP_SELECT`] row, with a reply's thread events.
 async fn with_events(conn: &mut PgConnection, row: &PgRow) -> Result<OutboxOp, StoreError> {
@@ -507,7 +511,7 @@ impl Store for PgStore {
             }
             decisions::LeaseStep::Renew => 0,
             decisions::LeaseStep::Take => sqlx::query(
-                "UPDATE outbox SET state = 'pending', reconcile = reconcile OR kind = 'post'
+                "UPDATE outbox SET state = 'pending', reconcile = reconcile OR kind IN ('post', 'digest')
                  WHERE channel = $1 AND state = 'sending'",
             )
             .bind(channel)
@@ -542,7 +546,7 @@ impl Store for PgStore {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(&format!(
             "{OP_SELECT} WHERE o.channel = $1 AND o.state = 'pending' AND o.not_before <= $2
-               AND (o.kind = 'post' OR c.ts IS NOT NULL)
+               AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)
              ORDER BY o.id LIMIT 1"
         ))
         .bind(channel)
@@ -553,8 +557,8 @@ impl Store for PgStore {
             return Ok(NextOp::Ready(with_events(&mut conn, &row).await?));
         }
         let next = sqlx::query(
-            "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
-             WHERE o.channel = $1 AND o.state = 'pending' AND (o.kind = 'post' OR c.ts IS NOT NULL)",
+            "SELECT MIN(o.not_before) AS next FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq
+             WHERE o.channel = $1 AND o.state = 'pending' AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)",
         )
         .bind(channel)
         .fetch_one(&mut *conn)
@@ -600,9 +604,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         match completion {
             Completion::Posted { ts, refresh } => {
+                let card = posted_card(op)?;
                 sqlx::query("UPDATE cards SET ts = $1 WHERE id = $2 AND ts IS NULL")
                     .bind(&ts)
-                    .bind(&op.card.0)
+                    .bind(&card.0)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM outbox WHERE id = $1")
@@ -612,7 +617,7 @@ impl Store for PgStore {
                 // Coalescing into a pending update decides on the card's
                 // operations: under its key's lock, like a notification.
                 if refresh {
-                    if let Some(seq) = lock_card(&mut tx, &op.card).await? {
+                    if let Some(seq) = lock_card(&mut tx, card).await? {
                         push_update(&mut tx, seq, &op.channel, now).await?;
                     }
                 }
@@ -631,7 +636,7 @@ impl Store for PgStore {
             } => {
                 sqlx::query(
                     "UPDATE outbox SET state = 'pending', not_before = $1, last_error = $2, updated_at = $3,
-                         attempts = attempts - $4, reconcile = reconcile OR ($5 AND kind = 'post')
+                         attempts = attempts - $4, reconcile = reconcile OR ($5 AND kind IN ('post', 'digest'))
                      WHERE id = $6",
                 )
                 .bind(ms(not_before))
@@ -661,7 +666,7 @@ impl Store for PgStore {
                     )
                     .bind(decisions::orphan_error(&error))
                     .bind(ms(now))
-                    .bind(&op.card.0)
+                    .bind(&posted_card(op)?.0)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -724,18 +729,22 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<RetryOutcome, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let card = sqlx::query(
-            "SELECT c.id FROM outbox o JOIN cards c ON c.seq = o.card_seq WHERE o.id = $1",
+        let op = sqlx::query(
+            "SELECT c.id AS card_id FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq
+             WHERE o.id = $1",
         )
         .bind(op_id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(card) = card else {
+        let Some(op) = op else {
             return Ok(RetryOutcome::NotFound);
         };
         // Under the card's lock no notification or action of the card can
-        // add an operation between the plan and its execution.
-        lock_card(&mut tx, &CardId(card.text("id")?)).await?;
+        // add an operation between the plan and its execution. A digest
+        // belongs to no card: nothing else ever adds to it.
+        if let Some(card) = op.opt_text("card_id")? {
+            lock_card(&mut tx, &CardId(card)).await?;
+        }
         let outcome = retry::retry_dead_letter::<Postgres>(&mut tx, op_id, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -910,7 +919,15 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
+        // Digests are about no card: a dead one goes after the same time.
+        sqlx::query(
+            "DELETE FROM outbox WHERE kind = 'digest' AND state = 'dead' AND updated_at < $1",
+        )
+        .bind(ms(resolved_before))
+        .execute(&mut *tx)
+        .await?;
         if seqs.is_empty() {
+            tx.commit().await?;
             return Ok(0);
         }
         // Children first (thread events go with their outbox rows by
@@ -944,6 +961,42 @@ impl Store for PgStore {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    async fn digest_figures(
+        &self,
+        channel: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limits: DigestLimits,
+    ) -> Result<DigestFigures, StoreError> {
+        reads::digest_figures(
+            &self.pool,
+            AlertnameSql::Postgres,
+            channel,
+            from,
+            to,
+            limits,
+        )
+        .await
+    }
+
+    async fn last_digest(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        reads::last_digest(&self.pool, key).await
+    }
+
+    async fn claim_digest(
+        &self,
+        key: &str,
+        instant: DateTime<Utc>,
+        digest: Option<&Digest>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed =
+            digest_runs::claim::<sqlx::Postgres>(&mut tx, key, instant, digest, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     async fn card_by_key(

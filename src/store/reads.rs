@@ -8,9 +8,10 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Type};
 use super::decisions;
 use super::rows::{self, Columns, ms};
 use super::{
-    CardSummary, DeadLetter, DueEscalation, OutboxEntry, OutboxSummary, QuietCard, StoreError,
+    CardSummary, DeadLetter, DigestLimits, DueEscalation, OutboxEntry, OutboxSummary, QuietCard,
+    StoreError,
 };
-use crate::model::{CardId, CardState};
+use crate::model::{CardId, CardState, DigestFigures};
 
 pub(crate) async fn pending_channels<'e, DB, E>(exec: E) -> Result<Vec<String>, StoreError>
 where
@@ -75,7 +76,7 @@ where
     sqlx::query::<DB>(
         "SELECT o.id, o.kind, o.channel, o.state, o.attempts, o.last_error, o.recipient, o.created_at,
              o.not_before, c.id AS card_id
-         FROM outbox o JOIN cards c ON c.seq = o.card_seq
+         FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq
          WHERE $1 = 0 OR o.state = 'dead' ORDER BY o.id LIMIT $2",
     )
     .bind(i64::from(dead_only))
@@ -264,4 +265,103 @@ where
     .fetch_one(exec)
     .await?
     .opt_instant("next")
+}
+
+/// The SQL expression of an alert's `alertname` label: JSON functions are
+/// the one place the backends' dialects differ here.
+pub(crate) enum AlertnameSql {
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
+}
+
+impl AlertnameSql {
+    fn expr(&self) -> &'static str {
+        match self {
+            AlertnameSql::Sqlite => "json_extract(a.labels, '$.alertname')",
+            #[cfg(feature = "postgres")]
+            AlertnameSql::Postgres => "(a.labels::jsonb ->> 'alertname')",
+        }
+    }
+}
+
+/// A digest's figures for `channel` over `from <= t < to` (see
+/// [`crate::model::DigestFigures`] for what each counts), and what fires
+/// now. Means are whole milliseconds (`CAST`: PostgreSQL's `AVG` of a
+/// `BIGINT` is `NUMERIC`).
+pub(crate) async fn digest_figures<'e, DB, E>(
+    exec: E,
+    alertname: AlertnameSql,
+    channel: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limits: DigestLimits,
+) -> Result<DigestFigures, StoreError>
+where
+    DB: Database,
+    DB::Row: Columns,
+    E: Executor<'e, Database = DB> + Copy,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    let counts = sqlx::query::<DB>(
+        "SELECT
+            (SELECT COUNT(*) FROM cards WHERE channel = $1 AND opened_at >= $2 AND opened_at < $3) AS fired,
+            (SELECT COUNT(*) FROM cards WHERE channel = $1 AND state = 'firing') AS firing,
+            (SELECT COUNT(*) FROM cards WHERE channel = $1 AND acked_at >= $2 AND acked_at < $3) AS acked,
+            (SELECT CAST(AVG(acked_at - opened_at) AS BIGINT) FROM cards
+                WHERE channel = $1 AND acked_at >= $2 AND acked_at < $3) AS mtta,
+            (SELECT COUNT(*) FROM cards
+                WHERE channel = $1 AND state = 'resolved' AND resolved_at >= $2 AND resolved_at < $3) AS resolved,
+            (SELECT CAST(AVG(resolved_at - opened_at) AS BIGINT) FROM cards
+                WHERE channel = $1 AND state = 'resolved' AND resolved_at >= $2 AND resolved_at < $3) AS mttr",
+    )
+    .bind(channel.to_owned())
+    .bind(ms(from))
+    .bind(ms(to))
+    .fetch_one(exec)
+    .await?;
+    let noisiest = sqlx::query::<DB>(&format!(
+        "SELECT COALESCE({name}, '') AS name, COUNT(*) AS n
+         FROM alerts a JOIN cards c ON c.seq = a.card_seq
+         WHERE c.channel = $1 AND a.starts_at >= $2 AND a.starts_at < $3
+         GROUP BY COALESCE({name}, '') ORDER BY n DESC, name LIMIT $4",
+        name = alertname.expr()
+    ))
+    .bind(channel.to_owned())
+    .bind(ms(from))
+    .bind(ms(to))
+    .bind(i64::from(limits.noisiest))
+    .fetch_all(exec)
+    .await?;
+    let oldest = sqlx::query::<DB>(
+        "SELECT id, route, channel, ts, common_labels, group_labels, firing_count, acked_by, escalation_level,
+             opened_at
+         FROM cards WHERE channel = $1 AND state = 'firing' ORDER BY opened_at, seq LIMIT $2",
+    )
+    .bind(channel.to_owned())
+    .bind(i64::from(limits.oldest_firing))
+    .fetch_all(exec)
+    .await?;
+    rows::digest_figures(&counts, &noisiest, &oldest)
+}
+
+pub(crate) async fn last_digest<'e, DB, E>(
+    exec: E,
+    key: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError>
+where
+    DB: Database,
+    DB::Row: Columns,
+    E: Executor<'e, Database = DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    sqlx::query::<DB>("SELECT last_instant FROM digest_runs WHERE digest_key = $1")
+        .bind(key.to_owned())
+        .fetch_optional(exec)
+        .await?
+        .map(|r| r.instant("last_instant"))
+        .transpose()
 }

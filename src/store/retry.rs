@@ -25,7 +25,7 @@ where
 {
     let ops = sqlx::query::<DB>(
         "SELECT id, kind, state FROM outbox
-         WHERE card_seq = (SELECT card_seq FROM outbox WHERE id = $1) ORDER BY id",
+         WHERE id = $1 OR card_seq = (SELECT card_seq FROM outbox WHERE id = $1) ORDER BY id",
     )
     .bind(op_id)
     .fetch_all(&mut *conn)

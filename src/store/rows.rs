@@ -14,8 +14,8 @@ use super::{
     CardBrief, CardSummary, DueEscalation, OpKind, OpState, OutboxEntry, OutboxOp, StoreError,
 };
 use crate::model::{
-    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels,
-    Occurrences,
+    Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, DigestFigures,
+    Fingerprint, FiringCard, Labels, NoisyAlert, Occurrences,
 };
 use crate::pipeline::card::{CardSnapshot, KnownAlert};
 
@@ -158,24 +158,27 @@ pub(crate) fn card_brief(id: &CardId, row: &impl Columns) -> Result<CardBrief, S
     })
 }
 
-/// An outbox row joined with its card (`card_id`, `ts`, `opened_at`). The
-/// events of a reply live in their own rows; the caller adds them.
+/// An outbox row left-joined with its card (`card_id`, `ts`, `opened_at`;
+/// NULL for a digest, which has no card). The events of a reply live in
+/// their own rows; the caller adds them.
 pub(crate) fn outbox_op(row: &impl Columns) -> Result<OutboxOp, StoreError> {
     let events = match row.opt_text("events")? {
         Some(text) => from_json(&text)?,
         None => Vec::new(),
     };
+    let digest = row.opt_text("digest")?.map(|t| from_json(&t)).transpose()?;
     Ok(OutboxOp {
         id: row.int("id")?,
         kind: OpKind::parse(&row.text("kind")?)?,
-        card: CardId(row.text("card_id")?),
+        card: row.opt_text("card_id")?.map(CardId),
         channel: row.text("channel")?,
         card_ts: row.opt_text("ts")?,
         events,
         recipient: row.opt_text("recipient")?,
         attempts: row.count("attempts")? as u32,
         reconcile: row.flag("reconcile")?,
-        card_opened_at: row.instant("opened_at")?,
+        card_opened_at: row.opt_instant("opened_at")?,
+        digest,
     })
 }
 
@@ -230,7 +233,7 @@ pub(crate) fn outbox_entry(row: &impl Columns) -> Result<OutboxEntry, StoreError
     Ok(OutboxEntry {
         id: row.int("id")?,
         kind: OpKind::parse(&row.text("kind")?)?,
-        card: CardId(row.text("card_id")?),
+        card: row.opt_text("card_id")?.map(CardId),
         channel: row.text("channel")?,
         state: OpState::parse(&row.text("state")?)?,
         attempts: row.count("attempts")? as u32,
@@ -331,5 +334,49 @@ pub(crate) fn outbox_summary(row: &impl Columns) -> Result<super::OutboxSummary,
         pending: row.count("pending")?,
         dead: row.count("dead")?,
         cards_firing: row.count("firing")?,
+    })
+}
+
+/// A digest's figures: the `counts` row (`fired, firing, acked, mtta,
+/// resolved, mttr`), `noisiest` rows (`name, n`) and the oldest firing
+/// cards (the columns of [`card_summary`]).
+pub(crate) fn digest_figures(
+    counts: &impl Columns,
+    noisiest: &[impl Columns],
+    oldest: &[impl Columns],
+) -> Result<DigestFigures, StoreError> {
+    let mean = |column: &str| -> Result<Option<std::time::Duration>, StoreError> {
+        Ok(counts
+            .opt_int(column)?
+            .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)))
+    };
+    Ok(DigestFigures {
+        fired: counts.count("fired")?,
+        resolved: counts.count("resolved")?,
+        acknowledged: counts.count("acked")?,
+        mean_time_to_acknowledge: mean("mtta")?,
+        mean_time_to_resolve: mean("mttr")?,
+        noisiest: noisiest
+            .iter()
+            .map(|r| {
+                Ok(NoisyAlert {
+                    name: r.text("name")?,
+                    count: r.count("n")?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?,
+        firing_now: counts.count("firing")?,
+        oldest_firing: oldest
+            .iter()
+            .map(|r| {
+                let card = card_summary(r)?;
+                Ok(FiringCard {
+                    id: card.id,
+                    title: card.title,
+                    ts: card.ts,
+                    opened_at: card.opened_at,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?,
     })
 }

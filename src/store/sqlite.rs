@@ -14,16 +14,20 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 
-use super::decisions::{self, action_event, escalation_due, reply_events_to_keep, unchanged};
+use super::decisions::{
+    self, action_event, escalation_due, posted_card, reply_events_to_keep, unchanged,
+};
+use super::digest_runs;
 use super::installs;
+use super::reads::{self, AlertnameSql};
+use super::retry;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry, OutboxOp,
-    OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
+    DigestLimits, DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry,
+    OutboxOp, OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
 };
-use super::{reads, retry};
-use crate::model::{CardId, CardState, CardView, Fingerprint, ThreadEvent};
+use crate::model::{CardId, CardState, CardView, Digest, DigestFigures, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
 
 /// Fingerprints per `IN (...)` query (SQLite's default limit is 32,766
@@ -403,12 +407,12 @@ async fn brief(
         .transpose()
 }
 
-/// An outbox row with what delivery needs of its card; callers add the
-/// condition.
+/// An outbox row with what delivery needs of its card (none for a digest);
+/// callers add the condition.
 const OP_SELECT: &str =
     "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
-        c.id AS card_id, c.ts, c.opened_at
-    FROM outbox o JOIN cards c ON c.seq = o.card_seq";
+        o.digest, c.id AS card_id, c.ts, c.opened_at
+    FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq";
 
 /// The operation of an [`OP_SELECT`] row, with a reply's thread events.
 async fn with_events(
@@ -507,7 +511,7 @@ impl Store for SqliteStore {
             decisions::LeaseStep::Renew => 0,
             decisions::LeaseStep::Take => sqlx::query(
                 "UPDATE outbox SET state = 'pending',
-                     reconcile = CASE WHEN kind = 'post' THEN 1 ELSE reconcile END
+                     reconcile = CASE WHEN kind IN ('post', 'digest') THEN 1 ELSE reconcile END
                  WHERE channel = ? AND state = 'sending'",
             )
             .bind(channel)
@@ -545,7 +549,7 @@ impl Store for SqliteStore {
         let mut conn = self.reader.acquire().await?;
         let row = sqlx::query(&format!(
             "{OP_SELECT} WHERE o.channel = ? AND o.state = 'pending' AND o.not_before <= ?
-               AND (o.kind = 'post' OR c.ts IS NOT NULL)
+               AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)
              ORDER BY o.id LIMIT 1"
         ))
         .bind(channel)
@@ -556,8 +560,8 @@ impl Store for SqliteStore {
             return Ok(NextOp::Ready(with_events(&mut conn, &row).await?));
         }
         let next = sqlx::query(
-            "SELECT MIN(o.not_before) AS next FROM outbox o JOIN cards c ON c.seq = o.card_seq
-             WHERE o.channel = ? AND o.state = 'pending' AND (o.kind = 'post' OR c.ts IS NOT NULL)",
+            "SELECT MIN(o.not_before) AS next FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq
+             WHERE o.channel = ? AND o.state = 'pending' AND (o.kind IN ('post', 'digest') OR c.ts IS NOT NULL)",
         )
         .bind(channel)
         .fetch_one(&mut *conn)
@@ -601,9 +605,10 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         match completion {
             Completion::Posted { ts, refresh } => {
+                let card = posted_card(op)?;
                 sqlx::query("UPDATE cards SET ts = ? WHERE id = ? AND ts IS NULL")
                     .bind(&ts)
-                    .bind(&op.card.0)
+                    .bind(&card.0)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM outbox WHERE id = ?")
@@ -612,7 +617,7 @@ impl Store for SqliteStore {
                     .await?;
                 if refresh {
                     let seq = sqlx::query("SELECT seq FROM cards WHERE id = ?")
-                        .bind(&op.card.0)
+                        .bind(&card.0)
                         .fetch_one(&mut *tx)
                         .await?
                         .int("seq")?;
@@ -633,7 +638,7 @@ impl Store for SqliteStore {
             } => {
                 sqlx::query(
                     "UPDATE outbox SET state = 'pending', not_before = ?, last_error = ?, updated_at = ?,
-                         attempts = attempts - ?, reconcile = CASE WHEN ? AND kind = 'post' THEN 1 ELSE reconcile END
+                         attempts = attempts - ?, reconcile = CASE WHEN ? AND kind IN ('post', 'digest') THEN 1 ELSE reconcile END
                      WHERE id = ?",
                 )
                 .bind(ms(not_before))
@@ -663,7 +668,7 @@ impl Store for SqliteStore {
                     )
                     .bind(decisions::orphan_error(&error))
                     .bind(ms(now))
-                    .bind(&op.card.0)
+                    .bind(&posted_card(op)?.0)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -887,7 +892,15 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await?;
+        // Digests are about no card: a dead one goes after the same time.
+        sqlx::query(
+            "DELETE FROM outbox WHERE kind = 'digest' AND state = 'dead' AND updated_at < ?",
+        )
+        .bind(ms(resolved_before))
+        .execute(&mut *tx)
+        .await?;
         if seqs.is_empty() {
+            tx.commit().await?;
             return Ok(0);
         }
         let placeholders = vec!["?"; seqs.len()].join(",");
@@ -927,6 +940,42 @@ impl Store for SqliteStore {
         .rows_affected();
         tx.commit().await?;
         Ok(inserted == 1)
+    }
+
+    async fn digest_figures(
+        &self,
+        channel: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limits: DigestLimits,
+    ) -> Result<DigestFigures, StoreError> {
+        reads::digest_figures(
+            &self.reader,
+            AlertnameSql::Sqlite,
+            channel,
+            from,
+            to,
+            limits,
+        )
+        .await
+    }
+
+    async fn last_digest(&self, key: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        reads::last_digest(&self.reader, key).await
+    }
+
+    async fn claim_digest(
+        &self,
+        key: &str,
+        instant: DateTime<Utc>,
+        digest: Option<&Digest>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let claimed =
+            digest_runs::claim::<sqlx::Sqlite>(&mut tx, key, instant, digest, now).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     async fn card_by_key(
