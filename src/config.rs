@@ -543,6 +543,33 @@ pub struct RouteConfig {
     /// Alertmanager to create silences on (`POST /api/v2/silences`).
     #[serde(default)]
     pub alertmanager_url: Option<String>,
+    /// Templates replacing the default card and replies
+    /// ([`crate::slack::template`]).
+    #[serde(default)]
+    pub template: Option<TemplateConfig>,
+}
+
+/// A route's templates (`routes[].template`): each one replaces the default
+/// card or reply; an absent one keeps the default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    #[serde(default)]
+    pub card: Option<TemplateSource>,
+    #[serde(default)]
+    pub reply: Option<TemplateSource>,
+    /// Both compiled, set when the config is loaded.
+    #[serde(skip)]
+    pub compiled: Option<std::sync::Arc<crate::slack::template::RouteTemplates>>,
+}
+
+/// Where a template's text is: `{"file": "card.json.j2"}` (relative to the
+/// config file's directory) or `{"inline": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateSource {
+    File(PathBuf),
+    Inline(String),
 }
 
 impl RouteConfig {
@@ -562,6 +589,7 @@ impl RouteConfig {
             escalation: Vec::new(),
             allowed: Permissions::default(),
             alertmanager_url: None,
+            template: None,
         }
     }
 }
@@ -801,10 +829,17 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_json(&text)
+        Config::from_json_in(&text, path.parent().unwrap_or(Path::new(".")))
     }
 
+    /// Parses, resolves and validates a config whose template files are
+    /// relative to the working directory.
     pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        Config::from_json_in(text, Path::new("."))
+    }
+
+    /// Like [`Config::from_json`], with template files relative to `dir`.
+    pub fn from_json_in(text: &str, dir: &Path) -> Result<Config, ConfigError> {
         let de = &mut serde_json::Deserializer::from_str(text);
         let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -817,7 +852,27 @@ impl Config {
         })?;
         config.resolve_secrets()?;
         config.validate()?;
+        config.compile_templates(dir)?;
         Ok(config)
+    }
+
+    /// Reads and compiles every route's templates; a syntax error names the
+    /// route, the file and the line.
+    fn compile_templates(&mut self, dir: &Path) -> Result<(), ConfigError> {
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            if let Some(template) = &mut route.template {
+                let compiled =
+                    crate::slack::template::RouteTemplates::compile(&route.name, template, dir)
+                        .map_err(|e| {
+                            ConfigError::invalid(
+                                format!("routes[{i}].template.{}", e.kind),
+                                e.to_string(),
+                            )
+                        })?;
+                template.compiled = Some(std::sync::Arc::new(compiled));
+            }
+        }
+        Ok(())
     }
 
     /// Sandbox mode: no bot token and no OAuth installs, so ackbar serves

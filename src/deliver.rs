@@ -49,8 +49,8 @@ use crate::metrics as m;
 use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
 use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError};
-use crate::slack::cards;
 use crate::slack::workspaces::Workspaces;
+use crate::slack::{cards, template};
 use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
 /// How far back before a card opened to look for it in history.
@@ -599,14 +599,11 @@ async fn send_card_op(
     view: &CardView,
 ) -> Result<Completion, SlackError> {
     let now = Utc::now();
-    let options = cards::CardOptions::for_route(inner.router.by_name(&view.route));
+    // The route's templates (or the default card and replies) render it.
+    let route = inner.router.by_name(&view.route);
     match op.kind {
         OpKind::Post => slack
-            .post_message(
-                &op.channel,
-                &cards::render_card_with(view, now, options),
-                None,
-            )
+            .post_message(&op.channel, &template::card(view, now, route), None)
             .await
             .map(|posted| Completion::Posted {
                 ts: posted.ts,
@@ -614,11 +611,7 @@ async fn send_card_op(
             }),
         OpKind::Update => match &op.card_ts {
             Some(ts) => slack
-                .update_message(
-                    &op.channel,
-                    ts,
-                    &cards::render_card_with(view, now, options),
-                )
+                .update_message(&op.channel, ts, &template::card(view, now, route))
                 .await
                 .map(|()| Completion::Done),
             None => Ok(Completion::Dead {
@@ -629,7 +622,7 @@ async fn send_card_op(
             Some(ts) => slack
                 .post_message(
                     &op.channel,
-                    &cards::render_reply(view, &op.events, now),
+                    &template::reply(view, &op.events, now, route),
                     Some(ts),
                 )
                 .await

@@ -19,7 +19,7 @@
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers, scheduled digests ([`pipeline::digest`]) |
 //! | [`store`] | the store trait (invariants documented there), SQLite and PostgreSQL, channel leases, retention |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation |
-//! | [`slack`] | Web API client, Block Kit with limits, the default card, the digest message, request verification, interactions, slash command, Events API, Socket Mode, the OAuth install and each workspace's token, the sandbox |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card and route templates ([`slack::template`]), the digest message, request verification, interactions, slash command, Events API, Socket Mode, the OAuth install and each workspace's token, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
 //! | [`bridge`] | embedded mode: all of the above inside a host process |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |
@@ -36,7 +36,7 @@
 //! |---|---|---|
 //! | `server` (default, with `forward`) | everything, plus the `ackbar` binary and its CLI | running `ackbar serve` |
 //! | `postgres` (default, in `server`) | the PostgreSQL store (sqlx's driver) | several replicas of `ackbar serve` on one database |
-//! | `embedded` | the Layer, [`Bridge`], store (SQLite), pipeline, delivery, Slack endpoints and sandbox (axum, sqlx, reqwest) | a service that runs ackbar in-process |
+//! | `embedded` | the Layer, [`Bridge`], store (SQLite), pipeline, delivery, route templates (minijinja), Slack endpoints and sandbox (axum, sqlx, reqwest) | a service that runs ackbar in-process |
 //! | `forward` | the Layer and its OTLP/HTTP forwarding (reqwest, prost); no HTTP server, no database driver | a service that sends its errors to a remote `ackbar serve` |
 //! | `layer` | the Layer's core with your own [`Sink`](ingest::layer::Sink) | custom sinks |
 //!

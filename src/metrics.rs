@@ -33,6 +33,7 @@ pub const OUTBOX_PENDING: &str = "ackbar_outbox_pending";
 pub const OUTBOX_DEAD: &str = "ackbar_outbox_dead";
 pub const CARDS_FIRING: &str = "ackbar_cards_firing";
 pub const STORE_ERRORS: &str = "ackbar_store_errors_total";
+pub const TEMPLATE_FAILURES: &str = "ackbar_template_failures_total";
 pub const CARDS_PRUNED: &str = "ackbar_cards_pruned_total";
 pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
@@ -96,6 +97,10 @@ fn describe() {
     );
     describe_gauge!(CARDS_FIRING, "Cards currently firing.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
+    describe_counter!(
+        TEMPLATE_FAILURES,
+        "Route template renders that failed and sent the default card or reply instead, by route and kind."
+    );
     describe_counter!(
         CARDS_PRUNED,
         "Resolved cards deleted after store.retention."

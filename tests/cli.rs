@@ -40,6 +40,11 @@ fn check_config_accepts_the_example_config() {
         stdout.contains("route \"database\" -> C0DBPAGES1"),
         "{stdout}"
     );
+    // The shipped example templates pass the sample renders.
+    assert!(
+        stdout.contains("card template: ok") && stdout.contains("reply template: ok"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("otlp:   log records with severityNumber >= 17")
             && stdout.contains("trace links https://jaeger.example/trace/{trace_id}"),
@@ -77,6 +82,68 @@ fn serve_refuses_an_invalid_config_before_listening() {
     let (code, _, stderr) = ackbar(&["serve", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(stderr.contains("delivery.post_interval"), "{stderr}");
+}
+
+/// A config of one route `db` with `template`, its card template (if a
+/// file) written next to it as `card.json.j2`.
+fn template_config(dir: &Path, card_file: Option<&str>, template: Value) -> PathBuf {
+    if let Some(text) = card_file {
+        std::fs::write(dir.join("card.json.j2"), text).unwrap();
+    }
+    config_file(
+        dir,
+        &json!({"routes": [{"name": "db", "channel": "C0DBPAGES1", "template": template}]}),
+    )
+}
+
+#[test]
+fn check_config_names_the_route_file_and_line_of_a_template_syntax_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = template_config(
+        dir.path(),
+        Some("[\n  {\"type\": \"divider\"}\n  {% for a in alerts %}\n]"),
+        json!({"card": {"file": "card.json.j2"}}),
+    );
+    let (code, _, stderr) = ackbar(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("routes[0].template.card"), "{stderr}");
+    assert!(stderr.contains("route \"db\""), "{stderr}");
+    assert!(stderr.contains("card.json.j2:3"), "{stderr}");
+}
+
+#[test]
+fn check_config_fails_a_template_that_breaks_a_limit_on_long_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let section = |text: &str| {
+        format!(r#"[{{"type": "section", "text": {{"type": "mrkdwn", "text": {text}}}}}]"#)
+    };
+    // Untruncated, a sample card's long cluster label is over 3,000 chars.
+    let path = template_config(
+        dir.path(),
+        Some(&section("{{ common_labels.cluster }}")),
+        json!({"card": {"file": "card.json.j2"}}),
+    );
+    let (code, stdout, stderr) = ackbar(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("card template: FAILS"), "{stdout}");
+    assert!(
+        stderr.contains("route \"db\": card \"at limits\": message breaks a Block Kit limit")
+            && stderr.contains("/blocks/0/text/text"),
+        "{stderr}"
+    );
+
+    // Truncated, every sample passes.
+    let path = template_config(
+        dir.path(),
+        Some(&section("{{ common_labels.cluster | truncate(300) }}")),
+        json!({"card": {"file": "card.json.j2"}, "reply": {"inline": "[]"}}),
+    );
+    let (code, stdout, stderr) = ackbar(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("card template: ok") && stdout.contains("reply template: ok"),
+        "{stdout}"
+    );
 }
 
 // ---- manifest ------------------------------------------------------------

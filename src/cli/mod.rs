@@ -2,8 +2,8 @@
 //! `send-test` and `outbox`.
 //!
 //! Exit codes: 0 success; 1 the command ran but failed (Slack refused, a
-//! timeout, the store is unreachable, a previewed message breaks a Block
-//! Kit limit); 2 the input is wrong (command line, config file, alerts
+//! timeout, the store is unreachable, a previewed message or a route
+//! template's sample render breaks a Block Kit limit); 2 the input is wrong (command line, config file, alerts
 //! file, an unknown outbox id).
 
 mod manifest;
@@ -171,6 +171,7 @@ pub fn main(cli: Cli) -> ExitCode {
                         .map(|url| format!("; trace links {}", redact_url(url)))
                         .unwrap_or_default()
                 );
+                let mut template_problems = 0;
                 for r in &routes {
                     let matchers: Vec<String> =
                         r.matchers.iter().map(ToString::to_string).collect();
@@ -183,6 +184,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     if let Some(team) = &r.team {
                         println!("    posts into workspace {team}");
                     }
+                    template_problems += check_templates(&file, r);
                     if let Some(url) = &r.alertmanager_url {
                         println!("    silences via {}", redact_url(url));
                     }
@@ -223,6 +225,13 @@ pub fn main(cli: Cli) -> ExitCode {
                             next.format("%Y-%m-%d %H:%M:%S UTC")
                         );
                     }
+                }
+                if template_problems > 0 {
+                    eprintln!(
+                        "{}: {template_problems} template render(s) would fall back to the default card or reply",
+                        file.display()
+                    );
+                    return ExitCode::from(EXIT_FAILED);
                 }
                 ExitCode::SUCCESS
             }
@@ -309,6 +318,30 @@ pub fn main(cli: Cli) -> ExitCode {
             })
         }
     }
+}
+
+/// Renders `route`'s templates on the sample cards and replies, prints the
+/// outcome and each failure; returns how many failed.
+fn check_templates(file: &Path, route: &crate::config::RouteConfig) -> usize {
+    use crate::slack::template::{TemplateKind, sample};
+    let Some(templates) = route.template.as_ref().and_then(|t| t.compiled.as_ref()) else {
+        return 0;
+    };
+    let problems = sample::check(route, chrono::Utc::now());
+    for kind in [TemplateKind::Card, TemplateKind::Reply] {
+        if templates.has(kind) {
+            let failed = problems
+                .iter()
+                .filter(|p| p.starts_with(kind.as_str()))
+                .count();
+            let outcome = if failed == 0 { "ok" } else { "FAILS" };
+            println!("    {kind} template: {outcome} on the sample data");
+        }
+    }
+    for problem in &problems {
+        eprintln!("{}: route {:?}: {problem}", file.display(), route.name);
+    }
+    problems.len()
 }
 
 /// The config at `path`, or the built-in defaults; a mistake is printed

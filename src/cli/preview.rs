@@ -24,8 +24,8 @@ use crate::model::{CardId, Notification};
 use crate::pipeline::Pipeline;
 use crate::pipeline::route::Router;
 use crate::slack::blocks::Message;
-use crate::slack::cards;
 use crate::slack::sandbox::validate::validate_message;
+use crate::slack::{cards, template};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Completion, NextOp, OpKind, OutboxOp, Store, StoreError};
 
@@ -150,8 +150,7 @@ async fn deliver_channel(
         let ts = fake_ts(now, out.len());
         let (method, request, completion) = match op.kind {
             OpKind::Post => {
-                let options = cards::CardOptions::for_route(router.by_name(&view.route));
-                let message = cards::render_card_with(&view, now, options);
+                let message = template::card(&view, now, router.by_name(&view.route));
                 let posted = Completion::Posted {
                     ts: ts.clone(),
                     refresh: false,
@@ -159,14 +158,13 @@ async fn deliver_channel(
                 ("chat.postMessage", request(&op, &message, None), posted)
             }
             OpKind::Update => {
-                let options = cards::CardOptions::for_route(router.by_name(&view.route));
-                let message = cards::render_card_with(&view, now, options);
+                let message = template::card(&view, now, router.by_name(&view.route));
                 let mut body = request(&op, &message, None);
                 body["ts"] = json!(op.card_ts);
                 ("chat.update", body, Completion::Done)
             }
             OpKind::Reply => {
-                let message = cards::render_reply(&view, &op.events, now);
+                let message = template::reply(&view, &op.events, now, router.by_name(&view.route));
                 let body = request(&op, &message, op.card_ts.as_deref());
                 ("chat.postMessage", body, Completion::Done)
             }

@@ -404,6 +404,7 @@ mod tests {
             escalation: Vec::new(),
             allowed: Default::default(),
             alertmanager_url: None,
+            template: None,
         }
     }
 

@@ -270,7 +270,7 @@ pub fn is_http_url(url: &str) -> bool {
 /// Makes a URL safe inside a mrkdwn `<url|label>` token: percent-encodes
 /// `|`, `<`, `>`, whitespace and control chars, escapes `&` as `&amp;`
 /// (Slack decodes it back).
-fn mrkdwn_safe_url(url: &str) -> String {
+pub(crate) fn mrkdwn_safe_url(url: &str) -> String {
     let mut out = String::with_capacity(url.len() + 8);
     for c in url.chars() {
         match c {
@@ -657,6 +657,11 @@ pub enum Block {
     Context(Context),
     Divider,
     Actions(Actions),
+    /// A block a route template wrote, sent as it is. Only
+    /// [`crate::slack::template`] makes these, after checking the message
+    /// they end up in against Slack's limits.
+    #[serde(untagged)]
+    Raw(serde_json::Value),
 }
 
 impl From<Header> for Block {
@@ -690,6 +695,7 @@ impl Block {
             Block::Section(b) => b.block_id.as_deref(),
             Block::Context(b) => b.block_id.as_deref(),
             Block::Actions(b) => b.block_id.as_deref(),
+            Block::Raw(b) => b.get("block_id").and_then(serde_json::Value::as_str),
             Block::Divider => None,
         }
     }
@@ -700,7 +706,7 @@ impl Block {
             Block::Section(b) => Some(&mut b.block_id),
             Block::Context(b) => Some(&mut b.block_id),
             Block::Actions(b) => Some(&mut b.block_id),
-            Block::Divider => None,
+            Block::Divider | Block::Raw(_) => None,
         }
     }
 }

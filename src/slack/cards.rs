@@ -67,8 +67,8 @@ const MAX_REPLY_DETAILS: usize = 3;
 /// Chars of one alert's details: a section holds 3,000.
 const MAX_DETAILS: usize = 2_000;
 
-const RUNBOOK_KEYS: &[&str] = &["runbook_url", "runbook"];
-const DASHBOARD_KEYS: &[&str] = &["dashboard", "dashboard_url", "grafana_url"];
+pub(crate) const RUNBOOK_KEYS: &[&str] = &["runbook_url", "runbook"];
+pub(crate) const DASHBOARD_KEYS: &[&str] = &["dashboard", "dashboard_url", "grafana_url"];
 
 /// The metadata attached to a card, read back when reconciling a card whose
 /// post outcome is unknown.
@@ -672,7 +672,7 @@ fn mention_user(id: &str) -> String {
 }
 
 /// A mention for a user (`U…`/`W…`) or user group (`S…`) id.
-fn mention(id: &str) -> String {
+pub(crate) fn mention(id: &str) -> String {
     match id.as_bytes().first() {
         Some(b'S') if crate::model::is_slack_id(id) => format!("<!subteam^{id}>"),
         _ => mention_user(id),

@@ -1,7 +1,7 @@
 //! No unwanted pings: whatever text alerts, OTLP records, `tracing` events,
 //! Alertmanager or payload fields carry, nothing ackbar renders for Slack
 //! (cards, thread replies, DMs, status lines, the silence modal and its
-//! errors, fallback `text`) can mention `@channel`/`@here`/`@everyone`, a
+//! errors, fallback `text`, the example route templates' cards and replies) can mention `@channel`/`@here`/`@everyone`, a
 //! channel, or a user or group ackbar did not mean to notify: the acting
 //! user and the configured escalation targets.
 
@@ -9,12 +9,14 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::Value;
 
+use crate::config::Config;
 use crate::model::{
     Acknowledgement, AlertStatus, CardAlert, CardId, CardState, CardView, Fingerprint, Labels,
     Occurrences, ThreadEvent,
 };
 use crate::silence::{SilenceError, SilenceMatcher, errors_answer, silence_modal};
 use crate::slack::cards::{CardOptions, render_card_with, render_dm, render_reply, status_line};
+use crate::slack::template::RouteTemplates;
 
 /// The user who acted and the configured escalation targets: the only ids
 /// ackbar may mention.
@@ -301,6 +303,21 @@ fn assert_only_intended_mentions(what: &str, value: &Value) -> Result<(), TestCa
     Ok(())
 }
 
+/// `examples/templates/`'s card and reply templates, compiled.
+fn example_templates() -> std::sync::Arc<RouteTemplates> {
+    let config = serde_json::json!({"routes": [{"name": "t", "channel": "C0ALERTS01", "template": {
+        "card": {"file": "examples/templates/card.json.j2"},
+        "reply": {"file": "examples/templates/reply.json.j2"},
+    }}]});
+    let config = Config::from_json_in(
+        &config.to_string(),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+    .expect("the example templates compile");
+    let template = config.routes[0].template.as_ref();
+    template.and_then(|t| t.compiled.clone()).expect("compiled")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
@@ -324,6 +341,15 @@ proptest! {
                 let dm = render_dm(&view, &events, permalink, now);
                 assert_only_intended_mentions("dm", &serde_json::to_value(&dm)?)?;
             }
+            // The shipped example templates, rendered from the same text.
+            let templates = example_templates();
+            let default_card = render_card_with(&view, now, CardOptions { silence });
+            let card = templates.render_card(&view, now, &default_card);
+            prop_assert!(card.is_ok(), "example card template failed: {card:?}");
+            assert_only_intended_mentions("templated card", &serde_json::to_value(card.ok())?)?;
+            let reply = templates.render_reply(&view, &events, now, &render_reply(&view, &events, now));
+            prop_assert!(reply.is_ok(), "example reply template failed: {reply:?}");
+            assert_only_intended_mentions("templated reply", &serde_json::to_value(reply.ok())?)?;
             let status = Value::String(status_line(&view, now));
             assert_only_intended_mentions("status line", &status)?;
             let matchers = [SilenceMatcher::equal(&key, &evil)];

@@ -16,5 +16,6 @@ pub mod paths;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;
+pub mod template;
 pub mod verify;
 pub mod workspaces;
