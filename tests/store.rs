@@ -1105,7 +1105,9 @@ async fn an_oauth_state_is_taken_once_across_replicas(store: TestStore) {
     store
         .save_oauth_state("state-hash", "browser-hash", t(600), t(0))
         .await
-        .unwrap();
+        .unwrap()
+        .then_some(())
+        .expect("saved");
     let taken = race(&store, 8, |s, _| async move {
         s.take_oauth_state("state-hash").await.unwrap()
     })
@@ -1140,6 +1142,42 @@ async fn expired_oauth_states_are_swept_by_the_next_install(store: TestStore) {
     assert_eq!(store.take_oauth_state("old").await.unwrap(), None);
     assert!(store.take_oauth_state("fresh").await.unwrap().is_some());
     assert!(store.take_oauth_state("newer").await.unwrap().is_some());
+}
+
+/// Anyone can open the install page: the installs in progress are capped,
+/// and the cap frees up as states are taken or expire.
+async fn installs_in_progress_are_capped(store: TestStore) {
+    const CAP: usize = 1_000;
+    for i in 0..CAP {
+        assert!(
+            store
+                .save_oauth_state(&format!("s{i}"), "b", t(600), t(0))
+                .await
+                .unwrap(),
+            "state {i} is under the cap"
+        );
+    }
+    assert!(
+        !store
+            .save_oauth_state("one-too-many", "b", t(600), t(0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.take_oauth_state("one-too-many").await.unwrap(), None);
+    assert!(store.take_oauth_state("s0").await.unwrap().is_some());
+    assert!(
+        store
+            .save_oauth_state("after-one-finished", "b", t(600), t(0))
+            .await
+            .unwrap()
+    );
+    // Once they expire, the next install sweeps them all.
+    assert!(
+        store
+            .save_oauth_state("much-later", "b", t(1_300), t(700))
+            .await
+            .unwrap()
+    );
 }
 
 async fn installations_are_kept_per_team_replaced_on_reinstall_and_removed(store: TestStore) {
@@ -1547,6 +1585,7 @@ on_both_backends!(
     retrying_any_operation_of_a_card_whose_post_is_dead_retries_the_post,
     an_oauth_state_is_taken_once_across_replicas,
     expired_oauth_states_are_swept_by_the_next_install,
+    installs_in_progress_are_capped,
     installations_are_kept_per_team_replaced_on_reinstall_and_removed,
     digest_figures_count_one_channels_period,
     digest_timing_with_controlled_time_across_a_restart,

@@ -85,6 +85,10 @@ pub enum OAuthError {
     Store(#[from] StoreError),
     #[error("the operating system's random number generator failed")]
     Random,
+    #[error(
+        "Too many installs are in progress; try again in a few minutes. Nothing was installed."
+    )]
+    Busy,
 }
 
 impl OAuthError {
@@ -92,7 +96,9 @@ impl OAuthError {
         match self {
             OAuthError::NotConfigured => StatusCode::NOT_FOUND,
             OAuthError::Exchange(_) | OAuthError::NotABotToken => StatusCode::BAD_GATEWAY,
-            OAuthError::Store(_) | OAuthError::Random => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Store(_) | OAuthError::Random | OAuthError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -191,10 +197,13 @@ impl OAuth {
         let state = random_token()?;
         let browser = random_token()?;
         let ttl = chrono::Duration::from_std(inner.state_ttl).unwrap_or(chrono::Duration::MAX);
-        inner
+        if !inner
             .store
             .save_oauth_state(&digest(&state), &digest(&browser), now + ttl, now)
-            .await?;
+            .await?
+        {
+            return Err(OAuthError::Busy);
+        }
         let mut params = vec![
             ("client_id", inner.client_id.as_str()),
             ("scope", inner.scopes.as_str()),

@@ -11,13 +11,17 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 use super::rows::{Columns, ms};
 use super::{Installation, OAuthState, StoreError};
 
+/// Installs in progress (unexpired states) at most; more are refused until
+/// some finish or expire.
+pub const MAX_PENDING_STATES: i64 = 1_000;
+
 pub(crate) async fn save_state<DB>(
     pool: &Pool<DB>,
     state_hash: &str,
     browser_hash: &str,
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError>
+) -> Result<bool, StoreError>
 where
     DB: Database,
     for<'e> &'e Pool<DB>: Executor<'e, Database = DB>,
@@ -31,15 +35,20 @@ where
         .bind(ms(now))
         .execute(pool)
         .await?;
-    sqlx::query::<DB>(
-        "INSERT INTO oauth_states (state_hash, browser_hash, expires_at) VALUES ($1, $2, $3)",
+    // Anyone can open the install page, so the states in progress are
+    // capped: a flood of visits cannot grow the table without bound.
+    let saved = sqlx::query::<DB>(
+        "INSERT INTO oauth_states (state_hash, browser_hash, expires_at)
+         SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM oauth_states) < $4
+         RETURNING state_hash",
     )
     .bind(state_hash.to_owned())
     .bind(browser_hash.to_owned())
     .bind(ms(expires_at))
-    .execute(pool)
+    .bind(MAX_PENDING_STATES)
+    .fetch_optional(pool)
     .await?;
-    Ok(())
+    Ok(saved.is_some())
 }
 
 pub(crate) async fn take_state<DB>(

@@ -651,14 +651,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Remembers an install's `state` (by its hash) until `expires_at`,
     /// bound to the browser whose cookie hashes to `browser_hash`. Expired
-    /// states are swept on the way.
+    /// states are swept on the way. `false` when
+    /// `MAX_PENDING_STATES` (1,000) installs are already in progress
+    /// (nothing is saved).
     async fn save_oauth_state(
         &self,
         state_hash: &str,
         browser_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// Takes (deletes and returns) the state with this hash: whoever calls
     /// first gets it, every later call `None`, across replicas.

@@ -1012,7 +1012,7 @@ impl Store for PgStore {
         browser_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         installs::save_state(&self.pool, state_hash, browser_hash, expires_at, now).await
     }
 

@@ -991,7 +991,7 @@ impl Store for SqliteStore {
         browser_hash: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         installs::save_state(&self.writer, state_hash, browser_hash, expires_at, now).await
     }
 
