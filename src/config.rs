@@ -184,6 +184,50 @@ pub struct SlackConfig {
     /// may stay silent before it counts as dead and is replaced.
     #[serde(default)]
     pub socket_mode: SocketModeConfig,
+    /// OAuth v2 install into several workspaces (`GET /slack/install`);
+    /// each installation's bot token is kept in the store.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// The Slack app's OAuth credentials and how installs run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The app's Client ID (Basic Information page); not a secret.
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Bot scopes to ask for; default: what ackbar's calls need
+    /// ([`crate::slack::scopes::bot_scopes`]).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Slack's authorize page (tests point it at the sandbox's).
+    #[serde(default = "default_authorize_url")]
+    pub authorize_url: String,
+    /// How long an install may take from `/slack/install` to the callback.
+    #[serde(default = "default_state_ttl", deserialize_with = "de_duration")]
+    pub state_ttl: Duration,
+}
+
+impl OAuthConfig {
+    /// The scopes an install asks for.
+    pub fn effective_scopes(&self) -> Vec<String> {
+        match &self.scopes {
+            Some(scopes) => scopes.clone(),
+            None => crate::slack::scopes::bot_scopes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+fn default_authorize_url() -> String {
+    "https://slack.com/oauth/v2/authorize".to_owned()
+}
+
+fn default_state_ttl() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -226,6 +270,7 @@ impl Default for SlackConfig {
             request_timeout: default_request_timeout(),
             command: default_command(),
             socket_mode: SocketModeConfig::default(),
+            oauth: None,
         }
     }
 }
@@ -473,6 +518,11 @@ pub struct RouteConfig {
     /// (the URL is the credential): never printed.
     #[serde(default)]
     pub webhook_url: Option<Secret>,
+    /// The workspace (`T...`) whose installation posts this route's cards
+    /// (see `slack.oauth`). Unset: `slack.bot_token`, or else the only
+    /// installed workspace.
+    #[serde(default)]
+    pub team: Option<String>,
     /// Labels whose values make the card key. Empty (default): the
     /// Alertmanager notification's receiver + groupKey, so Alertmanager's own
     /// grouping decides the cards.
@@ -538,6 +588,7 @@ impl RouteConfig {
             name: "default".to_owned(),
             matchers: Vec::new(),
             channel: DEFAULT_CHANNEL.to_owned(),
+            team: None,
             group_by: Vec::new(),
             reopen_window: default_reopen_window(),
             quiet_period: default_quiet_period(),
@@ -833,9 +884,10 @@ impl Config {
         Ok(())
     }
 
-    /// Sandbox mode: no bot token, so ackbar serves its own Slack emulator.
+    /// Sandbox mode: no bot token and no OAuth installs, so ackbar serves
+    /// its own Slack emulator.
     pub fn sandbox_mode(&self) -> bool {
-        self.slack.bot_token.is_none()
+        self.slack.bot_token.is_none() && self.slack.oauth.is_none()
     }
 
     /// The routes in force: the configured ones, or the catch-all default.
@@ -861,6 +913,9 @@ impl Config {
             if let Some(url) = &mut route.webhook_url {
                 url.resolve(&format!("routes[{i}].webhook_url"))?;
             }
+        }
+        if let Some(oauth) = &mut slack.oauth {
+            oauth.client_secret.resolve("slack.oauth.client_secret")?;
         }
         match &mut self.ingest.auth {
             Some(IngestAuth::Bearer(s)) => s.resolve("ingest.auth.bearer")?,
@@ -932,6 +987,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_oauth()?;
         let socket = &self.slack.socket_mode;
         if socket.ping_interval.is_zero() || socket.dead_after <= socket.ping_interval {
             return Err(ConfigError::invalid(
@@ -993,6 +1049,22 @@ impl Config {
                 ));
             }
             check_channel_id(&route.channel, &at("channel"))?;
+            if let Some(team) = &route.team {
+                if !is_team_id(team) {
+                    return Err(ConfigError::invalid(
+                        at("team"),
+                        format!(
+                            "{team:?} is not a Slack team id (T0123ABCD, shown on the install page)"
+                        ),
+                    ));
+                }
+                if self.slack.oauth.is_none() {
+                    return Err(ConfigError::invalid(
+                        at("team"),
+                        "needs slack.oauth: workspaces are installed through OAuth",
+                    ));
+                }
+            }
             let mut previous = Duration::ZERO;
             for (j, step) in route.escalation.iter().enumerate() {
                 if step.after < previous {
@@ -1108,6 +1180,52 @@ impl Config {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_oauth(&self) -> Result<(), ConfigError> {
+        let Some(oauth) = &self.slack.oauth else {
+            return Ok(());
+        };
+        if self.public_url.is_none() {
+            return Err(ConfigError::invalid(
+                "public_url",
+                "is needed with slack.oauth: Slack redirects browsers to {public_url}/slack/oauth/callback",
+            ));
+        }
+        if oauth.client_id.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "slack.oauth.client_id",
+                "must not be empty",
+            ));
+        }
+        let url = &oauth.authorize_url;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.contains(['?', '#'])
+            || redact_url(url) != *url
+        {
+            return Err(ConfigError::invalid(
+                "slack.oauth.authorize_url",
+                "must be an http:// or https:// URL without query or credentials, such as https://slack.com/oauth/v2/authorize",
+            ));
+        }
+        let scopes = oauth.effective_scopes();
+        if scopes.is_empty()
+            || scopes
+                .iter()
+                .any(|s| s.is_empty() || s.contains([',', ' ']))
+        {
+            return Err(ConfigError::invalid(
+                "slack.oauth.scopes",
+                "must list at least one scope, each without commas or spaces (such as \"chat:write\")",
+            ));
+        }
+        if oauth.state_ttl.is_zero() {
+            return Err(ConfigError::invalid(
+                "slack.oauth.state_ttl",
+                "must be positive",
+            ));
         }
         Ok(())
     }
@@ -1251,6 +1369,15 @@ pub fn is_channel_id(s: &str) -> bool {
     s.len() >= 9
         && s.len() <= 24
         && matches!(s.as_bytes()[0], b'C' | b'G' | b'D')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+/// Slack team (workspace) ids: `T...`, upper-case alphanumerics.
+pub fn is_team_id(s: &str) -> bool {
+    s.len() >= 9
+        && s.len() <= 24
+        && s.starts_with('T')
         && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
@@ -1681,6 +1808,64 @@ mod tests {
             r#"{"otlp": {"traces": {"trace_url": "https://j/{trace_id}/{span_id}?s={service}"}}}"#,
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn oauth_section_defaults_and_mistakes() {
+        let ok = Config::from_json(
+            r#"{"public_url": "https://ackbar.example.com",
+                "slack": {"oauth": {"client_id": "123.456", "client_secret": "cs-inline-7d1e"}},
+                "routes": [{"name": "a", "channel": "C0123ABCD", "team": "T0123ABCD"}]}"#,
+        )
+        .unwrap();
+        assert!(!ok.sandbox_mode(), "OAuth installs are not the sandbox");
+        let oauth = ok.slack.oauth.as_ref().unwrap();
+        assert_eq!(oauth.state_ttl, Duration::from_secs(600));
+        assert_eq!(oauth.authorize_url, "https://slack.com/oauth/v2/authorize");
+        assert!(oauth.effective_scopes().contains(&"chat:write".to_owned()));
+        assert!(
+            !format!("{ok:?}").contains("7d1e"),
+            "the client secret never prints"
+        );
+        for (json, path, words) in [
+            (
+                r#"{"slack": {"oauth": {"client_id": "1", "client_secret": "s"}}}"#,
+                "public_url",
+                "slack/oauth/callback",
+            ),
+            (
+                r#"{"public_url": "https://a.example", "slack": {"oauth": {"client_id": "1", "client_secret": "s", "scopes": []}}}"#,
+                "slack.oauth.scopes",
+                "at least one",
+            ),
+            (
+                r#"{"public_url": "https://a.example", "slack": {"oauth": {"client_id": "1", "client_secret": "s", "authorize_url": "slack.com"}}}"#,
+                "slack.oauth.authorize_url",
+                "http",
+            ),
+            (
+                r#"{"public_url": "https://a.example", "slack": {"oauth": {"client_id": "1", "client_secret": {"env": "ACKBAR_SURELY_UNSET_VAR"}}}}"#,
+                "slack.oauth.client_secret",
+                "ACKBAR_SURELY_UNSET_VAR",
+            ),
+            (
+                r#"{"public_url": "https://a.example", "slack": {"oauth": {"client_id": "1", "client_secret": "s"}},
+                    "routes": [{"name": "a", "channel": "C0123ABCD", "team": "acme"}]}"#,
+                "routes[0].team",
+                "not a Slack team id",
+            ),
+            (
+                r#"{"slack": {"bot_token": "xoxb-1"}, "routes": [{"name": "a", "channel": "C0123ABCD", "team": "T0123ABCD"}]}"#,
+                "routes[0].team",
+                "needs slack.oauth",
+            ),
+        ] {
+            let err = Config::from_json(json).unwrap_err().to_string();
+            assert!(
+                err.starts_with(path) && err.contains(words),
+                "{json}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,13 @@
 //!   and each coalesced update as one new message without buttons, replies
 //!   skipped (no thread; the change message shows the card's state). No
 //!   history to reconcile with: a post of unknown outcome is sent again.
+//! - **one token per workspace**: each operation goes out with the bot
+//!   token of its route's workspace ([`Workspaces::for_route`]; digests,
+//!   which have no route, with the default one); an operation whose
+//!   workspace is not installed (never, or uninstalled) is dead-lettered
+//!   with a message saying so, never retried in a loop; one refused for a
+//!   dead token is retried once at once if another replica stored a new
+//!   install meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +55,7 @@ use crate::metrics as m;
 use crate::model::{CardId, CardView};
 use crate::pipeline::route::Router;
 use crate::slack::api::{HistoryRequest, Retry, SlackClient, SlackError, methods};
+use crate::slack::workspaces::Workspaces;
 use crate::slack::{cards, incoming, template};
 use crate::store::{Completion, Lease, NextOp, OpKind, OutboxOp, Store, StoreError};
 
@@ -115,7 +123,7 @@ struct Worker {
 
 struct Inner {
     store: Arc<dyn Store>,
-    slack: SlackClient,
+    workspaces: Workspaces,
     router: Arc<Router>,
     config: DeliveryConfig,
     /// This process's name on channel leases: unique per start, so a
@@ -140,7 +148,7 @@ impl Deliverer {
     /// whichever worker takes their channel's lease next.
     pub fn start(
         store: Arc<dyn Store>,
-        slack: SlackClient,
+        workspaces: Workspaces,
         router: Arc<Router>,
         config: DeliveryConfig,
     ) -> (Deliverer, JoinHandle<()>) {
@@ -148,7 +156,7 @@ impl Deliverer {
         let inner = Arc::new(Inner {
             update_pacer: Mutex::new(Pacer::new(config.update_interval, config.update_burst, now)),
             store,
-            slack,
+            workspaces,
             router,
             config,
             holder: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
@@ -424,13 +432,74 @@ pub async fn card_view_to_send(
     Ok(Some(view))
 }
 
+/// The workspace (`routes[].team`) of a route; `None` when the route names
+/// none or is gone from the config.
+fn route_team(inner: &Inner, route: &str) -> Option<String> {
+    inner.router.by_name(route).and_then(|r| r.team.clone())
+}
+
+/// The workspace an operation goes to: its card's route's; `None` (the
+/// default workspace) for a digest. `Err` after a store error, logged.
+async fn op_team(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, StoreError> {
+    let Some(card) = &op.card else {
+        return Ok(None);
+    };
+    let brief = inner.store.card_brief(card).await?;
+    Ok(brief.and_then(|b| route_team(inner, &b.route)))
+}
+
+/// The client of `team`'s workspace, or how the attempt ends without one:
+/// dead when the workspace is not installed, retried when the store is
+/// unreachable.
+async fn workspace_client(inner: &Inner, team: Option<&str>) -> Result<SlackClient, Completion> {
+    inner.workspaces.for_route(team).await.map_err(|e| {
+        if e.is_transient() {
+            m::store_error();
+            warn!(error = %e, "cannot read the workspace's token; retrying");
+            Completion::Retry {
+                not_before: Utc::now()
+                    + chrono::Duration::from_std(STORE_RETRY).unwrap_or_default(),
+                error: e.to_string(),
+                counts: false,
+                outcome_unknown: false,
+            }
+        } else {
+            warn!(team, error = %e, "no bot token for the operation's workspace; dead-lettered");
+            Completion::Dead {
+                error: e.to_string(),
+            }
+        }
+    })
+}
+
 async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>, op: OutboxOp) {
     let hook = webhook_of(&inner.router, &op.channel);
     // A webhook channel has no thread to reply in: the update that comes
     // with the same change shows it.
     let skip = hook.is_some() && op.kind == OpKind::Reply;
+    let team = match op_team(inner, &op).await {
+        Ok(team) => team,
+        Err(e) => {
+            m::store_error();
+            warn!(error = %e, "cannot read the operation's card; retrying");
+            tokio::time::sleep(STORE_RETRY).await;
+            return;
+        }
+    };
+    let team = team.as_deref();
+    let slack = match hook {
+        // The webhook URL is the credential: no workspace token needed.
+        Some(_) => inner.workspaces.template().clone(),
+        None => match workspace_client(inner, team).await {
+            Ok(slack) => slack,
+            Err(completion) => {
+                record(inner, &op, completion).await;
+                return;
+            }
+        },
+    };
     if op.reconcile && hook.is_none() {
-        match find_posted(inner, &op).await {
+        match find_posted(&slack, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
                 info!(kind = op.kind.as_str(), card = ?op.card, ts, "message found in channel history; adopting it instead of posting again");
@@ -443,7 +512,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             }
             Ok(None) => {}
             Err(e) => {
-                let completion = failure(inner, &op, &e, "conversations.history", pacer);
+                let completion = failure(inner, &op, &e, "conversations.history", pacer, team);
                 record(inner, &op, completion).await;
                 return;
             }
@@ -501,14 +570,14 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         None => method(op.kind),
     };
     let result = if op.kind == OpKind::Digest {
-        send_digest(inner, &op, hook).await
+        send_digest(&slack, &op, hook).await
     } else {
         let Some(view) = view_to_send(inner, &op).await else {
             return;
         };
         match hook {
-            Some(url) => send_to_webhook(inner, &op, &view, url).await,
-            None => send_card_op(inner, &op, &view).await,
+            Some(url) => send_to_webhook(inner, &slack, &op, &view, url).await,
+            None => send_card_op(inner, &slack, &op, &view).await,
         }
     };
     let completion = match result {
@@ -516,7 +585,19 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
             m::slack_call(method, "ok");
             c
         }
-        Err(e) => failure(inner, &op, &e, method, pacer),
+        Err(e) if hook.is_none() && inner.workspaces.token_replaced(team, &slack, &e).await => {
+            // Another replica stored a new install while this one still
+            // had the old token cached: try again with the new one.
+            m::slack_call(method, "retry");
+            info!(team, error = %e, "the workspace's token was replaced; retrying with the new one");
+            Completion::Retry {
+                not_before: Utc::now(),
+                error: e.to_string(),
+                counts: true,
+                outcome_unknown: false,
+            }
+        }
+        Err(e) => failure(inner, &op, &e, method, pacer, team),
     };
     record(inner, &op, completion).await;
 }
@@ -555,6 +636,7 @@ async fn view_to_send(inner: &Inner, op: &OutboxOp) -> Option<CardView> {
 /// Sends a card's post, update, reply or direct message.
 async fn send_card_op(
     inner: &Inner,
+    slack: &SlackClient,
     op: &OutboxOp,
     view: &CardView,
 ) -> Result<Completion, SlackError> {
@@ -562,8 +644,7 @@ async fn send_card_op(
     // The route's templates (or the default card and replies) render it.
     let route = inner.router.by_name(&view.route);
     match op.kind {
-        OpKind::Post => inner
-            .slack
+        OpKind::Post => slack
             .post_message(&op.channel, &template::card(view, now, route), None)
             .await
             .map(|posted| Completion::Posted {
@@ -571,8 +652,7 @@ async fn send_card_op(
                 refresh: false,
             }),
         OpKind::Update => match &op.card_ts {
-            Some(ts) => inner
-                .slack
+            Some(ts) => slack
                 .update_message(&op.channel, ts, &template::card(view, now, route))
                 .await
                 .map(|()| Completion::Done),
@@ -581,8 +661,7 @@ async fn send_card_op(
             }),
         },
         OpKind::Reply => match &op.card_ts {
-            Some(ts) => inner
-                .slack
+            Some(ts) => slack
                 .post_message(
                     &op.channel,
                     &template::reply(view, &op.events, now, route),
@@ -595,7 +674,7 @@ async fn send_card_op(
             }),
         },
         OpKind::Dm => match (&op.card_ts, &op.recipient) {
-            (Some(ts), Some(user)) => direct_message(inner, view, ts, user, &op.events, now)
+            (Some(ts), Some(user)) => direct_message(slack, view, ts, user, &op.events, now)
                 .await
                 .map(|()| Completion::Done),
             _ => Ok(Completion::Dead {
@@ -624,6 +703,7 @@ fn webhook_of<'a>(router: &'a Router, channel: &str) -> Option<&'a str> {
 /// was posted (webhooks return none).
 async fn send_to_webhook(
     inner: &Inner,
+    slack: &SlackClient,
     op: &OutboxOp,
     view: &CardView,
     url: &str,
@@ -631,16 +711,14 @@ async fn send_to_webhook(
     let route = inner.router.by_name(&view.route);
     let message = || incoming::webhook_message(template::card(view, Utc::now(), route));
     match op.kind {
-        OpKind::Post => inner
-            .slack
+        OpKind::Post => slack
             .post_incoming_webhook(url, &message())
             .await
             .map(|()| Completion::Posted {
                 ts: format!("webhook-{}", view.id.0),
                 refresh: false,
             }),
-        OpKind::Update => inner
-            .slack
+        OpKind::Update => slack
             .post_incoming_webhook(url, &message())
             .await
             .map(|()| Completion::Done),
@@ -661,7 +739,7 @@ async fn send_to_webhook(
 /// metadata by which a post of unknown outcome is found again
 /// ([`find_posted`]).
 async fn send_digest(
-    inner: &Inner,
+    slack: &SlackClient,
     op: &OutboxOp,
     hook: Option<&str>,
 ) -> Result<Completion, SlackError> {
@@ -674,8 +752,7 @@ async fn send_digest(
         // No bot token to ask for permalinks: cards are listed by name.
         let permalinks = vec![None; digest.figures.oldest_firing.len()];
         let message = crate::slack::digest::render_digest(digest, &permalinks);
-        return inner
-            .slack
+        return slack
             .post_incoming_webhook(url, &incoming::webhook_message(message))
             .await
             .map(|()| Completion::Done);
@@ -683,7 +760,7 @@ async fn send_digest(
     let mut permalinks = Vec::with_capacity(digest.figures.oldest_firing.len());
     for card in &digest.figures.oldest_firing {
         let permalink = match &card.ts {
-            Some(ts) => match inner.slack.get_permalink(&op.channel, ts).await {
+            Some(ts) => match slack.get_permalink(&op.channel, ts).await {
                 Ok(link) => Some(link),
                 Err(e) => {
                     debug!(card = %card.id, error = %e, "no permalink for a digest's firing card");
@@ -694,8 +771,7 @@ async fn send_digest(
         };
         permalinks.push(permalink);
     }
-    inner
-        .slack
+    slack
         .post_message(
             &op.channel,
             &crate::slack::digest::render_digest(digest, &permalinks),
@@ -708,31 +784,34 @@ async fn send_digest(
 /// Sends `user` a direct message linking to the card. At least once: a
 /// failure after the post (rare) sends it again.
 async fn direct_message(
-    inner: &Inner,
+    slack: &SlackClient,
     view: &CardView,
     card_ts: &str,
     user: &str,
     events: &[crate::model::ThreadEvent],
     now: DateTime<Utc>,
 ) -> Result<(), SlackError> {
-    let permalink = inner.slack.get_permalink(&view.channel, card_ts).await?;
-    let dm_channel = inner.slack.conversations_open(&[user]).await?;
+    let permalink = slack.get_permalink(&view.channel, card_ts).await?;
+    let dm_channel = slack.conversations_open(&[user]).await?;
     let message = cards::render_dm(view, events, &permalink, now);
-    inner
-        .slack
+    slack
         .post_message(&dm_channel, &message, None)
         .await
         .map(|_| ())
 }
 
-/// Turns a failed call into the next step for its operation.
+/// Turns a failed call into the next step for its operation. A token
+/// Slack no longer accepts is dropped from the cache, so the next operation
+/// of `team` reads its installation again.
 fn failure(
     inner: &Inner,
     op: &OutboxOp,
     e: &SlackError,
     method: &'static str,
     pacer: &mut Pacer,
+    team: Option<&str>,
 ) -> Completion {
+    inner.workspaces.forget_if_dead(team, e);
     let now = Utc::now();
     match e.retry() {
         Retry::After(delay) => {
@@ -765,7 +844,7 @@ fn failure(
                 // would miss such a card and post it again; waiting another
                 // timeout's length finds every post Slack applies within
                 // twice the timeout of its sending.
-                delay = delay.max(inner.slack.request_timeout());
+                delay = delay.max(inner.workspaces.template().request_timeout());
             }
             warn!(channel = op.channel, method, error = %e, attempt = op.attempts + 1, ?delay, "Slack call failed; retrying");
             Completion::Retry {
@@ -779,7 +858,7 @@ fn failure(
             m::slack_call(method, "error");
             warn!(channel = op.channel, method, error = %e, card = ?op.card, "Slack operation failed permanently; dead-lettered");
             Completion::Dead {
-                error: e.to_string(),
+                error: inner.workspaces.explain(team, e),
             }
         }
     }
@@ -859,15 +938,14 @@ fn posted_marker(op: &OutboxOp) -> Option<PostedMarker> {
 
 /// Looks for the operation's message in the channel's recent history by its
 /// metadata.
-async fn find_posted(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, SlackError> {
+async fn find_posted(slack: &SlackClient, op: &OutboxOp) -> Result<Option<String>, SlackError> {
     let Some(marker) = posted_marker(op) else {
         return Ok(None);
     };
     let oldest = marker.since - RECONCILE_LOOKBACK;
     let mut cursor = None;
     for _ in 0..RECONCILE_PAGES {
-        let page = inner
-            .slack
+        let page = slack
             .conversations_history(&HistoryRequest {
                 channel: op.channel.clone(),
                 oldest: Some(slack_ts(oldest)),

@@ -19,7 +19,7 @@
 //! | [`pipeline`] | routes and matchers, card keys, the card state machine, dedupe, escalation and quiet-period timers, scheduled digests ([`pipeline::digest`]) |
 //! | [`store`] | the store trait (invariants documented there), SQLite and PostgreSQL, channel leases, retention |
 //! | [`deliver`] | the outbox worker: pacing, coalescing, retries, reconciliation, routes delivered through an incoming webhook |
-//! | [`slack`] | Web API client, Block Kit with limits, the default card and route templates ([`slack::template`]), the digest message, cards degraded for incoming webhooks ([`slack::incoming`]), request verification, interactions, slash command, Events API, Socket Mode, the sandbox |
+//! | [`slack`] | Web API client, Block Kit with limits, the default card and route templates ([`slack::template`]), the digest message, cards degraded for incoming webhooks ([`slack::incoming`]), request verification, interactions, slash command, Events API, Socket Mode, the OAuth install and each workspace's token, the sandbox |
 //! | [`server`] | HTTP routes, body limits, auth, graceful shutdown |
 //! | [`bridge`] | embedded mode: all of the above inside a host process |
 //! | [`silence`] | Alertmanager silences from a card: client, modal, submission |

@@ -8,7 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,8 +32,10 @@ use crate::pipeline::route::Router as AlertRouter;
 use crate::pipeline::{IngestReport, Pipeline};
 use crate::slack::api::{SlackClient, SlackError};
 use crate::slack::interact::{InteractError, Interactions};
+use crate::slack::oauth::{self, OAuth};
 use crate::slack::paths;
 use crate::slack::sandbox::{Sandbox, SandboxOptions};
+use crate::slack::workspaces::Workspaces;
 use crate::store::{self, Store, StoreError};
 
 /// How long ingest waits for SQLite's write lock before answering 503.
@@ -57,6 +60,8 @@ pub enum ServerError {
 
 struct App {
     interactions: Interactions,
+    /// `None` without `slack.oauth`.
+    oauth: Option<OAuth>,
     pipeline: Arc<Pipeline>,
     deliverer: Deliverer,
     store: Arc<dyn Store>,
@@ -148,28 +153,51 @@ async fn serve(
         // Where the emulator mints response_urls: under ackbar's own listener.
         sandbox.set_base_url(format!("http://{addr}/sandbox"));
         let api_url = format!("http://{addr}/sandbox/api");
-        info!(%api_url, "no slack.bot_token configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
+        info!(%api_url, "no slack.bot_token or slack.oauth configured: sandbox mode (local Slack emulator; state at /sandbox/api/state)");
         info!(page = %format!("http://{addr}/sandbox/"), "sandbox page: cards, threads and buttons in a browser");
         (
-            SlackClient::new(&api_url, SANDBOX_TOKEN, config.slack.request_timeout)?,
+            SlackClient::without_token(&api_url, config.slack.request_timeout)?,
             Some(sandbox),
         )
     } else {
-        let token = config
-            .slack
-            .bot_token
-            .as_ref()
-            .map(|t| t.expose())
-            .unwrap_or_default();
         (
-            SlackClient::new(&config.slack.api_url, token, config.slack.request_timeout)?,
+            SlackClient::without_token(&config.slack.api_url, config.slack.request_timeout)?,
             None,
         )
     };
-
-    let (deliverer, supervisor) = Deliverer::start(
+    let default_token = match &sandbox {
+        Some(_) => Some(SANDBOX_TOKEN),
+        None => config.slack.bot_token.as_ref().map(|t| t.expose()),
+    };
+    let install_url = format!(
+        "{}{}",
+        config.public_url.as_deref().unwrap_or_default(),
+        paths::INSTALL
+    );
+    let workspaces = Workspaces::new(
         store.clone(),
         slack.clone(),
+        default_token,
+        config.slack.oauth.is_some(),
+        install_url,
+    )?;
+    let oauth = config
+        .slack
+        .oauth
+        .as_ref()
+        .zip(config.public_url.as_deref())
+        .map(|(oauth, public_url)| {
+            OAuth::new(oauth, public_url, store.clone(), workspaces.clone())
+        });
+
+    if oauth.is_some() && signing_secret.is_none() && config.slack.app_token.is_none() {
+        warn!(
+            "slack.oauth is set without slack.signing_secret or slack.app_token: ackbar cannot receive app_uninstalled, so an uninstalled workspace's cards fail on Slack's answer instead"
+        );
+    }
+    let (deliverer, supervisor) = Deliverer::start(
+        store.clone(),
+        workspaces.clone(),
         router.clone(),
         config.delivery.clone(),
     );
@@ -209,9 +237,10 @@ async fn serve(
             deliverer.clone(),
             router.clone(),
             rotations,
-            slack.clone(),
+            workspaces.clone(),
             signing_secret,
         ),
+        oauth,
         pipeline,
         deliverer: deliverer.clone(),
         store,
@@ -266,6 +295,8 @@ async fn serve(
             paths::EVENTS,
             post(slack_events).layer(DefaultBodyLimit::max(SLACK_REQUEST_MAX_BYTES)),
         )
+        .route(paths::INSTALL, get(slack_install))
+        .route(paths::OAUTH_CALLBACK, get(slack_oauth_callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -571,6 +602,32 @@ async fn slack_events(State(app): State<Arc<App>>, request: Request) -> Response
         Err(response) => return response,
     };
     slack_answer(app.interactions.event(&body).await)
+}
+
+async fn slack_install(
+    State(app): State<Arc<App>>,
+    query: Result<Query<oauth::InstallQuery>, QueryRejection>,
+) -> Response {
+    match &app.oauth {
+        Some(flow) => flow.install(query.map(|q| q.0).unwrap_or_default()).await,
+        None => oauth::not_configured(),
+    }
+}
+
+/// A query that does not decode (a repeated field, say) is treated as
+/// empty: the flow then explains what is missing.
+async fn slack_oauth_callback(
+    State(app): State<Arc<App>>,
+    query: Result<Query<oauth::CallbackQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    match &app.oauth {
+        Some(flow) => {
+            flow.callback(query.map(|q| q.0).unwrap_or_default(), &headers)
+                .await
+        }
+        None => oauth::not_configured(),
+    }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -236,7 +236,8 @@ fn set_keys(value: &Value, path: &str, out: &mut BTreeSet<String>) {
 }
 
 /// Keys `config.example.json` leaves out so that it runs as-is: a bot or
-/// app token leaves sandbox mode, a signing secret is the sandbox's own, and
+/// app token, or OAuth installs (and the routes' workspaces, which need
+/// them), leave sandbox mode, a signing secret is the sandbox's own, and
 /// ingest authentication would refuse the README's unauthenticated examples.
 /// A route's `webhook_url` is a secret too, and would take its route's cards
 /// out of the sandbox's bot-token view.
@@ -244,6 +245,12 @@ const NOT_IN_THE_EXAMPLE: &[&str] = &[
     "slack.bot_token",
     "slack.app_token",
     "slack.signing_secret",
+    "slack.oauth.client_id",
+    "slack.oauth.client_secret",
+    "slack.oauth.scopes",
+    "slack.oauth.authorize_url",
+    "slack.oauth.state_ttl",
+    "routes[].team",
     "ingest.auth",
     "routes[].webhook_url",
 ];

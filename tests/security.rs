@@ -26,6 +26,7 @@ const APP_TOKEN: &str = "xapp-CANARY-app-9e4b";
 const BEARER: &str = "CANARY-bearer-30f7";
 const BASIC_PASSWORD: &str = "CANARY-basic-82ad";
 const AM_PASSWORD: &str = "CANARY-am-61be";
+const CLIENT_SECRET: &str = "CANARY-client-secret-a41d";
 const ALICE: &str = "U0ALICE01";
 /// The secret part of the incoming webhooks' URLs.
 const HOOK_KEY: &str = "CANARY-hook-0c9d";
@@ -40,6 +41,7 @@ fn encoded_secrets() -> Vec<String> {
     vec![
         b64(&format!("alertmanager:{BASIC_PASSWORD}")),
         b64(&format!("silencer:{AM_PASSWORD}")),
+        b64(&format!("{}:{CLIENT_SECRET}", common::oauth::CLIENT_ID)),
     ]
 }
 
@@ -401,6 +403,106 @@ async fn secrets_never_appear_in_answers_logs_or_what_ackbar_sends() {
     assert_no_secret("the logs", &logged);
 }
 
+/// The OAuth client secret and the bot tokens installs leave in the store
+/// never show either: not on the install and callback pages (success and
+/// every refusal), not in `/metrics`, not in the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_client_secret_and_installed_tokens_never_leak() {
+    use common::oauth::*;
+    logs();
+    let mut seen = String::new();
+    let slack = start_slack(oauth_sandbox_options(CLIENT_SECRET, SIGNING_SECRET)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", listener.local_addr().unwrap());
+    let db = dir.path().join("o.db");
+    let config = oauth_config(
+        &slack.api_url,
+        &format!("sqlite://{}", db.display()),
+        &public_url,
+        CLIENT_SECRET,
+        SIGNING_SECRET,
+    );
+    let ackbar = start_ackbar_on(listener, &config).await;
+    slack.sandbox.set_app_url(Some(ackbar.base()));
+
+    let mut pages = Vec::new();
+    for team in [TEAM_A, TEAM_B] {
+        pages.push(Browser::new().install(&ackbar.base(), team).await);
+    }
+    let mut browser = Browser::new();
+    let authorize = browser.start_install(&ackbar.base()).await;
+    let callback = browser.approve(&authorize, TEAM_A, false).await;
+    pages.push(browser.get(&callback).await); // a reinstall: new token
+    pages.push(browser.get(&callback).await); // a replay
+    let authorize = browser.start_install(&ackbar.base()).await;
+    let denied = browser.approve(&authorize, TEAM_A, true).await;
+    pages.push(browser.get(&denied).await);
+    for page in &pages {
+        seen.push_str(&format!("{page:?}\n"));
+    }
+    assert_eq!(
+        pages.iter().map(|p| p.status).collect::<Vec<_>>(),
+        [200, 200, 200, 400, 400]
+    );
+    for group in ["a", "b"] {
+        post_webhook(
+            &http(),
+            &ackbar.url("/webhook/alertmanager"),
+            &webhook(group, &[firing("DiskFull", "db-1")]),
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(10), "both teams' cards posted", || {
+        let state = slack.sandbox.state();
+        [CHAN_A, CHAN_B].iter().all(|c| {
+            state
+                .channels
+                .get(*c)
+                .is_some_and(|ch| !ch.messages.is_empty())
+        })
+    })
+    .await;
+    slack.sandbox.uninstall(TEAM_B).await.expect("uninstalled");
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        expect(&mut seen, http().get(ackbar.url(path)), 200).await;
+    }
+    seen.push_str(&serde_json::to_string(&slack.sandbox.state()).unwrap());
+
+    // The tokens ackbar holds (and the one it held for team B).
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let tokens: Vec<String> = sqlx::query_scalar("SELECT bot_token FROM installations")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ackbar.stop().await;
+    assert_eq!(tokens.len(), 1, "team B was uninstalled");
+
+    let logged = logged();
+    assert!(
+        logged.contains("a workspace installed ackbar"),
+        "install logs ran"
+    );
+    assert_no_secret("an install page, /metrics or the sandbox state", &seen);
+    assert_no_secret("the logs", &logged);
+    for token in &tokens {
+        assert!(token.starts_with("xoxb-"));
+        for (what, text) in [("an answer", &seen), ("the logs", &logged)] {
+            assert!(
+                !text.contains(token.as_str()),
+                "{what} shows an installed token"
+            );
+        }
+    }
+    assert!(
+        !logged.contains("xoxb-T0"),
+        "no installed token (xoxb-TEAM-...) is ever logged"
+    );
+}
+
 fn run_binary(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ackbar"))
         .args(args)
@@ -438,7 +540,9 @@ fn check_config_and_config_errors_never_print_secrets() {
     let inline = write(
         "inline.json",
         json!({
-            "slack": { "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "app_token": APP_TOKEN },
+            "public_url": "https://ackbar.example.com",
+            "slack": { "bot_token": BOT_TOKEN, "signing_secret": SIGNING_SECRET, "app_token": APP_TOKEN,
+                "oauth": { "client_id": "1.2", "client_secret": CLIENT_SECRET } },
             "ingest": { "auth": { "bearer": BEARER } },
             "otlp": { "traces": { "trace_url": format!("https://u:{AM_PASSWORD}@jaeger.example/trace/{{trace_id}}") } },
             "routes": [route, hook_route],
@@ -466,6 +570,10 @@ fn check_config_and_config_errors_never_print_secrets() {
         out.contains("am.example") || out.contains("jaeger.example"),
         "URLs are shown, their credentials are not: {out}"
     );
+    assert!(
+        out.contains("workspaces install at https://ackbar.example.com/slack/install"),
+        "the OAuth install page is named, its client secret is not: {out}"
+    );
 
     // Invalid configs whose error is about a secret-bearing value.
     let invalid = [
@@ -481,6 +589,9 @@ fn check_config_and_config_errors_never_print_secrets() {
             { "name": "h", "channel": CHANNEL, "webhook_url": format!("https://hooks.slack.com/services/{HOOK_KEY}") },
             { "name": "b", "channel": CHANNEL }
         ] }),
+        json!({ "slack": { "oauth": { "client_id": "1.2", "client_secret": CLIENT_SECRET } } }),
+        json!({ "public_url": "https://a.example", "slack": { "oauth": {
+            "client_id": "1.2", "client_secret": CLIENT_SECRET, "authorize_url": format!("https://u:{AM_PASSWORD}@slack.example/") } } }),
     ];
     for (i, config) in invalid.into_iter().enumerate() {
         let path = write(&format!("invalid-{i}.json"), config);

@@ -14,8 +14,8 @@ use ackbar::pipeline::card::CardBatch;
 use ackbar::store::postgres::PgStore;
 use ackbar::store::sqlite::SqliteStore;
 use ackbar::store::{
-    Action, ActionOutcome, Completion, Lease, NextOp, OpKind, OpState, OutboxOp, RetryOutcome,
-    Store,
+    Action, ActionOutcome, Completion, Installation, Lease, NextOp, OAuthState, OpKind, OpState,
+    OutboxOp, RetryOutcome, Store,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use common::postgres::PgDatabase;
@@ -1090,6 +1090,126 @@ async fn an_idempotency_key_is_first_seen_once_across_replicas(store: TestStore)
     assert_eq!(seen.iter().filter(|first| **first).count(), 1);
 }
 
+fn installation(team: &str, token: &str, at: DateTime<Utc>) -> Installation {
+    Installation {
+        team_id: team.into(),
+        team_name: format!("Team {team}"),
+        bot_token: token.into(),
+        bot_user_id: "U0BOTUSER".into(),
+        scopes: vec!["chat:write".into(), "commands".into()],
+        installed_at: at,
+    }
+}
+
+async fn an_oauth_state_is_taken_once_across_replicas(store: TestStore) {
+    store
+        .save_oauth_state("state-hash", "browser-hash", t(600), t(0))
+        .await
+        .unwrap()
+        .then_some(())
+        .expect("saved");
+    let taken = race(&store, 8, |s, _| async move {
+        s.take_oauth_state("state-hash").await.unwrap()
+    })
+    .await;
+    let won: Vec<_> = taken.into_iter().flatten().collect();
+    assert_eq!(
+        won,
+        vec![OAuthState {
+            browser_hash: "browser-hash".into(),
+            expires_at: t(600),
+        }],
+        "exactly one taker gets the state, with its browser and expiry"
+    );
+    assert_eq!(store.take_oauth_state("state-hash").await.unwrap(), None);
+    assert_eq!(store.take_oauth_state("never-saved").await.unwrap(), None);
+}
+
+async fn expired_oauth_states_are_swept_by_the_next_install(store: TestStore) {
+    store
+        .save_oauth_state("old", "b1", t(10), t(0))
+        .await
+        .unwrap();
+    store
+        .save_oauth_state("fresh", "b2", t(700), t(0))
+        .await
+        .unwrap();
+    // An install after the first one expired sweeps it, not the second.
+    store
+        .save_oauth_state("newer", "b3", t(800), t(20))
+        .await
+        .unwrap();
+    assert_eq!(store.take_oauth_state("old").await.unwrap(), None);
+    assert!(store.take_oauth_state("fresh").await.unwrap().is_some());
+    assert!(store.take_oauth_state("newer").await.unwrap().is_some());
+}
+
+/// Anyone can open the install page: the installs in progress are capped,
+/// and the cap frees up as states are taken or expire.
+async fn installs_in_progress_are_capped(store: TestStore) {
+    const CAP: usize = 1_000;
+    for i in 0..CAP {
+        assert!(
+            store
+                .save_oauth_state(&format!("s{i}"), "b", t(600), t(0))
+                .await
+                .unwrap(),
+            "state {i} is under the cap"
+        );
+    }
+    assert!(
+        !store
+            .save_oauth_state("one-too-many", "b", t(600), t(0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.take_oauth_state("one-too-many").await.unwrap(), None);
+    assert!(store.take_oauth_state("s0").await.unwrap().is_some());
+    assert!(
+        store
+            .save_oauth_state("after-one-finished", "b", t(600), t(0))
+            .await
+            .unwrap()
+    );
+    // Once they expire, the next install sweeps them all.
+    assert!(
+        store
+            .save_oauth_state("much-later", "b", t(1_300), t(700))
+            .await
+            .unwrap()
+    );
+}
+
+async fn installations_are_kept_per_team_replaced_on_reinstall_and_removed(store: TestStore) {
+    store
+        .save_installation(&installation("T0AAAAAAA", "xoxb-a-1", t(0)))
+        .await
+        .unwrap();
+    store
+        .save_installation(&installation("T0BBBBBBB", "xoxb-b-1", t(1)))
+        .await
+        .unwrap();
+    // Reinstalling replaces the team's row (a new token, say).
+    store
+        .save_installation(&installation("T0AAAAAAA", "xoxb-a-2", t(2)))
+        .await
+        .unwrap();
+    let store = store.reopen().await;
+    let a = store.installation("T0AAAAAAA").await.unwrap().unwrap();
+    assert_eq!(a, installation("T0AAAAAAA", "xoxb-a-2", t(2)));
+    assert!(!format!("{a:?}").contains("xoxb"), "Debug hides the token");
+    let all = store.installations(10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.team_id.as_str()).collect::<Vec<_>>(),
+        ["T0AAAAAAA", "T0BBBBBBB"]
+    );
+    assert_eq!(store.installations(1).await.unwrap().len(), 1);
+    assert!(store.remove_installation("T0AAAAAAA").await.unwrap());
+    assert!(!store.remove_installation("T0AAAAAAA").await.unwrap());
+    assert_eq!(store.installation("T0AAAAAAA").await.unwrap(), None);
+    assert_eq!(store.installations(10).await.unwrap().len(), 1);
+}
+
 // ---------------------------------------------------------------------------
 // Scheduled digests (invariant 10)
 // ---------------------------------------------------------------------------
@@ -1463,6 +1583,10 @@ on_both_backends!(
     a_retried_update_or_reply_joins_the_pending_one_of_its_card,
     a_retried_update_is_revived_when_none_is_pending,
     retrying_any_operation_of_a_card_whose_post_is_dead_retries_the_post,
+    an_oauth_state_is_taken_once_across_replicas,
+    expired_oauth_states_are_swept_by_the_next_install,
+    installs_in_progress_are_capped,
+    installations_are_kept_per_team_replaced_on_reinstall_and_removed,
     digest_figures_count_one_channels_period,
     digest_timing_with_controlled_time_across_a_restart,
     digests_survive_pruning_and_go_through_the_outbox_like_messages,

@@ -51,7 +51,12 @@ pub fn manifest(config: &Config, name: &str) -> Result<Value, ManifestError> {
     let mut interactivity = json!({"is_enabled": true});
     let bot_events: Vec<&str> = BOT_EVENTS.iter().map(|(event, _)| *event).collect();
     let mut events = json!({"bot_events": bot_events});
-    let mut oauth = json!({"scopes": {"bot": bot_scopes()}});
+    // What an OAuth install asks for, so the app grants the same.
+    let scopes = match &config.slack.oauth {
+        Some(oauth) => oauth.effective_scopes(),
+        None => bot_scopes().into_iter().map(str::to_owned).collect(),
+    };
+    let mut oauth = json!({"scopes": {"bot": scopes}});
     if let Some(base) = base {
         command["url"] = json!(url(paths::COMMANDS));
         interactivity["request_url"] = json!(url(paths::INTERACTIONS));

@@ -148,9 +148,18 @@ pub fn main(cli: Cli) -> ExitCode {
                 println!("  listen: {}", config.listen);
                 println!("  store:  {}", redact_url(&config.store.url));
                 if config.sandbox_mode() {
-                    println!("  slack:  sandbox mode (no bot token; local emulator at /sandbox/)");
+                    println!(
+                        "  slack:  sandbox mode (no bot token, no OAuth; local emulator at /sandbox/)"
+                    );
                 } else {
                     println!("  slack:  {}", redact_url(&config.slack.api_url));
+                }
+                if let (Some(oauth), Some(public_url)) = (&config.slack.oauth, &config.public_url) {
+                    println!(
+                        "  oauth:  workspaces install at {public_url}{} (client id {})",
+                        crate::slack::paths::INSTALL,
+                        oauth.client_id
+                    );
                 }
                 let otlp = &config.otlp;
                 println!(
@@ -172,6 +181,9 @@ pub fn main(cli: Cli) -> ExitCode {
                         r.channel,
                         matchers.join(", ")
                     );
+                    if let Some(team) = &r.team {
+                        println!("    posts into workspace {team}");
+                    }
                     template_problems += check_templates(&file, r);
                     if let Some(url) = &r.alertmanager_url {
                         println!("    silences via {}", redact_url(url));

@@ -28,6 +28,7 @@ use crate::model::{Alert, AlertStatus, CardId, Labels, Notification, Occurrences
 use crate::pipeline::Pipeline;
 use crate::pipeline::route::Router;
 use crate::slack::api::SlackClient;
+use crate::slack::workspaces::Workspaces;
 use crate::store::{OpState, Store};
 
 /// The route the test card belongs to (it is not one of the config's).
@@ -46,13 +47,40 @@ pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> E
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let slack = match slack_client(&config).await {
+    let (api, token) = match slack_client(&config).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let store = match open_store(&config).await {
         Ok(s) => s,
         Err(code) => return code,
+    };
+    // Without a bot token, the card goes out with the only installed
+    // workspace's token (OAuth); several installed is an error saying so.
+    let install_url = format!(
+        "{}{}",
+        config.public_url.as_deref().unwrap_or_default(),
+        crate::slack::paths::INSTALL
+    );
+    let workspaces = match Workspaces::new(
+        store.clone(),
+        api,
+        token.as_deref(),
+        config.slack.oauth.is_some(),
+        install_url,
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let slack = match workspaces.for_route(None).await {
+        Ok(slack) => slack,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
     };
     let test_route = RouteConfig {
         name: TEST_ROUTE.to_owned(),
@@ -85,7 +113,7 @@ pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> E
     routes.push(test_route);
     let (deliverer, supervisor) = Deliverer::start(
         store.clone(),
-        slack.clone(),
+        workspaces,
         Arc::new(Router::new(routes)),
         config.delivery.clone(),
     );
@@ -110,13 +138,19 @@ pub(super) async fn run(config: Config, channel: String, timeout: Duration) -> E
     }
 }
 
-/// The Web API client: Slack with the configured bot token, or in sandbox
-/// mode the emulator of the `ackbar serve` running with this config (its
-/// `listen` address), so that the test card shows on the sandbox page and
-/// its buttons work there: both share the config's store.
-async fn slack_client(config: &Config) -> Result<SlackClient, ExitCode> {
+/// The Web API client without a token, and the token to post with: Slack
+/// with the configured bot token (or, with OAuth and none, the installed
+/// workspaces' tokens), or in sandbox mode the emulator of the `ackbar
+/// serve` running with this config (its `listen` address), so that the test
+/// card shows on the sandbox page and its buttons work there: both share
+/// the config's store.
+async fn slack_client(config: &Config) -> Result<(SlackClient, Option<String>), ExitCode> {
     let (api_url, token) = match config.slack.bot_token.as_ref() {
-        Some(token) => (config.slack.api_url.clone(), token.expose().to_owned()),
+        Some(token) => (
+            config.slack.api_url.clone(),
+            Some(token.expose().to_owned()),
+        ),
+        None if !config.sandbox_mode() => (config.slack.api_url.clone(), None),
         None => {
             let server = local_address(config.listen);
             let running = reqwest::Client::new()
@@ -135,14 +169,16 @@ async fn slack_client(config: &Config) -> Result<SlackClient, ExitCode> {
             }
             (
                 format!("http://{server}/sandbox/api"),
-                crate::server::SANDBOX_TOKEN.to_owned(),
+                Some(crate::server::SANDBOX_TOKEN.to_owned()),
             )
         }
     };
-    SlackClient::new(&api_url, &token, config.slack.request_timeout).map_err(|e| {
-        eprintln!("{e}");
-        ExitCode::from(EXIT_USAGE)
-    })
+    let client =
+        SlackClient::without_token(&api_url, config.slack.request_timeout).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_USAGE)
+        })?;
+    Ok((client, token))
 }
 
 /// Where to reach a server listening on `listen`: a wildcard address is

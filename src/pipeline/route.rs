@@ -395,6 +395,7 @@ mod tests {
             name: name.to_owned(),
             matchers: matchers.iter().map(|s| m(s)).collect(),
             channel: "C0ALERTS01".to_owned(),
+            team: None,
             group_by: group_by.iter().map(|s| s.to_string()).collect(),
             reopen_window: Duration::from_secs(3600),
             quiet_period: Duration::from_secs(1800),

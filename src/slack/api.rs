@@ -37,6 +37,9 @@ pub mod methods {
     pub const CONVERSATIONS_OPEN: &str = "conversations.open";
     pub const USERGROUPS_USERS_LIST: &str = "usergroups.users.list";
     pub const APPS_CONNECTIONS_OPEN: &str = "apps.connections.open";
+    /// The OAuth v2 code exchange; authenticated with the app's client id
+    /// and secret, not a token.
+    pub const OAUTH_V2_ACCESS: &str = "oauth.v2.access";
     /// Not a Web API method: a POST to an interaction's `response_url`,
     /// named so its failures read like the others.
     pub const RESPONSE_URL: &str = "response_url";
@@ -287,14 +290,49 @@ pub struct ViewInfo {
     pub hash: String,
 }
 
+/// What `oauth.v2.access` answers for a bot install. `Debug` never shows
+/// the token.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct OAuthAccess {
+    pub access_token: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    /// Granted scopes, comma-separated.
+    #[serde(default)]
+    pub scope: String,
+    pub bot_user_id: String,
+    pub team: OAuthTeam,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OAuthTeam {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl fmt::Debug for OAuthAccess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthAccess")
+            .field("access_token", &"<redacted>")
+            .field("token_type", &self.token_type)
+            .field("scope", &self.scope)
+            .field("bot_user_id", &self.bot_user_id)
+            .field("team", &self.team)
+            .finish()
+    }
+}
+
 /// Slack Web API client. Cheap to clone (shares the connection pool).
 #[derive(Clone)]
 pub struct SlackClient {
     http: reqwest::Client,
     /// Base URL without trailing slash, e.g. `https://slack.com/api`.
     base: Arc<str>,
-    /// `Bearer <token>`, marked sensitive so it is never printed.
-    auth: HeaderValue,
+    /// `Bearer <token>`, marked sensitive so it is never printed. `None`
+    /// for a client that only serves as a template for per-workspace
+    /// clients ([`SlackClient::with_token`]): its token calls fail.
+    auth: Option<HeaderValue>,
     /// How long a call may take before the client gives up on it.
     timeout: Duration,
 }
@@ -445,6 +483,14 @@ impl SlackClient {
         bot_token: &str,
         timeout: Duration,
     ) -> Result<SlackClient, SlackError> {
+        SlackClient::without_token(api_url, timeout)?.with_token(bot_token)
+    }
+
+    /// A client without a bot token: for calls that need none (the OAuth
+    /// code exchange, `response_url`s, Socket Mode) and as the template of
+    /// per-workspace clients. Calls that need a token fail with
+    /// [`SlackError::InvalidConfig`], before anything is sent.
+    pub fn without_token(api_url: &str, timeout: Duration) -> Result<SlackClient, SlackError> {
         // Shown in errors without any credentials it (wrongly) carries.
         let shown = crate::config::redact_url(api_url);
         let url = reqwest::Url::parse(api_url).map_err(|e| SlackError::InvalidConfig {
@@ -467,19 +513,6 @@ impl SlackClient {
                 reason: "request timeout must be positive".to_owned(),
             });
         }
-        let token = bot_token.trim();
-        if token.is_empty() {
-            return Err(SlackError::InvalidConfig {
-                reason: "bot token is empty".to_owned(),
-            });
-        }
-        // Never echo the token, not even in this error.
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            SlackError::InvalidConfig {
-                reason: "bot token contains characters not allowed in an HTTP header".to_owned(),
-            }
-        })?;
-        auth.set_sensitive(true);
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(MAX_CONNECT_TIMEOUT))
@@ -493,9 +526,31 @@ impl SlackClient {
         Ok(SlackClient {
             http,
             base,
-            auth,
+            auth: None,
             timeout,
         })
+    }
+
+    /// This client (same API base, same connection pool) with `bot_token`
+    /// instead of its own: one per installed workspace.
+    pub fn with_token(&self, bot_token: &str) -> Result<SlackClient, SlackError> {
+        let token = bot_token.trim();
+        if token.is_empty() {
+            return Err(SlackError::InvalidConfig {
+                reason: "bot token is empty".to_owned(),
+            });
+        }
+        Ok(SlackClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            auth: Some(bearer("bot", token)?),
+            timeout: self.timeout,
+        })
+    }
+
+    /// Whether both clients send the same token (or both none).
+    pub fn same_token(&self, other: &SlackClient) -> bool {
+        self.auth == other.auth
     }
 
     /// How long a call may take before this client gives up on it (and its
@@ -790,12 +845,7 @@ impl SlackClient {
                 reason: "app token is empty".to_owned(),
             });
         }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            SlackError::InvalidConfig {
-                reason: "app token contains characters not allowed in an HTTP header".to_owned(),
-            }
-        })?;
-        auth.set_sensitive(true);
+        let auth = bearer("app", token)?;
         let sent = self
             .http
             .post(self.url(method))
@@ -808,10 +858,54 @@ impl SlackClient {
         Ok(answer.url)
     }
 
+    /// `oauth.v2.access`: exchanges the `code` Slack handed the browser at
+    /// `redirect_uri` for the workspace's bot token. The client id and
+    /// secret travel as HTTP Basic credentials (marked sensitive), the rest
+    /// as a form; the answer's token is never logged.
+    pub async fn oauth_v2_access(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        code: &str,
+        redirect_uri: &str,
+    ) -> Result<OAuthAccess, SlackError> {
+        use base64::Engine;
+        let method = methods::OAUTH_V2_ACCESS;
+        let credentials = base64::engine::general_purpose::STANDARD
+            .encode(format!("{client_id}:{client_secret}"));
+        let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+            SlackError::InvalidConfig {
+                reason: "client id or secret contains characters not allowed in an HTTP header"
+                    .to_owned(),
+            }
+        })?;
+        auth.set_sensitive(true);
+        let form = serde_urlencoded::to_string([("code", code), ("redirect_uri", redirect_uri)])
+            .map_err(|e| SlackError::InvalidConfig {
+                reason: format!("{method}: cannot encode request: {e}"),
+            })?;
+        let sent = self
+            .http
+            .post(self.url(method))
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await;
+        finish(method, sent).await
+    }
+
     /// `auth.test`: who the token belongs to.
     pub async fn auth_test(&self) -> Result<AuthTest, SlackError> {
         self.post_json(methods::AUTH_TEST, &serde_json::Map::new())
             .await
+    }
+
+    /// The bot token header, or why there is none.
+    fn auth(&self, method: &'static str) -> Result<HeaderValue, SlackError> {
+        self.auth.clone().ok_or_else(|| SlackError::InvalidConfig {
+            reason: format!("{method}: no bot token for this workspace"),
+        })
     }
 
     fn url(&self, method: &str) -> String {
@@ -823,13 +917,14 @@ impl SlackClient {
         method: &'static str,
         body: &B,
     ) -> Result<T, SlackError> {
+        let auth = self.auth(method)?;
         let bytes = serde_json::to_vec(body).map_err(|e| SlackError::InvalidConfig {
             reason: format!("{method}: cannot encode request: {e}"),
         })?;
         let sent = self
             .http
             .post(self.url(method))
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, auth)
             .header(CONTENT_TYPE, JSON_UTF8)
             .body(bytes)
             .send()
@@ -842,15 +937,28 @@ impl SlackClient {
         method: &'static str,
         query: &[(&str, &str)],
     ) -> Result<T, SlackError> {
+        let auth = self.auth(method)?;
         let sent = self
             .http
             .get(self.url(method))
-            .header(AUTHORIZATION, self.auth.clone())
+            .header(AUTHORIZATION, auth)
             .query(query)
             .send()
             .await;
         finish(method, sent).await
     }
+}
+
+/// `Bearer <token>` as a header value marked sensitive. `kind` names the
+/// token in the error; the token itself is never echoed.
+fn bearer(kind: &str, token: &str) -> Result<HeaderValue, SlackError> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        SlackError::InvalidConfig {
+            reason: format!("{kind} token contains characters not allowed in an HTTP header"),
+        }
+    })?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// Turn a sent request into a typed answer or a classified error.

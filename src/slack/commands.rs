@@ -27,6 +27,9 @@ pub struct Command {
     pub text: String,
     #[serde(default)]
     pub user_id: String,
+    /// The workspace the command was typed in.
+    #[serde(default)]
+    pub team_id: Option<String>,
     #[serde(default)]
     pub response_url: Option<String>,
     /// Opens a modal (`silence`) within 3 seconds, once.
@@ -88,6 +91,11 @@ pub fn unknown_subcommand_text(word: &str) -> String {
     )
 }
 
+async fn permalink(slack: &crate::slack::api::SlackClient, card: &CardSummary) -> Option<String> {
+    let ts = card.ts.as_deref()?;
+    slack.get_permalink(&card.channel, ts).await.ok()
+}
+
 fn ephemeral(text: impl Into<String>) -> Value {
     json!({ "response_type": "ephemeral", "text": text.into() })
 }
@@ -122,23 +130,25 @@ impl Interactions {
                 "user_id is not a Slack user id".to_owned(),
             ));
         }
+        let team = command.team_id.as_deref().filter(|t| !t.is_empty());
         let answer = match command.subcommand() {
             Subcommand::Help => ephemeral(HELP),
             Subcommand::List => match command.response_url.clone() {
                 Some(url) => {
-                    self.list_later(url);
+                    self.list_later(url, team);
                     ephemeral("Looking up firing cards…")
                 }
-                None => ephemeral(self.list_text(false).await?),
+                None => ephemeral(self.list_text(false, team).await?),
             },
             Subcommand::Ack(Some(id)) => {
-                ephemeral(self.ack_by_short_id(&command.user_id, id).await?)
+                ephemeral(self.ack_by_short_id(&command.user_id, team, id).await?)
             }
             Subcommand::Ack(None) => ephemeral("Which card? `ack CARD` with the id `list` shows."),
-            Subcommand::Silence(Some(id)) => match self.card_by_short_id(id).await? {
+            Subcommand::Silence(Some(id)) => match self.card_by_short_id(id, team).await? {
                 Ok(card) => match self
                     .open_silence_modal(
                         &command.user_id,
+                        team,
                         &card,
                         command.trigger_id.as_deref(),
                         Utc::now(),
@@ -160,15 +170,16 @@ impl Interactions {
         Ok(Some(answer))
     }
 
-    fn list_later(&self, response_url: String) {
+    fn list_later(&self, response_url: String, team: Option<&str>) {
         let this = self.clone();
+        let team = team.map(str::to_owned);
         tokio::spawn(async move {
-            let text = match this.list_text(true).await {
+            let text = match this.list_text(true, team.as_deref()).await {
                 Ok(text) => text,
                 Err(e) => format!("Cannot list cards right now: {e}"),
             };
             if let Err(e) = this
-                .slack()
+                .untokened()
                 .post_response_url(&response_url, &ephemeral(text))
                 .await
             {
@@ -177,8 +188,13 @@ impl Interactions {
         });
     }
 
-    async fn list_text(&self, with_links: bool) -> Result<String, InteractError> {
-        let cards = self.store().firing_cards(LIST_LIMIT).await?;
+    async fn list_text(
+        &self,
+        with_links: bool,
+        team: Option<&str>,
+    ) -> Result<String, InteractError> {
+        let mut cards = self.store().firing_cards(LIST_LIMIT).await?;
+        cards.retain(|card| self.serves(&card.route, team));
         if cards.is_empty() {
             return Ok(":white_check_mark: No firing cards.".to_owned());
         }
@@ -187,9 +203,13 @@ impl Interactions {
             cards.len(),
             if cards.len() == 1 { "card" } else { "cards" }
         )];
+        let slack = match with_links {
+            true => self.slack_for(team).await,
+            false => None,
+        };
         for card in &cards {
-            let link = if with_links {
-                self.permalink(card).await
+            let link = if let Some(slack) = &slack {
+                permalink(slack, card).await
             } else {
                 None
             };
@@ -198,14 +218,21 @@ impl Interactions {
         Ok(lines.join("\n"))
     }
 
-    async fn permalink(&self, card: &CardSummary) -> Option<String> {
-        let ts = card.ts.as_deref()?;
-        self.slack().get_permalink(&card.channel, ts).await.ok()
-    }
-
     /// The one card whose id starts with `short`, or what to tell the user.
-    async fn card_by_short_id(&self, short: &str) -> Result<Result<CardId, String>, InteractError> {
-        let matches = self.store().cards_by_prefix(short, 2).await?;
+    /// The one card of `team`'s routes whose id starts with `short`, or
+    /// what to tell the user.
+    async fn card_by_short_id(
+        &self,
+        short: &str,
+        team: Option<&str>,
+    ) -> Result<Result<CardId, String>, InteractError> {
+        let mut matches = Vec::new();
+        for card in self.store().cards_by_prefix(short, 2).await? {
+            let brief = self.store().card_brief(&card).await?;
+            if brief.is_some_and(|b| self.serves(&b.route, team)) {
+                matches.push(card);
+            }
+        }
         Ok(match matches.as_slice() {
             [card] => Ok(card.clone()),
             [] => Err(format!(
@@ -219,16 +246,23 @@ impl Interactions {
         })
     }
 
-    async fn ack_by_short_id(&self, user: &str, short: &str) -> Result<String, InteractError> {
-        let card = match self.card_by_short_id(short).await? {
+    async fn ack_by_short_id(
+        &self,
+        user: &str,
+        team: Option<&str>,
+        short: &str,
+    ) -> Result<String, InteractError> {
+        let card = match self.card_by_short_id(short, team).await? {
             Ok(card) => card,
             Err(text) => return Ok(text),
         };
-        Ok(match self.acknowledge(user, &card, Utc::now()).await? {
-            Handled::Applied => format!("Acknowledged card `{}`.", short_id(&card)),
-            Handled::NoChange(text) | Handled::Refused(text) => text,
-            Handled::Ignored => String::new(),
-        })
+        Ok(
+            match self.acknowledge(user, team, &card, Utc::now()).await? {
+                Handled::Applied => format!("Acknowledged card `{}`.", short_id(&card)),
+                Handled::NoChange(text) | Handled::Refused(text) => text,
+                Handled::Ignored => String::new(),
+            },
+        )
     }
 
     fn oncall_text(&self) -> String {
@@ -296,6 +330,7 @@ mod tests {
             command: "/ackbar".to_owned(),
             text: text.to_owned(),
             user_id: "U0ALICE01".to_owned(),
+            team_id: None,
             response_url: None,
             trigger_id: None,
             ssl_check: None,

@@ -1,12 +1,15 @@
-//! The Events API: `url_verification`, and `app_mention` in a card's thread,
-//! answered with a status reply in that thread. Slack retries a delivery it
+//! The Events API: `url_verification`; `app_mention` in a card's thread,
+//! answered with a status reply in that thread; and `app_uninstalled` or
+//! `tokens_revoked` (of the bot token), after which ackbar forgets the
+//! workspace's installation, so its routes' deliveries dead-letter with
+//! that reason instead of calling Slack with a dead token. Slack retries a delivery it
 //! did not see answered (`X-Slack-Retry-Num`); every event is handled once,
 //! keyed by its `event_id` in the store.
 
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::interact::{InteractError, Interactions};
 use crate::model::{ThreadEvent, is_slack_id};
@@ -20,6 +23,9 @@ enum Envelope {
     },
     EventCallback {
         event_id: String,
+        /// The workspace the event happened in.
+        #[serde(default)]
+        team_id: Option<String>,
         event: Event,
     },
     #[serde(other)]
@@ -36,8 +42,21 @@ enum Event {
         #[serde(default)]
         thread_ts: Option<String>,
     },
+    /// The app was removed from the workspace; its tokens are revoked.
+    AppUninstalled,
+    TokensRevoked {
+        #[serde(default)]
+        tokens: RevokedTokens,
+    },
     #[serde(other)]
     Other,
+}
+
+/// Whose tokens were revoked: user ids, per kind of token.
+#[derive(Debug, Default, Deserialize)]
+struct RevokedTokens {
+    #[serde(default)]
+    bot: Vec<String>,
 }
 
 /// An Events API request decoded but not yet acted on. Opaque, like
@@ -61,11 +80,15 @@ impl Interactions {
     /// answer with (`None`: an empty 200).
     pub async fn event(&self, body: &[u8]) -> Result<Option<Value>, InteractError> {
         let EventRequest(envelope) = EventRequest::from_json(body)?;
-        let (event_id, event) = match envelope {
+        let (event_id, team, event) = match envelope {
             Envelope::UrlVerification { challenge } => {
                 return Ok(Some(json!({ "challenge": challenge })));
             }
-            Envelope::EventCallback { event_id, event } => (event_id, event),
+            Envelope::EventCallback {
+                event_id,
+                team_id,
+                event,
+            } => (event_id, team_id, event),
             Envelope::Other => return Ok(None),
         };
         if !self
@@ -75,6 +98,20 @@ impl Interactions {
         {
             debug!(event_id, "event already handled (a retried delivery)");
             return Ok(None);
+        }
+        let team = team.filter(|t| crate::config::is_team_id(t));
+        match (&event, team) {
+            (Event::AppUninstalled, Some(team)) => {
+                self.uninstalled(&team, "the app was uninstalled").await?;
+                return Ok(None);
+            }
+            // ackbar installs bot tokens only; a user token's revocation
+            // is not about it.
+            (Event::TokensRevoked { tokens }, Some(team)) if !tokens.bot.is_empty() => {
+                self.uninstalled(&team, "its bot token was revoked").await?;
+                return Ok(None);
+            }
+            _ => {}
         }
         if let Event::AppMention {
             user: Some(user),
@@ -108,6 +145,25 @@ impl Interactions {
     }
 }
 
+impl Interactions {
+    /// Forgets `team`'s installation (every replica stops using its token
+    /// within the token cache's TTL; this one at once).
+    async fn uninstalled(&self, team: &str, why: &str) -> Result<(), InteractError> {
+        let removed = self.store().remove_installation(team).await?;
+        self.workspaces().forget(Some(team));
+        self.workspaces().forget(None);
+        if removed {
+            info!(
+                team,
+                "{why}: the workspace's installation is removed; its routes' deliveries will be dead-lettered until it is installed again"
+            );
+        } else {
+            debug!(team, "{why}, but the workspace had no installation");
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +174,13 @@ mod tests {
         assert!(matches!(
             EventRequest::from_json(challenge),
             Ok(EventRequest(Envelope::UrlVerification { challenge })) if challenge == "c\0<@U1>"
+        ));
+        assert!(matches!(
+            EventRequest::from_json(
+                br#"{"type":"event_callback","event_id":"Ev1","team_id":"T0AAAAAAA","event":{"type":"tokens_revoked","tokens":{"bot":["U0BOT"]}}}"#
+            ),
+            Ok(EventRequest(Envelope::EventCallback { team_id: Some(team), event: Event::TokensRevoked { tokens }, .. }))
+                if team == "T0AAAAAAA" && tokens.bot == ["U0BOT"]
         ));
         assert!(matches!(
             EventRequest::from_json(br#"{"type":"app_rate_limited"}"#),

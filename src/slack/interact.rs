@@ -8,6 +8,12 @@
 //! inside Slack's 3 seconds. Whoever may not act gets an ephemeral refusal
 //! through the click's `response_url`, and nothing changes.
 //!
+//! Follow-ups (a modal, an ephemeral message, a user group's members) go
+//! out with the bot token of the workspace the request came from
+//! ([`Workspaces::for_request`]), and a request acts only on cards of that
+//! workspace's routes ([`Interactions::serves`]): with several workspaces
+//! installed, one cannot list, acknowledge or silence another's cards.
+//!
 //! Idempotency comes from the state, not from remembering requests: an
 //! acknowledgement applies only to an unacknowledged card, and an Escalate
 //! button carries the level the card was at when rendered, so a double click
@@ -45,6 +51,7 @@ use crate::slack::cards::{
     parse_escalate_value,
 };
 use crate::slack::verify;
+use crate::slack::workspaces::Workspaces;
 use crate::store::{Action, ActionOutcome, CardBrief, Store, StoreError};
 
 /// How long a user group's member list is trusted before asking Slack again.
@@ -64,10 +71,19 @@ pub enum InteractError {
     Store(#[from] StoreError),
 }
 
+/// The workspace a request came from (`team` in interaction payloads).
+#[derive(Debug, Default, Deserialize)]
+struct Team {
+    #[serde(default)]
+    id: Option<String>,
+}
+
 /// The part of a `block_actions` payload ackbar reads.
 #[derive(Debug, Deserialize)]
 struct BlockActions {
     user: SlackUser,
+    #[serde(default)]
+    team: Option<Team>,
     #[serde(default)]
     actions: Vec<ActionItem>,
     #[serde(default)]
@@ -99,6 +115,8 @@ impl SlackUser {
 #[derive(Debug, Deserialize)]
 struct ViewPayload {
     user: SlackUser,
+    #[serde(default)]
+    team: Option<Team>,
     view: SubmittedView,
 }
 
@@ -186,7 +204,7 @@ struct Inner {
     deliverer: Deliverer,
     router: Arc<Router>,
     rotations: Arc<Rotations>,
-    slack: SlackClient,
+    workspaces: Workspaces,
     signing_secret: Option<Secret>,
     groups: Mutex<HashMap<String, (Instant, Vec<String>)>>,
     /// Shared by every Alertmanager call (its connection pool); made on
@@ -200,7 +218,7 @@ impl Interactions {
         deliverer: Deliverer,
         router: Arc<Router>,
         rotations: Arc<Rotations>,
-        slack: SlackClient,
+        workspaces: Workspaces,
         signing_secret: Option<Secret>,
     ) -> Interactions {
         Interactions {
@@ -209,7 +227,7 @@ impl Interactions {
                 deliverer,
                 router,
                 rotations,
-                slack,
+                workspaces,
                 signing_secret,
                 groups: Mutex::new(HashMap::new()),
                 alertmanager_http: OnceLock::new(),
@@ -221,8 +239,41 @@ impl Interactions {
         self.inner.store.as_ref()
     }
 
-    pub(super) fn slack(&self) -> &SlackClient {
-        &self.inner.slack
+    pub(super) fn workspaces(&self) -> &Workspaces {
+        &self.inner.workspaces
+    }
+
+    /// Whether a request from workspace `team` may see and act on cards of
+    /// `route`: routes naming a workspace serve only it; routes naming none
+    /// (one workspace, or `slack.bot_token`'s) and requests that carry no
+    /// team serve every one.
+    pub(super) fn serves(&self, route: &str, team: Option<&str>) -> bool {
+        let route_team = self
+            .inner
+            .router
+            .by_name(route)
+            .and_then(|r| r.team.as_deref());
+        match (route_team, team) {
+            (Some(route_team), Some(team)) => route_team == team,
+            _ => true,
+        }
+    }
+
+    /// The client for calls that need no token (a `response_url`).
+    pub(super) fn untokened(&self) -> &SlackClient {
+        self.inner.workspaces.template()
+    }
+
+    /// The client of the workspace `team` a request came from, or `None`
+    /// (logged) when ackbar has no token for it.
+    pub(super) async fn slack_for(&self, team: Option<&str>) -> Option<SlackClient> {
+        match self.inner.workspaces.for_request(team).await {
+            Ok(client) => Some(client),
+            Err(e) => {
+                warn!(team, error = %e, "no bot token to answer a request from this workspace");
+                None
+            }
+        }
     }
 
     pub(super) fn rotations(&self) -> &Rotations {
@@ -292,6 +343,8 @@ impl Interactions {
 
     async fn block_actions(&self, actions: BlockActions) -> Result<Vec<Handled>, InteractError> {
         let user = actions.user.id;
+        let team = actions.team.and_then(|t| t.id);
+        let team = team.as_deref();
         if !is_slack_id(&user) {
             return Err(InteractError::Malformed(
                 "user.id is not a Slack user id".to_owned(),
@@ -300,7 +353,7 @@ impl Interactions {
         let mut results = Vec::with_capacity(actions.actions.len());
         for item in &actions.actions {
             let handled = self
-                .action(&user, item, actions.trigger_id.as_deref(), Utc::now())
+                .action(&user, team, item, actions.trigger_id.as_deref(), Utc::now())
                 .await?;
             if let (Handled::Refused(text) | Handled::NoChange(text), Some(url)) =
                 (&handled, &actions.response_url)
@@ -315,17 +368,22 @@ impl Interactions {
     async fn action(
         &self,
         user: &str,
+        team: Option<&str>,
         item: &ActionItem,
         trigger_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
         let value = item.value.as_deref().unwrap_or_default();
         match item.action_id.as_str() {
-            ACK_ACTION_ID => self.acknowledge(user, &CardId(value.to_owned()), now).await,
+            ACK_ACTION_ID => {
+                self.acknowledge(user, team, &CardId(value.to_owned()), now)
+                    .await
+            }
             RESOLVE_ACTION_ID => {
                 let by = user.to_owned();
                 self.guarded(
                     user,
+                    team,
                     &CardId(value.to_owned()),
                     Verb::Resolve,
                     now,
@@ -334,17 +392,17 @@ impl Interactions {
                 .await
             }
             UNACK_ACTION_ID => {
-                self.unacknowledge(user, &CardId(value.to_owned()), now)
+                self.unacknowledge(user, team, &CardId(value.to_owned()), now)
                     .await
             }
             ESCALATE_ACTION_ID => match parse_escalate_value(value) {
-                Some((card, level)) => self.escalate(user, &card, level, now).await,
+                Some((card, level)) => self.escalate(user, team, &card, level, now).await,
                 None => Err(InteractError::Malformed(
                     "Escalate button value is not CARD:LEVEL".into(),
                 )),
             },
             SILENCE_ACTION_ID => {
-                self.open_silence_modal(user, &CardId(value.to_owned()), trigger_id, now)
+                self.open_silence_modal(user, team, &CardId(value.to_owned()), trigger_id, now)
                     .await
             }
             other => {
@@ -361,10 +419,11 @@ impl Interactions {
     pub async fn acknowledge(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
-        self.guarded(user, card, Verb::Acknowledge, now, |_, _| {
+        self.guarded(user, team, card, Verb::Acknowledge, now, |_, _| {
             Some(Action::Acknowledge {
                 by: user.to_owned(),
             })
@@ -375,10 +434,11 @@ impl Interactions {
     async fn unacknowledge(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
-        self.guarded(user, card, Verb::Acknowledge, now, |route, brief| {
+        self.guarded(user, team, card, Verb::Acknowledge, now, |route, brief| {
             Some(Action::Unacknowledge {
                 by: user.to_owned(),
                 next_escalation_at: route.and_then(|r| {
@@ -392,12 +452,13 @@ impl Interactions {
     async fn escalate(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         level: u32,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
         let rotations = self.inner.rotations.clone();
-        self.guarded(user, card, Verb::Escalate, now, |route, brief| {
+        self.guarded(user, team, card, Verb::Escalate, now, |route, brief| {
             escalation::next_step(
                 route?,
                 &rotations,
@@ -415,12 +476,19 @@ impl Interactions {
     async fn guarded(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         verb: Verb,
         now: DateTime<Utc>,
         build: impl FnOnce(Option<&RouteConfig>, &CardBrief) -> Option<Action>,
     ) -> Result<Handled, InteractError> {
-        let Some(brief) = self.inner.store.card_brief(card).await? else {
+        let Some(brief) = self
+            .inner
+            .store
+            .card_brief(card)
+            .await?
+            .filter(|b| self.serves(&b.route, team))
+        else {
             return Ok(Handled::NoChange(
                 "That card is no longer known to ackbar.".to_owned(),
             ));
@@ -432,7 +500,7 @@ impl Interactions {
             Verb::Resolve => r.allowed.resolve.as_ref(),
         });
         if let Some(allowed) = allowed {
-            if !self.is_allowed(user, allowed, now).await {
+            if !self.is_allowed(user, team, allowed, now).await {
                 crate::metrics::card_action(verb.as_str(), "refused");
                 return Ok(Handled::Refused(format!(
                     "You are not allowed to {} cards of route `{}`; nothing was changed.",
@@ -469,11 +537,12 @@ impl Interactions {
     pub(super) async fn open_silence_modal(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         trigger_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Handled, InteractError> {
-        let target = match self.silence_target(user, card, true, now).await {
+        let target = match self.silence_target(user, team, card, true, now).await {
             Ok(target) => target,
             Err(e @ SilenceError::NotAllowed(_)) => {
                 return Ok(Handled::Refused(format!("{e} Nothing was changed.")));
@@ -486,8 +555,14 @@ impl Interactions {
             ));
         };
         let modal = silence::silence_modal(&target.view, &target.matchers);
-        match self.inner.slack.views_open(trigger_id, &modal).await {
-            Ok(_) => Ok(Handled::Applied),
+        let opened = match self.slack_for(team).await {
+            Some(slack) => slack.views_open(trigger_id, &modal).await.map(|_| ()),
+            None => Err(crate::slack::api::SlackError::InvalidConfig {
+                reason: "no bot token for the workspace".to_owned(),
+            }),
+        };
+        match opened {
+            Ok(()) => Ok(Handled::Applied),
             Err(e) => {
                 warn!(card = %card, error = %e, "cannot open the silence modal");
                 Ok(Handled::NoChange(
@@ -503,13 +578,14 @@ impl Interactions {
     async fn silence_target(
         &self,
         user: &str,
+        team: Option<&str>,
         card: &CardId,
         opening: bool,
         now: DateTime<Utc>,
     ) -> Result<SilenceTarget, SilenceError> {
         let view = match self.inner.store.card_view(card, 1).await {
-            Ok(Some(view)) => view,
-            Ok(None) => return Err(SilenceError::CardGone),
+            Ok(Some(view)) if self.serves(&view.route, team) => view,
+            Ok(_) => return Err(SilenceError::CardGone),
             Err(e) => {
                 warn!(card = %card, error = %e, "cannot read the card to silence");
                 return Err(SilenceError::Unavailable);
@@ -520,7 +596,7 @@ impl Interactions {
         }
         let route = self.inner.router.by_name(&view.route);
         if let Some(allowed) = route.and_then(|r| r.allowed.silence.as_ref()) {
-            if !self.is_allowed(user, allowed, now).await {
+            if !self.is_allowed(user, team, allowed, now).await {
                 // Route names come from ackbar's config, not from alerts.
                 return Err(SilenceError::NotAllowed(crate::slack::blocks::truncate(
                     &view.route,
@@ -560,6 +636,8 @@ impl Interactions {
             return Ok(None);
         }
         let requester = submission.user.requester();
+        let team = submission.team.and_then(|t| t.id);
+        let team = team.as_deref();
         if !is_slack_id(&requester.id) {
             return Err(InteractError::Malformed(
                 "user.id is not a Slack user id".to_owned(),
@@ -577,7 +655,10 @@ impl Interactions {
             Err(errors) => return Ok(Some(silence::errors_answer(&errors))),
         };
         let now = Utc::now();
-        let target = match self.silence_target(&requester.id, &card, false, now).await {
+        let target = match self
+            .silence_target(&requester.id, team, &card, false, now)
+            .await
+        {
             Ok(target) => target,
             Err(e) => return Ok(Some(silence::errors_answer(&[e]))),
         };
@@ -616,6 +697,7 @@ impl Interactions {
             Err(e) => {
                 warn!(card = %card, error = %e, silence_id, "silence created but not noted in the card's thread");
                 self.whisper(
+                    team,
                     &target.view.channel,
                     &requester.id,
                     format!(
@@ -648,10 +730,13 @@ impl Interactions {
 
     /// An ephemeral message to `user` in `channel`, without holding up the
     /// HTTP answer.
-    fn whisper(&self, channel: &str, user: &str, text: String) {
-        let slack = self.inner.slack.clone();
-        let (channel, user) = (channel.to_owned(), user.to_owned());
+    fn whisper(&self, team: Option<&str>, channel: &str, user: &str, text: String) {
+        let this = self.clone();
+        let (team, channel, user) = (team.map(str::to_owned), channel.to_owned(), user.to_owned());
         tokio::spawn(async move {
+            let Some(slack) = this.slack_for(team.as_deref()).await else {
+                return;
+            };
             let message = Message::new(text, []);
             if let Err(e) = slack.post_ephemeral(&channel, &user, &message, None).await {
                 warn!(error = %e, "cannot post an ephemeral message");
@@ -661,7 +746,13 @@ impl Interactions {
 
     /// Whether `user` is one of `allowed`, directly, through a user group,
     /// or by being on call in a listed rotation.
-    async fn is_allowed(&self, user: &str, allowed: &[Target], now: DateTime<Utc>) -> bool {
+    async fn is_allowed(
+        &self,
+        user: &str,
+        team: Option<&str>,
+        allowed: &[Target],
+        now: DateTime<Utc>,
+    ) -> bool {
         for target in allowed {
             let ok = match target {
                 Target::User(id) => id == user,
@@ -671,7 +762,11 @@ impl Interactions {
                     .get(name)
                     .and_then(|r| r.on_call(now))
                     .is_some_and(|shift| shift.user == user),
-                Target::Group(group) => self.group_members(group).await.iter().any(|m| m == user),
+                Target::Group(group) => self
+                    .group_members(group, team)
+                    .await
+                    .iter()
+                    .any(|m| m == user),
             };
             if ok {
                 return true;
@@ -680,13 +775,16 @@ impl Interactions {
         false
     }
 
-    async fn group_members(&self, group: &str) -> Vec<String> {
+    async fn group_members(&self, group: &str, team: Option<&str>) -> Vec<String> {
         if let Some((at, members)) = lock(&self.inner.groups).get(group) {
             if at.elapsed() < GROUP_CACHE_TTL {
                 return members.clone();
             }
         }
-        match self.inner.slack.usergroups_users_list(group).await {
+        let Some(slack) = self.slack_for(team).await else {
+            return Vec::new(); // fail closed, as below
+        };
+        match slack.usergroups_users_list(group).await {
             Ok(members) => {
                 lock(&self.inner.groups)
                     .insert(group.to_owned(), (Instant::now(), members.clone()));
@@ -703,7 +801,7 @@ impl Interactions {
     /// Answers the clicking user alone, through the click's response_url,
     /// without holding up the HTTP answer.
     fn tell(&self, response_url: &str, text: &str) {
-        let slack = self.inner.slack.clone();
+        let slack = self.untokened().clone();
         let url = response_url.to_owned();
         let body = json!({ "response_type": "ephemeral", "replace_original": false, "text": text });
         tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! Everything that speaks Slack: the Web API client, Block Kit, the default
-//! card, and the local emulator (sandbox).
+//! card, the OAuth install flow and each workspace's token, and the local
+//! emulator (sandbox).
 
 pub mod api;
 pub mod blocks;
@@ -11,9 +12,11 @@ pub mod incoming;
 pub mod interact;
 #[cfg(test)]
 mod mention_tests;
+pub mod oauth;
 pub mod paths;
 pub mod sandbox;
 pub mod scopes;
 pub mod socket;
 pub mod template;
 pub mod verify;
+pub mod workspaces;

@@ -48,6 +48,12 @@
 //!     card (`card_seq` NULL); their delivery is reconciled like a card's
 //!     post (see Recovery).
 //!     Retention never deletes `digest_runs`.
+//! 11. **An install's `state` is used once.** [`Store::take_oauth_state`]
+//!     deletes the state it returns in the same statement, so of two
+//!     callbacks with one state (on one replica or two) one gets it. Only
+//!     hashes of the state and of the browser's cookie are stored; the
+//!     caller checks expiry and the cookie after taking it, so a state
+//!     presented with the wrong cookie is burnt, not left for a replay.
 //!
 //! # Several processes
 //!
@@ -72,6 +78,7 @@
 
 mod decisions;
 mod digest_runs;
+mod installs;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod reads;
@@ -427,6 +434,41 @@ pub struct QuietCard {
     pub alerts: Vec<Alert>,
 }
 
+/// A workspace that installed ackbar through OAuth v2
+/// ([`crate::slack::oauth`]). `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Installation {
+    pub team_id: String,
+    pub team_name: String,
+    /// The bot token (`xoxb-...`), stored as Slack issued it: unencrypted,
+    /// so the database must be protected like the token itself.
+    pub bot_token: String,
+    pub bot_user_id: String,
+    pub scopes: Vec<String>,
+    pub installed_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Installation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installation")
+            .field("team_id", &self.team_id)
+            .field("team_name", &self.team_name)
+            .field("bot_token", &"***")
+            .field("bot_user_id", &self.bot_user_id)
+            .field("scopes", &self.scopes)
+            .field("installed_at", &self.installed_at)
+            .finish()
+    }
+}
+
+/// An OAuth install in progress, as [`Store::take_oauth_state`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    /// Hash of the cookie the browser that started the install was given.
+    pub browser_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// How much a digest lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestLimits {
@@ -604,6 +646,37 @@ pub trait Store: Send + Sync + 'static {
         &self,
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError>;
+
+    // OAuth installs (invariant 11).
+
+    /// Remembers an install's `state` (by its hash) until `expires_at`,
+    /// bound to the browser whose cookie hashes to `browser_hash`. Expired
+    /// states are swept on the way. `false` when
+    /// `MAX_PENDING_STATES` (1,000) installs are already in progress
+    /// (nothing is saved).
+    async fn save_oauth_state(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes (deletes and returns) the state with this hash: whoever calls
+    /// first gets it, every later call `None`, across replicas.
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError>;
+
+    /// Stores a workspace's installation, replacing an earlier one.
+    async fn save_installation(&self, installation: &Installation) -> Result<(), StoreError>;
+
+    async fn installation(&self, team_id: &str) -> Result<Option<Installation>, StoreError>;
+
+    /// Installations by team id, at most `limit`.
+    async fn installations(&self, limit: u32) -> Result<Vec<Installation>, StoreError>;
+
+    /// Forgets a workspace's installation (uninstalled, token revoked).
+    /// False when there was none.
+    async fn remove_installation(&self, team_id: &str) -> Result<bool, StoreError>;
 }
 
 /// The store URLs this build opens, for error messages.

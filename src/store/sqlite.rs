@@ -18,13 +18,14 @@ use super::decisions::{
     self, action_event, escalation_due, posted_card, reply_events_to_keep, unchanged,
 };
 use super::digest_runs;
+use super::installs;
 use super::reads::{self, AlertnameSql};
 use super::retry;
 use super::rows::{self, Columns, json, ms};
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
-    DigestLimits, DueEscalation, Lease, NextOp, OpKind, OutboxEntry, OutboxOp, OutboxSummary,
-    QuietCard, RetryOutcome, Store, StoreError,
+    DigestLimits, DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry,
+    OutboxOp, OutboxSummary, QuietCard, RetryOutcome, Store, StoreError,
 };
 use crate::model::{CardId, CardState, CardView, Digest, DigestFigures, Fingerprint, ThreadEvent};
 use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Target};
@@ -982,5 +983,35 @@ impl Store for SqliteStore {
         key: &str,
     ) -> Result<Option<(CardId, CardState, Option<String>)>, StoreError> {
         reads::card_by_key(&self.reader, key).await
+    }
+
+    async fn save_oauth_state(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        installs::save_state(&self.writer, state_hash, browser_hash, expires_at, now).await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        installs::take_state(&self.writer, state_hash).await
+    }
+
+    async fn save_installation(&self, installation: &Installation) -> Result<(), StoreError> {
+        installs::save_installation(&self.writer, installation).await
+    }
+
+    async fn installation(&self, team_id: &str) -> Result<Option<Installation>, StoreError> {
+        installs::installation_of(&self.reader, team_id).await
+    }
+
+    async fn installations(&self, limit: u32) -> Result<Vec<Installation>, StoreError> {
+        installs::installations(&self.reader, limit).await
+    }
+
+    async fn remove_installation(&self, team_id: &str) -> Result<bool, StoreError> {
+        installs::remove_installation(&self.writer, team_id).await
     }
 }

@@ -302,6 +302,7 @@ fn message_args(v: &Value) -> Result<MessageArgs, String> {
         text,
         blocks,
         metadata: None,
+        team: None,
     })
 }
 
@@ -790,6 +791,20 @@ impl Sandbox {
         event_id: Option<&str>,
         retry_num: Option<u32>,
     ) -> Result<ActResponse, ActError> {
+        self.send_team_event(TEAM_ID, event, event_id, retry_num)
+            .await
+    }
+
+    /// [`Sandbox::send_event`] from workspace `team` (the envelope's
+    /// `team_id`), such as another workspace that installed the app
+    /// through [`super::oauth`].
+    pub async fn send_team_event(
+        &self,
+        team: &str,
+        event: Value,
+        event_id: Option<&str>,
+        retry_num: Option<u32>,
+    ) -> Result<ActResponse, ActError> {
         let event_id = match event_id {
             Some(id) => id.to_owned(),
             None => {
@@ -803,13 +818,13 @@ impl Sandbox {
         };
         let envelope = json!({
             "token": VERIFICATION_TOKEN,
-            "team_id": TEAM_ID,
+            "team_id": team,
             "api_app_id": APP_ID,
             "event": event,
             "type": "event_callback",
             "event_id": event_id,
             "event_time": unix_now(),
-            "authorizations": [{"enterprise_id": null, "team_id": TEAM_ID,
+            "authorizations": [{"enterprise_id": null, "team_id": team,
                 "user_id": USER_ID, "is_bot": true, "is_enterprise_install": false}],
             "is_ext_shared_channel": false,
         });

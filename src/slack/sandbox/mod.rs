@@ -40,6 +40,9 @@
 //! - `POST /api/_response/{id}`: the response_urls the sandbox mints.
 //! - `POST /api/apps.connections.open` and `GET /socket/{ticket}`: Socket
 //!   Mode (see [`socket`]); while it is in use, acts go over the socket.
+//! - `GET /oauth/v2/authorize` and `POST /api/oauth.v2.access`: OAuth v2
+//!   installs by several workspaces, each with its own bot token (see
+//!   [`oauth`]; needs [`SandboxOptions::oauth`]).
 //!
 //! # Acting as Slack toward the app
 //! With [`SandboxOptions::app_url`] (or [`Sandbox::set_app_url`]) and a
@@ -77,6 +80,7 @@ mod act;
 pub mod interact;
 pub mod limits;
 pub mod live;
+pub mod oauth;
 pub mod page;
 mod server;
 pub mod socket;
@@ -100,6 +104,7 @@ use tokio::time::Instant;
 pub use act::{ActError, ActResponse, Signing};
 pub use interact::{ActRecord, EphemeralState, ResponsePostState, ViewState};
 pub use limits::RateLimit;
+pub use oauth::OAuthApp;
 pub use server::MAX_REQUEST_BYTES;
 pub use socket::SocketState;
 pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
@@ -154,6 +159,9 @@ pub struct SandboxOptions {
     /// The app-level token (`xapp-...`) `apps.connections.open` requires;
     /// `None` accepts any `xapp-` token. See [`socket`].
     pub app_token: Option<String>,
+    /// The app's OAuth client id and secret; `None` refuses installs
+    /// (`invalid_client_id`). See [`oauth`].
+    pub oauth: Option<OAuthApp>,
 }
 
 impl Default for SandboxOptions {
@@ -173,6 +181,7 @@ impl Default for SandboxOptions {
             response_url_ttl: interact::RESPONSE_URL_TTL,
             app_timeout: APP_TIMEOUT,
             app_token: None,
+            oauth: None,
         }
     }
 }
@@ -296,6 +305,8 @@ struct Inner {
     interact: interact::Interact,
     app_token: Option<String>,
     socket: socket::Hub,
+    oauth: Option<OAuthApp>,
+    installs: oauth::Installs,
 }
 
 /// Rejected `Faults`.
@@ -342,6 +353,8 @@ impl Sandbox {
                 interact: interact::Interact::default(),
                 app_token: options.app_token,
                 socket: socket::Hub::default(),
+                oauth: options.oauth,
+                installs: oauth::Installs::default(),
             })),
             live: Arc::default(),
         }
@@ -409,7 +422,8 @@ impl Sandbox {
     }
 
     /// Forget all messages, calls, counts, violations, rate windows, views,
-    /// ephemerals, trigger ids and response_urls; keep options and faults.
+    /// ephemerals, trigger ids, response_urls, OAuth codes and tokens; keep
+    /// options and faults.
     pub fn reset(&self) {
         let mut inner = self.lock();
         inner.workspace.clear();
@@ -418,6 +432,7 @@ impl Sandbox {
         inner.counts.clear();
         inner.retry_after_violations = 0;
         inner.interact.clear();
+        inner.installs.clear();
     }
 }
 

@@ -44,6 +44,8 @@ pub(super) fn router(sandbox: Sandbox) -> axum::Router {
             post(super::socket::connections_open),
         )
         .route("/socket/{ticket}", get(super::socket::socket))
+        .route("/oauth/v2/authorize", get(super::oauth::authorize))
+        .route("/api/oauth.v2.access", post(super::oauth::access))
         .route("/api/{method}", get(api).post(api))
         // Every route above can change the emulator; the page's live
         // updates follow from here. The read-only routes below do not bump
@@ -243,6 +245,7 @@ impl Params {
             text,
             blocks,
             metadata,
+            team: None,
         })
     }
 }
@@ -442,10 +445,17 @@ impl Sandbox {
             .map(str::to_owned)
             .or(form_token)
             .filter(|t| !t.is_empty());
+        // A token an OAuth install issued acts for its team.
+        let team = match presented.as_deref().map(|p| inner.installs.team_of(p)) {
+            Some(Err(e)) => return Reply::err(e),
+            Some(Ok(team)) => team,
+            None => None,
+        };
         match (&presented, &inner.token) {
             (None, _) => return Reply::err(ApiError::new("not_authed")),
             (Some(p), Some(expected))
-                if !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
+                if team.is_none()
+                    && !crate::config::constant_time_eq(p.as_bytes(), expected.as_bytes()) =>
             {
                 return Reply::err(ApiError::new("invalid_auth"));
             }
@@ -477,15 +487,17 @@ impl Sandbox {
                 "url": super::state::WORKSPACE_URL,
                 "team": "ackbar sandbox",
                 "user": "ackbar",
-                "team_id": super::state::TEAM_ID,
+                "team_id": team.as_deref().unwrap_or(super::state::TEAM_ID),
                 "user_id": super::state::USER_ID,
                 "bot_id": super::state::BOT_ID,
             })),
-            ApiMethod::PostMessage => params.message_args().and_then(|args| {
+            ApiMethod::PostMessage => params.message_args().and_then(|mut args| {
+                args.team = team.clone();
                 let thread_ts = params.str("thread_ts");
                 inner.workspace.post(&channel, args, thread_ts.as_deref())
             }),
-            ApiMethod::Update => params.message_args().and_then(|args| {
+            ApiMethod::Update => params.message_args().and_then(|mut args| {
+                args.team = team.clone();
                 let ts = params.str("ts").unwrap_or_default();
                 inner.workspace.update(&channel, &ts, args)
             }),
@@ -503,6 +515,11 @@ impl Sandbox {
                     .map_err(|()| ApiError::new("invalid_arguments"))
                     .and_then(|v| super::interact::validate_view(v.as_ref()).map(|()| v));
                 view.and_then(|view| {
+                    // Triggers come from this sandbox's own workspace; another
+                    // team's token cannot use them.
+                    if team.as_deref().is_some_and(|t| t != super::state::TEAM_ID) {
+                        return Err(ApiError::new("invalid_trigger_id"));
+                    }
                     let trigger = params.str("trigger_id").unwrap_or_default();
                     let trigger = inner.interact.take_trigger(&trigger)?;
                     let view = view.unwrap_or_default();

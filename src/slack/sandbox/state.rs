@@ -101,6 +101,10 @@ pub struct MessageState {
     pub edited: bool,
     pub update_count: u32,
     pub replies: Vec<MessageState>,
+    /// The workspace whose OAuth-issued token posted it; `None` for the
+    /// sandbox's own token (see [`super::oauth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +255,7 @@ struct StoredMessage {
     edited: bool,
     update_count: u32,
     replies: VecDeque<StoredMessage>,
+    team: Option<String>,
 }
 
 impl StoredMessage {
@@ -265,6 +270,7 @@ impl StoredMessage {
             edited: self.edited,
             update_count: self.update_count,
             replies: self.replies.iter().map(StoredMessage::snapshot).collect(),
+            team: self.team.clone(),
         }
     }
 
@@ -346,6 +352,9 @@ pub(super) struct MessageArgs {
     pub text: Option<String>,
     pub blocks: Option<Value>,
     pub metadata: Option<Metadata>,
+    /// The workspace of the token that sent them (`None`: the sandbox's
+    /// own token).
+    pub team: Option<String>,
 }
 
 /// Arguments of `conversations.history` after decoding.
@@ -474,6 +483,7 @@ impl Workspace {
             edited: false,
             update_count: 0,
             replies: VecDeque::new(),
+            team: args.team,
         };
         let api = match parent.and_then(|i| channel.messages.get_mut(i)) {
             Some(p) => {
@@ -517,6 +527,11 @@ impl Workspace {
         let m = channel
             .find_mut(ts_num)
             .ok_or_else(|| ApiError::new("message_not_found"))?;
+        // Another workspace's bot cannot edit this one's messages
+        // (response_urls and the sandbox's own token act for any).
+        if args.team.is_some() && m.team != args.team {
+            return Err(ApiError::new("cant_update_message"));
+        }
         if let Some(text) = args.text {
             m.text = text;
         }
