@@ -29,6 +29,32 @@ fn ackbar(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// check-config says how Slack's requests reach ackbar, as the README's
+/// "From the sandbox to a real Slack workspace" guide promises.
+#[test]
+fn check_config_names_the_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = json!({"slack": {"bot_token": "xoxb-1", "signing_secret": "s"},
+                      "store": {"url": format!("sqlite://{}", dir.path().join("a.db").display())}});
+    let mut http = base.clone();
+    http["public_url"] = json!("https://ackbar.example.com");
+    let mut socket = base.clone();
+    socket["slack"]["app_token"] = json!("xapp-1");
+    for (config, expected) in [
+        (
+            http,
+            "requests over HTTP at https://ackbar.example.com/slack/",
+        ),
+        (socket, "requests over Socket Mode"),
+        (base, "set public_url for the manifest"),
+    ] {
+        let file = config_file(dir.path(), &config);
+        let (code, stdout, stderr) = ackbar(&["check-config", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+}
+
 #[test]
 fn check_config_accepts_the_example_config() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.json");

@@ -152,7 +152,21 @@ pub fn main(cli: Cli) -> ExitCode {
                         "  slack:  sandbox mode (no bot token, no OAuth; local emulator at /sandbox/)"
                     );
                 } else {
-                    println!("  slack:  {}", redact_url(&config.slack.api_url));
+                    // How Slack's requests (clicks, commands, events) arrive.
+                    let transport = if config.slack.app_token.is_some() {
+                        "requests over Socket Mode".to_owned()
+                    } else if let Some(url) = &config.public_url {
+                        format!("requests over HTTP at {url}/slack/...")
+                    } else {
+                        format!(
+                            "requests over HTTP at {}/slack/... (set public_url for the manifest)",
+                            config.listen
+                        )
+                    };
+                    println!(
+                        "  slack:  {}; {transport}",
+                        redact_url(&config.slack.api_url)
+                    );
                 }
                 if let (Some(oauth), Some(public_url)) = (&config.slack.oauth, &config.public_url) {
                     println!(
