@@ -432,20 +432,12 @@ pub async fn card_view_to_send(
     Ok(Some(view))
 }
 
-/// The workspace (`routes[].team`) of a route; `None` when the route names
-/// none or is gone from the config.
-fn route_team(inner: &Inner, route: &str) -> Option<String> {
-    inner.router.by_name(route).and_then(|r| r.team.clone())
-}
-
-/// The workspace an operation goes to: its card's route's; `None` (the
-/// default workspace) for a digest. `Err` after a store error, logged.
-async fn op_team(inner: &Inner, op: &OutboxOp) -> Result<Option<String>, StoreError> {
-    let Some(card) = &op.card else {
-        return Ok(None);
-    };
-    let brief = inner.store.card_brief(card).await?;
-    Ok(brief.and_then(|b| route_team(inner, &b.route)))
+/// The workspace (`routes[].team`) an operation goes to: its card's
+/// route's; `None` (the default workspace) for a digest, a route naming
+/// none, or one gone from the config.
+fn op_team<'a>(inner: &'a Inner, op: &OutboxOp) -> Option<&'a str> {
+    let route = op.card_route.as_deref()?;
+    inner.router.by_name(route)?.team.as_deref()
 }
 
 /// The client of `team`'s workspace, or how the attempt ends without one:
@@ -477,16 +469,7 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
     // A webhook channel has no thread to reply in: the update that comes
     // with the same change shows it.
     let skip = hook.is_some() && op.kind == OpKind::Reply;
-    let team = match op_team(inner, &op).await {
-        Ok(team) => team,
-        Err(e) => {
-            m::store_error();
-            warn!(error = %e, "cannot read the operation's card; retrying");
-            tokio::time::sleep(STORE_RETRY).await;
-            return;
-        }
-    };
-    let team = team.as_deref();
+    let team = op_team(inner, &op);
     let slack = match hook {
         // The webhook URL is the credential: no workspace token needed.
         Some(_) => inner.workspaces.template().clone(),

@@ -183,6 +183,9 @@ pub struct OutboxOp {
     /// The previous attempt of this post or digest may have reached Slack.
     pub reconcile: bool,
     pub card_opened_at: Option<DateTime<Utc>>,
+    /// The route of the card (`None` for a digest): delivery picks the
+    /// workspace by it without reading the card again.
+    pub card_route: Option<String>,
     /// What a digest reports (kind [`OpKind::Digest`] only); boxed, as it
     /// is several times the size of the rest of the operation.
     pub digest: Option<Box<Digest>>,

@@ -178,6 +178,7 @@ pub(crate) fn outbox_op(row: &impl Columns) -> Result<OutboxOp, StoreError> {
         attempts: row.count("attempts")? as u32,
         reconcile: row.flag("reconcile")?,
         card_opened_at: row.opt_instant("opened_at")?,
+        card_route: row.opt_text("route")?,
         digest,
     })
 }

@@ -411,7 +411,7 @@ async fn brief(
 /// callers add the condition.
 const OP_SELECT: &str =
     "SELECT o.id, o.kind, o.channel, o.events, o.recipient, o.attempts, o.reconcile,
-        o.digest, c.id AS card_id, c.ts, c.opened_at
+        o.digest, c.id AS card_id, c.ts, c.opened_at, c.route
     FROM outbox o LEFT JOIN cards c ON c.seq = o.card_seq";
 
 /// The operation of an [`OP_SELECT`] row, with a reply's thread events.
