@@ -869,17 +869,7 @@ impl SlackClient {
         code: &str,
         redirect_uri: &str,
     ) -> Result<OAuthAccess, SlackError> {
-        use base64::Engine;
         let method = methods::OAUTH_V2_ACCESS;
-        let credentials = base64::engine::general_purpose::STANDARD
-            .encode(format!("{client_id}:{client_secret}"));
-        let mut auth = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
-            SlackError::InvalidConfig {
-                reason: "client id or secret contains characters not allowed in an HTTP header"
-                    .to_owned(),
-            }
-        })?;
-        auth.set_sensitive(true);
         let form = serde_urlencoded::to_string([("code", code), ("redirect_uri", redirect_uri)])
             .map_err(|e| SlackError::InvalidConfig {
                 reason: format!("{method}: cannot encode request: {e}"),
@@ -887,7 +877,8 @@ impl SlackClient {
         let sent = self
             .http
             .post(self.url(method))
-            .header(AUTHORIZATION, auth)
+            // reqwest marks the Basic credentials header sensitive.
+            .basic_auth(client_id, Some(client_secret))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(form)
             .send()

@@ -315,6 +315,27 @@ impl Sandbox {
         }
     }
 
+    /// The open modal `view_id`, when `user` is a known user who owns it:
+    /// only its owner can submit or close a modal.
+    fn owned_open_view<'a>(
+        inner: &'a Inner,
+        view_id: &str,
+        user: &str,
+    ) -> Result<&'a super::ViewState, ActError> {
+        Self::check_user(inner, user)?;
+        let view = inner
+            .interact
+            .view(view_id)
+            .ok_or_else(|| ActError::ViewNotFound(view_id.chars().take(64).collect()))?;
+        if view.closed {
+            return Err(ActError::ViewClosed(view.id.clone()));
+        }
+        if view.user != user {
+            return Err(ActError::NotViewOwner(view.id.clone()));
+        }
+        Ok(view)
+    }
+
     /// Send `body` to `{app_url}{path}` the way Slack does, record the
     /// round trip, and return the app's status and body.
     async fn deliver(
@@ -506,17 +527,7 @@ impl Sandbox {
         let payload = {
             let mut guard = self.lock();
             let inner: &mut Inner = &mut guard;
-            Self::check_user(inner, user)?;
-            let view = inner
-                .interact
-                .view(view_id)
-                .ok_or_else(|| ActError::ViewNotFound(view_id.chars().take(64).collect()))?;
-            if view.closed {
-                return Err(ActError::ViewClosed(view.id.clone()));
-            }
-            if view.user != user {
-                return Err(ActError::NotViewOwner(view.id.clone()));
-            }
+            let view = Self::owned_open_view(inner, view_id, user)?;
             let values = if values.is_null() { json!({}) } else { values };
             let api = api_view(view, &values);
             let trigger_id =
@@ -572,17 +583,7 @@ impl Sandbox {
         let payload = {
             let mut guard = self.lock();
             let inner: &mut Inner = &mut guard;
-            Self::check_user(inner, user)?;
-            let view = inner
-                .interact
-                .view(view_id)
-                .ok_or_else(|| ActError::ViewNotFound(view_id.chars().take(64).collect()))?;
-            if view.closed {
-                return Err(ActError::ViewClosed(view.id.clone()));
-            }
-            if view.user != user {
-                return Err(ActError::NotViewOwner(view.id.clone()));
-            }
+            let view = Self::owned_open_view(inner, view_id, user)?;
             let notify = view.view.get("notify_on_close").and_then(Value::as_bool) == Some(true);
             let payload = notify.then(|| {
                 json!({
