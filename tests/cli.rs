@@ -12,8 +12,8 @@ use ackbar::slack::sandbox::Faults;
 use ackbar::slack::sandbox::validate::validate_message;
 use ackbar::slack::scopes::{BOT_EVENTS, METHOD_SCOPES};
 use common::{
-    CHANNEL, TestAlert, cards, eventually, eventually_async, firing, http, message_text, resolved,
-    sandbox_options, start_ackbar, start_slack, test_config, webhook,
+    CHANNEL, TestAlert, cards, eventually, eventually_async, firing, get_json, http, message_text,
+    resolved, sandbox_options, start_ackbar, start_slack, test_config, webhook,
 };
 use serde_json::{Value, json};
 
@@ -566,14 +566,7 @@ async fn send_test_in_sandbox_mode_posts_to_the_running_sandbox() {
     ])
     .await;
     assert_eq!(code, 0, "{stderr}");
-    let state: Value = http()
-        .get(server.url("/sandbox/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state: Value = get_json(&server.url("/sandbox/api/state")).await;
     let messages = state["channels"][CHANNEL]["messages"]
         .as_array()
         .cloned()
@@ -596,14 +589,7 @@ async fn send_test_in_sandbox_mode_posts_to_the_running_sandbox() {
         Duration::from_secs(10),
         "the card shows resolved",
         || async {
-            let state: Value = http()
-                .get(server.url("/sandbox/api/state"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let state: Value = get_json(&server.url("/sandbox/api/state")).await;
             message_text(&state["channels"][CHANNEL]["messages"][0]).contains("RESOLVED")
         },
     )

@@ -11,7 +11,7 @@ use ackbar::{Bridge, layer};
 use serde_json::{Value, json};
 use tracing_subscriber::prelude::*;
 
-use common::{cards, eventually_async, http, is_resolved, message_text, replies};
+use common::{cards, eventually_async, get_json, http, is_resolved, message_text, replies};
 
 /// The catch-all route's channel in sandbox mode.
 const CHANNEL: &str = ackbar::config::DEFAULT_CHANNEL;
@@ -34,14 +34,7 @@ fn config(quiet: &str) -> Config {
 }
 
 async fn state(bridge_url: &str) -> SandboxState {
-    http()
-        .get(format!("{bridge_url}/sandbox/api/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&format!("{bridge_url}/sandbox/api/state")).await
 }
 
 fn card_with(state: &SandboxState, text: &str) -> Option<(String, Value)> {

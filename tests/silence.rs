@@ -158,14 +158,7 @@ async fn silence_creates_an_active_silence_in_alertmanager_and_threads_who_until
     assert!(closed, "the modal closed");
     assert_eq!(errors, None);
 
-    let silences: Vec<Value> = http()
-        .get(format!("{}/api/v2/silences", am.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let silences: Vec<Value> = get_json(&format!("{}/api/v2/silences", am.url)).await;
     let active: Vec<&Value> = silences
         .iter()
         .filter(|x| x["status"]["state"] == "active")
@@ -195,14 +188,7 @@ async fn silence_creates_an_active_silence_in_alertmanager_and_threads_who_until
         Duration::from_secs(10),
         "the card's alert is silenced by it",
         || async {
-            let alerts: Vec<Value> = http()
-                .get(format!("{}/api/v2/alerts", am.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let alerts: Vec<Value> = get_json(&format!("{}/api/v2/alerts", am.url)).await;
             alerts.iter().any(|a| {
                 a["labels"]["instance"] == "db-1"
                     && a["status"]["state"] == "suppressed"

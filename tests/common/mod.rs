@@ -248,6 +248,11 @@ pub async fn metric(base_url: &str, name: &str) -> f64 {
     metric_where(base_url, name, "").await
 }
 
+/// GETs `url` and reads its JSON answer.
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// [`metric`] over the label sets whose line contains `labels` (for
 /// example `outcome="refused"`).
 pub async fn metric_where(base_url: &str, name: &str, labels: &str) -> f64 {
