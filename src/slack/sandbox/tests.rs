@@ -574,9 +574,10 @@ async fn unknown_methods_answer_404() {
 }
 
 #[tokio::test]
-async fn state_and_faults_are_served_when_nested_under_sandbox() {
+async fn state_and_faults_are_served_when_mounted_under_sandbox() {
     let sandbox = Sandbox::new(SandboxOptions::serve_mode());
-    let app = axum::Router::new().nest("/sandbox", router(sandbox.clone()));
+    // Mounted as `ackbar serve` mounts it.
+    let app = mount(axum::Router::new(), "/sandbox", sandbox.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
