@@ -10,7 +10,9 @@
 //!   (durable: WAL, `synchronous = FULL`), in the two load-harness modes:
 //!   `repeat` (the same alerts again: the dedupe path, no write) and `unique`
 //!   (new alerts joining 100 cycling groups: state, alerts and outbox rows
-//!   written in one transaction per notification).
+//!   written in one transaction per notification), and `unique_16_at_once`
+//!   (16 such notifications in flight together, as from the load harness's
+//!   16 connections: the store commits them in groups).
 
 use std::hint::black_box;
 
@@ -210,9 +212,44 @@ fn pipeline_benches(c: &mut Criterion) {
                 criterion::BatchSize::SmallInput,
             )
         });
+
+        // What the load harness's 16 connections do: notifications arriving
+        // together, which the SQLite store commits in groups.
+        let bench = pipeline_with_sqlite();
+        group.throughput(Throughput::Elements((CONCURRENT * n) as u64));
+        group.bench_with_input(
+            BenchmarkId::new("unique_16_at_once", n),
+            &first,
+            |b, base| {
+                b.iter_batched(
+                    || {
+                        (0..CONCURRENT)
+                            .map(|_| {
+                                counter += 1;
+                                unique_variant(base, counter)
+                            })
+                            .collect::<Vec<_>>()
+                    },
+                    |notifications| {
+                        let now = chrono::Utc::now();
+                        let all = notifications
+                            .into_iter()
+                            .map(|notification| bench.pipeline.ingest(notification, now));
+                        bench
+                            .runtime
+                            .block_on(futures_util::future::try_join_all(all))
+                            .expect("ingest")
+                    },
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
     }
     group.finish();
 }
+
+/// Notifications in flight at once in `unique_16_at_once`.
+const CONCURRENT: usize = 16;
 
 /// The notification with never-seen alerts (a new `seq` label, hence a new
 /// fingerprint) in one of 100 groups, as in the harness's unique mode.

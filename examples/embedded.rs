@@ -17,7 +17,7 @@ use tracing_subscriber::prelude::*;
 
 #[tracing::instrument]
 fn charge(order: u32) -> Result<(), String> {
-    if order % 3 == 0 {
+    if order.is_multiple_of(3) {
         let reason = "card declined";
         tracing::error!(order, reason, "payment failed");
         return Err(reason.to_owned());

@@ -128,7 +128,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let card = ids[n as usize % ids.len()].clone();
         // Alternate per card: ack on even rounds, unack on odd ones.
         let round = n as usize / ids.len();
-        let action = if round % 2 == 0 {
+        let action = if round.is_multiple_of(2) {
             "ackbar_acknowledge"
         } else {
             "ackbar_unacknowledge"

@@ -962,16 +962,15 @@ impl Config {
                 "must be an http:// or https:// URL such as https://slack.com/api",
             ));
         }
-        if let Some(url) = &self.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://"))
+        if let Some(url) = &self.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://"))
                 || url.ends_with('/')
-                || redact_url(url) != *url
-            {
-                return Err(ConfigError::invalid(
-                    "public_url",
-                    "must be an http:// or https:// base URL without credentials or a trailing slash, such as https://ackbar.example.com",
-                ));
-            }
+                || redact_url(url) != *url)
+        {
+            return Err(ConfigError::invalid(
+                "public_url",
+                "must be an http:// or https:// base URL without credentials or a trailing slash, such as https://ackbar.example.com",
+            ));
         }
         if redact_url(&self.slack.api_url) != self.slack.api_url {
             return Err(ConfigError::invalid(
@@ -979,13 +978,13 @@ impl Config {
                 "must not carry credentials: the token goes in slack.bot_token",
             ));
         }
-        if let Some(token) = &self.slack.bot_token {
-            if !token.expose().starts_with("xox") {
-                return Err(ConfigError::invalid(
-                    "slack.bot_token",
-                    "does not look like a Slack token (bot tokens start with xoxb-)",
-                ));
-            }
+        if let Some(token) = &self.slack.bot_token
+            && !token.expose().starts_with("xox")
+        {
+            return Err(ConfigError::invalid(
+                "slack.bot_token",
+                "does not look like a Slack token (bot tokens start with xoxb-)",
+            ));
         }
         self.validate_oauth()?;
         let socket = &self.slack.socket_mode;
@@ -1094,22 +1093,22 @@ impl Config {
                 .flatten(),
             );
             for target in referenced {
-                if let Target::Rotation(name) = target {
-                    if !self.oncall.iter().any(|r| &r.name == name) {
-                        return Err(ConfigError::invalid(
-                            at("escalation"),
-                            format!("oncall:{name} names no rotation in `oncall`"),
-                        ));
-                    }
-                }
-            }
-            if let Some(url) = &route.alertmanager_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if let Target::Rotation(name) = target
+                    && !self.oncall.iter().any(|r| &r.name == name)
+                {
                     return Err(ConfigError::invalid(
-                        at("alertmanager_url"),
-                        "must be an http:// or https:// URL",
+                        at("escalation"),
+                        format!("oncall:{name} names no rotation in `oncall`"),
                     ));
                 }
+            }
+            if let Some(url) = &route.alertmanager_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::invalid(
+                    at("alertmanager_url"),
+                    "must be an http:// or https:// URL",
+                ));
             }
             if route.card.max_alerts == 0 || route.card.max_alerts > 30 {
                 return Err(ConfigError::invalid(

@@ -171,11 +171,11 @@ impl Deliverer {
     /// New work for `channel` was committed: make sure its worker runs.
     pub fn wake(&self, channel: &str) {
         let mut workers = lock(&self.inner.workers);
-        if let Some(w) = workers.get(channel) {
-            if !w.handle.is_finished() {
-                w.notify.notify_one();
-                return;
-            }
+        if let Some(w) = workers.get(channel)
+            && !w.handle.is_finished()
+        {
+            w.notify.notify_one();
+            return;
         }
         if self.inner.draining.borrow().is_some() {
             return;

@@ -641,6 +641,13 @@ async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestSto
         .card
         .clone()
         .unwrap();
+    // Re-sends change nothing; the second is decided from what the first
+    // read (the SQLite store's cache), which the resolve below must not
+    // leave stale.
+    for now in [t(30), t(60)] {
+        let out = store.apply(std::slice::from_ref(&b), now).await.unwrap();
+        assert!(!out[0].changed, "{out:?}");
+    }
 
     let by = "U0RESOLVR".to_owned();
     let out = store

@@ -42,10 +42,10 @@ pub fn resolve_targets(
                 .and_then(|r| r.on_call(now))
                 .map(|shift| shift.user),
         };
-        if let Some(id) = id {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
+        if let Some(id) = id
+            && !ids.contains(&id)
+        {
+            ids.push(id);
         }
     }
     ids

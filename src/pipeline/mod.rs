@@ -71,7 +71,6 @@ impl Pipeline {
     /// first alert appears. The alerts move into the batches: this is the
     /// ingest hot path, and nothing needs the notification afterwards.
     pub fn batches(&self, mut notification: Notification) -> (Vec<CardBatch>, u64) {
-        let external_url = notification.source.external_url().map(str::to_owned);
         let resolves_itself = notification.source.resolves_itself();
         let mut batches: Vec<CardBatch> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -87,22 +86,39 @@ impl Pipeline {
                 Some(&i) => i,
                 None => {
                     let group_labels = if resolves_itself {
-                        notification.group_labels.clone()
+                        Labels::new() // the notification's, below
                     } else {
                         event_group_labels(route, &alert)
                     };
                     index.insert(key.clone(), batches.len());
                     batches.push(CardBatch {
                         group_labels,
-                        common_labels: notification.common_labels.clone(),
-                        common_annotations: notification.common_annotations.clone(),
-                        external_url: external_url.clone(),
                         ..self.empty_batch(route, key, resolves_itself)
                     });
                     batches.len() - 1
                 }
             };
             batches[i].alerts.push(alert);
+        }
+        // The notification's group data goes to every batch: copies for all
+        // but the last, which takes the originals (most notifications make
+        // one batch).
+        let external_url = notification.source.external_url().map(str::to_owned);
+        let count = batches.len();
+        for (i, batch) in batches.iter_mut().enumerate() {
+            let take_or_clone = |labels: &mut Labels| {
+                if i + 1 == count {
+                    std::mem::take(labels)
+                } else {
+                    labels.clone()
+                }
+            };
+            if resolves_itself {
+                batch.group_labels = take_or_clone(&mut notification.group_labels);
+            }
+            batch.common_labels = take_or_clone(&mut notification.common_labels);
+            batch.common_annotations = take_or_clone(&mut notification.common_annotations);
+            batch.external_url.clone_from(&external_url);
         }
         (batches, unrouted)
     }
@@ -182,7 +198,7 @@ impl Pipeline {
             Vec::new()
         } else {
             self.store
-                .apply(&batches, now)
+                .apply_owned(batches, now)
                 .await
                 .inspect_err(|_| m::store_error())?
         };

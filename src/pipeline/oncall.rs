@@ -158,7 +158,7 @@ impl Rotation {
         if shift.is_zero() {
             return Err("shift: must be longer than zero, e.g. \"7d\" or \"12h\"".to_owned());
         }
-        if shift.subsec_nanos() != 0 || shift.as_secs() % 60 != 0 {
+        if shift.subsec_nanos() != 0 || !shift.as_secs().is_multiple_of(60) {
             return Err(format!("shift: {shift:?} is not a whole number of minutes"));
         }
         if shift > MAX_SHIFT {
@@ -167,7 +167,7 @@ impl Rotation {
             ));
         }
         let secs = shift.as_secs();
-        let cadence = if secs % 86_400 == 0 {
+        let cadence = if secs.is_multiple_of(86_400) {
             Cadence::Days(secs / 86_400)
         } else {
             // Bounded by MAX_SHIFT, so both conversions succeed.

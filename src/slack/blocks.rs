@@ -229,10 +229,10 @@ fn with_ellipsis(kept: &str) -> String {
 fn mrkdwn_safe_cut(s: &str, cut: usize) -> usize {
     let mut cut = cut;
     let head = &s[..cut];
-    if let Some(lt) = head.rfind('<') {
-        if !head[lt..].contains('>') {
-            cut = lt;
-        }
+    if let Some(lt) = head.rfind('<')
+        && !head[lt..].contains('>')
+    {
+        cut = lt;
     }
     let head = &s[..cut];
     if let Some(amp) = head.rfind('&') {

@@ -336,11 +336,10 @@ fn alert_line(view: &CardView, alert: &CardAlert) -> String {
         .annotations
         .get("summary")
         .filter(|s| !s.trim().is_empty())
+        && view.common_annotations.get("summary") != Some(s)
     {
-        if view.common_annotations.get("summary") != Some(s) {
-            line.push_str(" — ");
-            line.push_str(&untrusted(&truncate(s, MAX_SUMMARY)));
-        }
+        line.push_str(" — ");
+        line.push_str(&untrusted(&truncate(s, MAX_SUMMARY)));
     }
     // Links the card already shows for all alerts are not repeated.
     let own = |keys: &[&str]| {
@@ -546,11 +545,11 @@ pub fn render_reply(view: &CardView, events: &[ThreadEvent], now: DateTime<Utc>)
             if age >= 60 {
                 text.push_str(&format!(" _(for {})_", format_duration(age)));
             }
-            if let Some(d) = details.filter(|d| !d.trim().is_empty()) {
-                if detail_blocks.len() < MAX_REPLY_DETAILS {
-                    let name = untrusted(&truncate(name, 100));
-                    detail_blocks.push(format!("*{name}*\n{}", code_block(d, MAX_DETAILS)));
-                }
+            if let Some(d) = details.filter(|d| !d.trim().is_empty())
+                && detail_blocks.len() < MAX_REPLY_DETAILS
+            {
+                let name = untrusted(&truncate(name, 100));
+                detail_blocks.push(format!("*{name}*\n{}", code_block(d, MAX_DETAILS)));
             }
         }
         if firing.len() > MAX_REPLY_NAMES {
@@ -1190,7 +1189,7 @@ mod tests {
     fn resolve_event(i: usize) -> ThreadEvent {
         ThreadEvent::AlertResolved {
             fingerprint: format!("{i:016x}"),
-            name: if i % 5 == 0 {
+            name: if i.is_multiple_of(5) {
                 "NodeDown".into()
             } else {
                 format!("Alert{}", i % 40)

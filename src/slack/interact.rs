@@ -499,15 +499,15 @@ impl Interactions {
             Verb::Escalate => r.allowed.escalate.as_ref(),
             Verb::Resolve => r.allowed.resolve.as_ref(),
         });
-        if let Some(allowed) = allowed {
-            if !self.is_allowed(user, team, allowed, now).await {
-                crate::metrics::card_action(verb.as_str(), "refused");
-                return Ok(Handled::Refused(format!(
-                    "You are not allowed to {} cards of route `{}`; nothing was changed.",
-                    verb.as_str(),
-                    brief.route
-                )));
-            }
+        if let Some(allowed) = allowed
+            && !self.is_allowed(user, team, allowed, now).await
+        {
+            crate::metrics::card_action(verb.as_str(), "refused");
+            return Ok(Handled::Refused(format!(
+                "You are not allowed to {} cards of route `{}`; nothing was changed.",
+                verb.as_str(),
+                brief.route
+            )));
         }
         let Some(action) = build(route, &brief) else {
             return Ok(Handled::NoChange(no_further_step(route)));
@@ -595,14 +595,14 @@ impl Interactions {
             return Err(SilenceError::Resolved);
         }
         let route = self.inner.router.by_name(&view.route);
-        if let Some(allowed) = route.and_then(|r| r.allowed.silence.as_ref()) {
-            if !self.is_allowed(user, team, allowed, now).await {
-                // Route names come from ackbar's config, not from alerts.
-                return Err(SilenceError::NotAllowed(crate::slack::blocks::truncate(
-                    &view.route,
-                    100,
-                )));
-            }
+        if let Some(allowed) = route.and_then(|r| r.allowed.silence.as_ref())
+            && !self.is_allowed(user, team, allowed, now).await
+        {
+            // Route names come from ackbar's config, not from alerts.
+            return Err(SilenceError::NotAllowed(crate::slack::blocks::truncate(
+                &view.route,
+                100,
+            )));
         }
         let Some((route, base_url)) =
             route.and_then(|r| r.alertmanager_url.clone().map(|url| (r, url)))
@@ -776,10 +776,10 @@ impl Interactions {
     }
 
     async fn group_members(&self, group: &str, team: Option<&str>) -> Vec<String> {
-        if let Some((at, members)) = lock(&self.inner.groups).get(group) {
-            if at.elapsed() < GROUP_CACHE_TTL {
-                return members.clone();
-            }
+        if let Some((at, members)) = lock(&self.inner.groups).get(group)
+            && at.elapsed() < GROUP_CACHE_TTL
+        {
+            return members.clone();
         }
         let Some(slack) = self.slack_for(team).await else {
             return Vec::new(); // fail closed, as below

@@ -483,11 +483,10 @@ async fn connection(
                     }
                     "hello" => debug!(connection = id, "hello again"),
                     _ => {
-                        if let Some(ack) = handle_envelope(&handlers, incoming).await {
-                            if let Err(e) = ws.send(Message::text(ack.to_string())).await {
+                        if let Some(ack) = handle_envelope(&handlers, incoming).await
+                            && let Err(e) = ws.send(Message::text(ack.to_string())).await {
                                 break format!("cannot send an ack: {e}");
                             }
-                        }
                     }
                 }
             }

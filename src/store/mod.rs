@@ -86,6 +86,8 @@ pub mod retention;
 mod retry;
 mod rows;
 pub mod sqlite;
+mod sqlite_group;
+mod state_cache;
 
 use std::time::Duration;
 
@@ -97,7 +99,7 @@ use crate::model::{
 };
 use crate::pipeline::card::CardBatch;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -484,12 +486,25 @@ pub struct DigestLimits {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Applies batches (one per card key) in one transaction: state changes
-    /// and the outbox operations they cause. Returns one outcome per batch.
+    /// and the outbox operations they cause. Returns one outcome per batch,
+    /// once they are durable. (A store may commit several notifications'
+    /// batches in one transaction; a notification's batches are never split.)
     async fn apply(
         &self,
         batches: &[CardBatch],
         now: DateTime<Utc>,
     ) -> Result<Vec<ApplyOutcome>, StoreError>;
+
+    /// [`Store::apply`] for a caller done with the batches: a store that
+    /// hands them to another task (SQLite's group commit) takes them as
+    /// they are instead of copying them.
+    async fn apply_owned(
+        &self,
+        batches: Vec<CardBatch>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        self.apply(&batches, now).await
+    }
 
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

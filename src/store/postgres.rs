@@ -616,10 +616,8 @@ impl Store for PgStore {
                     .await?;
                 // Coalescing into a pending update decides on the card's
                 // operations: under its key's lock, like a notification.
-                if refresh {
-                    if let Some(seq) = lock_card(&mut tx, card).await? {
-                        push_update(&mut tx, seq, &op.channel, now).await?;
-                    }
+                if refresh && let Some(seq) = lock_card(&mut tx, card).await? {
+                    push_update(&mut tx, seq, &op.channel, now).await?;
                 }
             }
             Completion::Done => {

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,8 @@ use super::installs;
 use super::reads::{self, AlertnameSql};
 use super::retry;
 use super::rows::{self, Columns, json, ms};
+use super::sqlite_group::GroupWriter;
+use super::state_cache::StateCache;
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
     DigestLimits, DueEscalation, Installation, Lease, NextOp, OAuthState, OpKind, OutboxEntry,
@@ -34,9 +37,49 @@ use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Tar
 /// parameters; stay far below).
 const IN_CHUNK: usize = 500;
 
+/// Alert rows per `INSERT` (13 parameters each).
+const ALERT_ROWS_PER_INSERT: usize = 200;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    cache: Arc<StateCache>,
+    group: GroupWriter,
+}
+
+impl SqliteStore {
+    /// Every batch's outcome when none of them changes anything; `None` as
+    /// soon as one does. Decided from the cache where it knows the key and
+    /// alerts, else from a reader connection (filling the cache).
+    async fn decide_unchanged(
+        &self,
+        batches: &[CardBatch],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<ApplyOutcome>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut reader = None;
+        for batch in batches {
+            if let Some(card) = self.cache.unchanged(batch, now) {
+                outcomes.push(unchanged(batch, card.as_ref()));
+                continue;
+            }
+            let conn = match &mut reader {
+                Some(conn) => conn,
+                None => reader.insert(self.reader.acquire().await?),
+            };
+            let ticket = self.cache.ticket();
+            let (latest, known) = read_key(conn, batch).await?;
+            let latest = latest.as_ref();
+            self.cache
+                .fill(ticket, batch, latest.map(|c| (c.seq, &c.snapshot)), &known);
+            let snapshot = latest.map(|c| &c.snapshot);
+            if card::plan(snapshot, &known, batch, now) != Plan::Unchanged {
+                return Ok(None);
+            }
+            outcomes.push(unchanged(batch, snapshot.map(|s| &s.id)));
+        }
+        Ok(Some(outcomes))
+    }
 }
 
 impl SqliteStore {
@@ -82,7 +125,13 @@ impl SqliteStore {
                 .await
                 .map_err(|e| open_err(e.to_string()))?
         };
-        Ok(SqliteStore { writer, reader })
+        let cache = Arc::new(StateCache::default());
+        Ok(SqliteStore {
+            group: GroupWriter::start(writer.clone(), cache.clone()),
+            writer,
+            reader,
+            cache,
+        })
     }
 
     pub async fn close(&self) {
@@ -91,10 +140,51 @@ impl SqliteStore {
     }
 }
 
+/// Held by the one server process a SQLite database serves: the store's
+/// cache of card state ([`super::state_cache`]) is exact only while no other
+/// process writes cards. Released when dropped or when the process ends.
+#[derive(Debug)]
+pub struct ServingLock {
+    _file: std::fs::File,
+}
+
+/// Takes the serving lock of the SQLite database `url` names (a file beside
+/// it, `<database>.lock`); `None` for an in-memory database.
+pub fn lock_for_serving(url: &str) -> Result<Option<ServingLock>, StoreError> {
+    let open_err = |reason: String| StoreError::Open {
+        url: url.to_owned(),
+        reason,
+    };
+    if url.contains(":memory:") {
+        return Ok(None);
+    }
+    let options = SqliteConnectOptions::from_str(url).map_err(|e| open_err(e.to_string()))?;
+    let mut path = options.get_filename().as_os_str().to_owned();
+    path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| open_err(format!("cannot open {}: {e}", path.to_string_lossy())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(ServingLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Err(open_err(format!(
+            "another ackbar serve is using this database (it holds {}); a SQLite database \
+             serves one process: several replicas need PostgreSQL",
+            path.to_string_lossy()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(open_err(format!(
+            "cannot lock {}: {e}",
+            path.to_string_lossy()
+        ))),
+    }
+}
+
 /// The latest card of a key with its row sequence number.
-struct LatestCard {
-    seq: i64,
-    snapshot: CardSnapshot,
+pub(super) struct LatestCard {
+    pub seq: i64,
+    pub snapshot: CardSnapshot,
 }
 
 async fn latest_card(
@@ -140,16 +230,25 @@ async fn known_alerts(
     Ok(known)
 }
 
-async fn plan_batch(
+/// A key's latest card and which of the batch's alerts it holds.
+async fn read_key(
     conn: &mut SqliteConnection,
     batch: &CardBatch,
-    now: DateTime<Utc>,
-) -> Result<(Option<LatestCard>, Plan), StoreError> {
+) -> Result<(Option<LatestCard>, HashMap<Fingerprint, KnownAlert>), StoreError> {
     let latest = latest_card(conn, &batch.key).await?;
     let known = match &latest {
         Some(card) => known_alerts(conn, card.seq, batch).await?,
         None => HashMap::new(),
     };
+    Ok((latest, known))
+}
+
+pub(super) async fn plan_batch(
+    conn: &mut SqliteConnection,
+    batch: &CardBatch,
+    now: DateTime<Utc>,
+) -> Result<(Option<LatestCard>, Plan), StoreError> {
+    let (latest, known) = read_key(conn, batch).await?;
     let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, now);
     Ok((latest, plan))
 }
@@ -257,7 +356,7 @@ async fn push_reply(
     Ok(created)
 }
 
-async fn write_change(
+pub(super) async fn write_change(
     conn: &mut SqliteConnection,
     batch: &CardBatch,
     latest: Option<&LatestCard>,
@@ -333,12 +432,13 @@ async fn write_change(
         (_, None) => return Err(StoreError::Corrupt("change targets a card that does not exist".into())),
     };
 
-    for &i in &change.alert_writes {
-        let a = &batch.alerts[i];
-        sqlx::query(
+    // Many rows per statement: a storm writes hundreds of alerts per card.
+    for chunk in change.alert_writes.chunks(ALERT_ROWS_PER_INSERT) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
             "INSERT INTO alerts (card_seq, fingerprint, status, digest, labels, annotations, starts_at, ends_at,
                  generator_url, updated_at, occurrences, last_seen_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             VALUES {rows}
              ON CONFLICT (card_seq, fingerprint) DO UPDATE SET status = excluded.status,
                  digest = excluded.digest, labels = excluded.labels, annotations = excluded.annotations,
                  starts_at = CASE WHEN alerts.status = 'firing' AND excluded.status = 'firing'
@@ -349,23 +449,27 @@ async fn write_change(
                      THEN alerts.occurrences + excluded.occurrences ELSE excluded.occurrences END,
                  last_seen_at = max(coalesce(alerts.last_seen_at, excluded.last_seen_at), excluded.last_seen_at),
                  expires_at = CASE WHEN excluded.status = 'firing'
-                     THEN max(coalesce(alerts.expires_at, excluded.expires_at), excluded.expires_at) END",
-        )
-        .bind(seq)
-        .bind(a.fingerprint.0 as i64)
-        .bind(a.status.as_str())
-        .bind(a.digest() as i64)
-        .bind(json(&a.labels))
-        .bind(json(&a.annotations))
-        .bind(ms(a.starts_at))
-        .bind(a.ends_at.map(ms))
-        .bind(&a.generator_url)
-        .bind(ms(now))
-        .bind(a.occurrences.map(|o| o.count as i64))
-        .bind(a.occurrences.map(|o| ms(o.last_seen)))
-        .bind(batch.expires_at(a).map(ms))
-        .execute(&mut *conn)
-        .await?;
+                     THEN max(coalesce(alerts.expires_at, excluded.expires_at), excluded.expires_at) END"
+        );
+        let mut q = sqlx::query(&sql);
+        for &i in chunk {
+            let a = &batch.alerts[i];
+            q = q
+                .bind(seq)
+                .bind(a.fingerprint.0 as i64)
+                .bind(a.status.as_str())
+                .bind(a.digest() as i64)
+                .bind(json(&a.labels))
+                .bind(json(&a.annotations))
+                .bind(ms(a.starts_at))
+                .bind(a.ends_at.map(ms))
+                .bind(&a.generator_url)
+                .bind(ms(now))
+                .bind(a.occurrences.map(|o| o.count as i64))
+                .bind(a.occurrences.map(|o| ms(o.last_seen)))
+                .bind(batch.expires_at(a).map(ms));
+        }
+        q.execute(&mut *conn).await?;
     }
 
     let mut ops_pushed = Vec::new();
@@ -440,39 +544,26 @@ impl Store for SqliteStore {
         batches: &[CardBatch],
         now: DateTime<Utc>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
-        // Fast path: decide on a reader connection. Most notifications are
-        // re-sends that change nothing; they never take the write lock.
-        {
-            let mut conn = self.reader.acquire().await?;
-            let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches {
-                let (latest, plan) = plan_batch(&mut conn, batch, now).await?;
-                if plan != Plan::Unchanged {
-                    outcomes.clear();
-                    break;
-                }
-                outcomes.push(unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)));
-            }
-            if outcomes.len() == batches.len() {
-                return Ok(outcomes);
-            }
+        // Fast path: re-sends change nothing and are decided without the
+        // write lock: from the cache, else on a reader connection.
+        if let Some(outcomes) = self.decide_unchanged(batches, now).await? {
+            return Ok(outcomes);
         }
         // Something changes: decide again under the write lock (another
-        // request may have committed in between) and write.
-        let mut tx = self.writer.begin().await?;
-        let mut outcomes = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let (latest, plan) = plan_batch(&mut tx, batch, now).await?;
-            let outcome = match plan {
-                Plan::Unchanged => unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)),
-                Plan::Apply(change) => {
-                    write_change(&mut tx, batch, latest.as_ref(), &change, now).await?
-                }
-            };
-            outcomes.push(outcome);
+        // request may have committed in between) and write, in the next
+        // group commit.
+        self.group.apply(batches.to_vec(), now).await
+    }
+
+    async fn apply_owned(
+        &self,
+        batches: Vec<CardBatch>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        if let Some(outcomes) = self.decide_unchanged(&batches, now).await? {
+            return Ok(outcomes);
         }
-        tx.commit().await?;
-        Ok(outcomes)
+        self.group.apply(batches, now).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -840,6 +931,9 @@ impl Store for SqliteStore {
         )
         .await?;
         tx.commit().await?;
+        if matches!(action, Action::Resolve { .. }) {
+            self.cache.forget_all();
+        }
         Ok(ActionOutcome::Applied {
             channel: current.channel,
         })
@@ -921,6 +1015,7 @@ impl Store for SqliteStore {
         }
         q.execute(&mut *tx).await?;
         tx.commit().await?;
+        self.cache.forget_all();
         Ok(seqs.len() as u64)
     }
 

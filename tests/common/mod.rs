@@ -202,10 +202,10 @@ pub fn http() -> reqwest::Client {
 pub async fn wait_http_ok(url: &str) {
     let client = http();
     for _ in 0..200 {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

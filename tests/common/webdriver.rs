@@ -92,12 +92,11 @@ impl ChromeDriver {
                 .expect("http client"),
         };
         for _ in 0..200 {
-            if let Ok(r) = cd.http.get(format!("{}/status", cd.url)).send().await {
-                if let Ok(v) = r.json::<Value>().await {
-                    if v["value"]["ready"] == true {
-                        return cd;
-                    }
-                }
+            if let Ok(r) = cd.http.get(format!("{}/status", cd.url)).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["value"]["ready"] == true
+            {
+                return cd;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -205,10 +204,10 @@ impl Session {
         loop {
             for e in self.find_all(css).await {
                 // An element may go stale when the page re-renders.
-                if let Ok(text) = self.try_text(&e).await {
-                    if check(&text) {
-                        return e;
-                    }
+                if let Ok(text) = self.try_text(&e).await
+                    && check(&text)
+                {
+                    return e;
                 }
             }
             assert!(

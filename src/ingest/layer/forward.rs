@@ -364,14 +364,13 @@ impl Delivery {
         let outcome = classify(response.status(), response.headers());
         if outcome == Outcome::Delivered {
             // Records the server read but would not take are gone for good.
-            if let Ok(bytes) = response.bytes().await {
-                if let Ok(answer) = ExportLogsServiceResponse::decode(bytes) {
-                    if let Some(partial) = answer.partial_success {
-                        let rejected = u64::try_from(partial.rejected_log_records).unwrap_or(0);
-                        if rejected > 0 {
-                            m::layer_events_dropped("rejected", rejected);
-                        }
-                    }
+            if let Ok(bytes) = response.bytes().await
+                && let Ok(answer) = ExportLogsServiceResponse::decode(bytes)
+                && let Some(partial) = answer.partial_success
+            {
+                let rejected = u64::try_from(partial.rejected_log_records).unwrap_or(0);
+                if rejected > 0 {
+                    m::layer_events_dropped("rejected", rejected);
                 }
             }
         }

@@ -303,10 +303,10 @@ impl LayerBuilder {
             if fields.iter().any(|f| f.is_empty()) {
                 return Err(LayerError::EmptyFieldName { option });
             }
-            if option != "group_by" {
-                if let Some(field) = fields.iter().find(|f| RESERVED_LABELS.contains(f)) {
-                    return Err(LayerError::ReservedLabel { option, field });
-                }
+            if option != "group_by"
+                && let Some(field) = fields.iter().find(|f| RESERVED_LABELS.contains(f))
+            {
+                return Err(LayerError::ReservedLabel { option, field });
             }
         }
         #[cfg(feature = "forward")]

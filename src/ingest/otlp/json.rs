@@ -81,7 +81,7 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
             .and_then(|d| u8::try_from(d).ok())
     }
     let bytes = s.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     bytes

@@ -267,10 +267,10 @@ impl Interact {
             rng.u64(10_000_000_000..100_000_000_000),
             random_hex(rng, 32)
         );
-        if self.trigger_order.len() >= MAX_TRIGGERS {
-            if let Some(old) = self.trigger_order.pop_front() {
-                self.triggers.remove(&old);
-            }
+        if self.trigger_order.len() >= MAX_TRIGGERS
+            && let Some(old) = self.trigger_order.pop_front()
+        {
+            self.triggers.remove(&old);
         }
         self.trigger_order.push_back(id.clone());
         self.triggers.insert(
@@ -310,10 +310,10 @@ impl Interact {
         ttl: Duration,
     ) -> String {
         let id = random_hex(rng, 32);
-        if self.response_url_order.len() >= MAX_RESPONSE_URLS {
-            if let Some(old) = self.response_url_order.pop_front() {
-                self.response_urls.remove(&old);
-            }
+        if self.response_url_order.len() >= MAX_RESPONSE_URLS
+            && let Some(old) = self.response_url_order.pop_front()
+        {
+            self.response_urls.remove(&old);
         }
         self.response_url_order.push_back(id.clone());
         self.response_urls.insert(
@@ -470,10 +470,10 @@ impl Interact {
             .view_mut(view_id)
             .filter(|v| !v.closed)
             .ok_or_else(|| ApiError::new("not_found"))?;
-        if let Some(h) = hash.filter(|h| !h.is_empty()) {
-            if h != v.hash {
-                return Err(ApiError::new("hash_conflict"));
-            }
+        if let Some(h) = hash.filter(|h| !h.is_empty())
+            && h != v.hash
+        {
+            return Err(ApiError::new("hash_conflict"));
         }
         v.view = view;
         v.hash = new_hash(rng);

@@ -338,14 +338,14 @@ impl Reply {
 
     fn err(e: ApiError) -> Reply {
         let mut body = json!({"ok": false, "error": e.error});
-        if !e.details.is_empty() {
-            if let Some(o) = body.as_object_mut() {
-                o.insert("errors".into(), json!(e.details));
-                o.insert(
+        if !e.details.is_empty()
+            && let Some(o) = body.as_object_mut()
+        {
+            o.insert("errors".into(), json!(e.details));
+            o.insert(
                     "response_metadata".into(),
                     json!({"messages": e.details.iter().map(|d| format!("[ERROR] {d}")).collect::<Vec<_>>()}),
                 );
-            }
         }
         Reply {
             status: StatusCode::OK,
@@ -404,11 +404,11 @@ impl Sandbox {
     fn plan(&self, method: ApiMethod, channel: Option<&str>) -> Plan {
         let mut inner = self.lock();
         let now = Instant::now();
-        if let Some(scope) = scope(method, channel) {
-            if inner.limiter.violates_retry_after(&scope, now) {
-                inner.retry_after_violations += 1;
-                tracing::warn!(scope, "sandbox: call before Retry-After elapsed");
-            }
+        if let Some(scope) = scope(method, channel)
+            && inner.limiter.violates_retry_after(&scope, now)
+        {
+            inner.retry_after_violations += 1;
+            tracing::warn!(scope, "sandbox: call before Retry-After elapsed");
         }
         let faults = inner.faults.clone();
         let rng = &mut inner.rng;
@@ -470,16 +470,16 @@ impl Sandbox {
             ApiMethod::Update => Some(inner.update_limit),
             _ => None,
         };
-        if let (Some(limit), Some(scope)) = (limit, scope(method, Some(&channel))) {
-            if let Err(secs) = inner.limiter.admit(&scope, limit, Instant::now()) {
-                return Reply {
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    body: json!({"ok": false, "error": "ratelimited"}),
-                    retry_after: Some(secs),
-                    outcome: Outcome::RateLimited,
-                    applied: false,
-                };
-            }
+        if let (Some(limit), Some(scope)) = (limit, scope(method, Some(&channel)))
+            && let Err(secs) = inner.limiter.admit(&scope, limit, Instant::now())
+        {
+            return Reply {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                body: json!({"ok": false, "error": "ratelimited"}),
+                retry_after: Some(secs),
+                outcome: Outcome::RateLimited,
+                applied: false,
+            };
         }
         let result = match method {
             ApiMethod::AuthTest => Ok(json!({
@@ -873,13 +873,12 @@ impl Sandbox {
         let Ok(map) = serde_json::from_slice::<Map<String, Value>>(body) else {
             return (StatusCode::BAD_REQUEST, "invalid_payload", None);
         };
-        if let Some(scope) = scope(ApiMethod::PostMessage, Some(channel)) {
-            if let Err(secs) = inner
+        if let Some(scope) = scope(ApiMethod::PostMessage, Some(channel))
+            && let Err(secs) = inner
                 .limiter
                 .admit(&scope, inner.post_per_channel, Instant::now())
-            {
-                return (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(secs));
-            }
+        {
+            return (StatusCode::TOO_MANY_REQUESTS, "rate_limited", Some(secs));
         }
         let params = Params {
             map,

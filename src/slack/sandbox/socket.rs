@@ -533,19 +533,19 @@ impl Sandbox {
                     .find(|(_, c)| !c.draining)
                     .or_else(|| hub.conns.iter().next_back())
                     .map(|(id, c)| (*id, c.tx.clone()));
-                if let Some((id, tx)) = target {
-                    if tx.try_send(Frame::Text(text.clone())).is_ok() {
-                        let (ack_tx, ack_rx) = oneshot::channel();
-                        hub.pending.insert(
-                            envelope_id.to_owned(),
-                            Pending {
-                                conn: id,
-                                tx: ack_tx,
-                            },
-                        );
-                        hub.stats.envelopes_sent += 1;
-                        return Ok(ack_rx);
-                    }
+                if let Some((id, tx)) = target
+                    && tx.try_send(Frame::Text(text.clone())).is_ok()
+                {
+                    let (ack_tx, ack_rx) = oneshot::channel();
+                    hub.pending.insert(
+                        envelope_id.to_owned(),
+                        Pending {
+                            conn: id,
+                            tx: ack_tx,
+                        },
+                    );
+                    hub.stats.envelopes_sent += 1;
+                    return Ok(ack_rx);
                 }
             }
             if Instant::now() >= deadline {

@@ -297,10 +297,8 @@ impl StoredMessage {
             if self.edited {
                 obj.insert("edited".into(), json!({"user": USER_ID}));
             }
-            if with_metadata {
-                if let Some(md) = &self.metadata {
-                    obj.insert("metadata".into(), json!(md));
-                }
+            if with_metadata && let Some(md) = &self.metadata {
+                obj.insert("metadata".into(), json!(md));
             }
         }
         m

@@ -58,10 +58,10 @@ pub fn validate_message(text: Option<&str>, blocks: Option<&Value>) -> Result<()
     if !has_text && !has_blocks {
         return Err(Rejection::code("no_text"));
     }
-    if let Some(t) = text {
-        if t.chars().count() > MAX_TEXT_CHARS {
-            return Err(Rejection::code("msg_too_long"));
-        }
+    if let Some(t) = text
+        && t.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(Rejection::code("msg_too_long"));
     }
     if let Some(list) = block_list {
         let mut v = Validator::default();
@@ -288,10 +288,10 @@ impl Validator {
                     MAX_BUTTON_VALUE_CHARS,
                 );
                 self.bounded_str(&format!("{at}/url"), obj.get("url"), MAX_URL_CHARS);
-                if let Some(style) = obj.get("style") {
-                    if !matches!(style.as_str(), Some("primary" | "danger")) {
-                        self.err(&format!("{at}/style"), "must be primary or danger");
-                    }
+                if let Some(style) = obj.get("style")
+                    && !matches!(style.as_str(), Some("primary" | "danger"))
+                {
+                    self.err(&format!("{at}/style"), "must be primary or danger");
                 }
                 if let Some(c) = obj.get("confirm") {
                     self.confirm(&format!("{at}/confirm"), c);

@@ -1,0 +1,294 @@
+//! What the SQLite store last read of each card key's latest card and of
+//! its alerts, so that a re-sent notification (Alertmanager repeats firing
+//! alerts every `group_interval`, and HA peers send every notification
+//! twice) is recognised as unchanged without a query.
+//!
+//! The cache only ever answers "nothing changes": a batch it cannot decide
+//! that way (an unknown alert, a new status or digest) goes to the write
+//! path, which decides again from the database under the write lock. So a
+//! stale entry could at worst drop a change, and entries are kept exact:
+//!
+//! * every write to a card key's card or alerts forgets that key after its
+//!   commit and before the request that caused it is answered;
+//! * writes that change cards by id (actions from Slack, retention) forget
+//!   everything;
+//! * a reader fills an entry only if no write committed while it read
+//!   (a write counter taken before the read and checked at the fill).
+//!
+//! This relies on this process being the only writer of cards and alerts,
+//! which holds for SQLite (one `ackbar serve` per database file; the CLI's
+//! outbox commands write outbox rows only). The PostgreSQL store, shared by
+//! replicas, has no such cache.
+//!
+//! The cache is bounded: past [`MAX_ENTRIES`] alert entries it starts over
+//! empty, so memory does not grow with the number of alerts ever seen.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{CardId, Fingerprint};
+use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan};
+
+/// Alert entries (known or known to be absent) held in all: a few MiB.
+pub const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Default)]
+pub(super) struct StateCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Commits that changed cards or alerts so far.
+    writes: u64,
+    keys: HashMap<String, CachedKey>,
+    entries: usize,
+}
+
+/// One card key as the store holds it.
+struct CachedKey {
+    /// The key's latest card and its row sequence number; `None`: no card.
+    latest: Option<(i64, CardSnapshot)>,
+    /// Stored alerts of the latest card, by fingerprint.
+    known: HashMap<Fingerprint, KnownAlert>,
+    /// Fingerprints the latest card does not hold.
+    absent: HashSet<Fingerprint>,
+}
+
+/// Taken before reading from the database; a fill with it is dropped when a
+/// write committed since.
+#[derive(Clone, Copy)]
+pub(super) struct ReadTicket(u64);
+
+impl StateCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Nothing panics while holding the lock; should it, the cache may be
+        // inconsistent, so start over.
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            let mut inner = poisoned.into_inner();
+            inner.forget_all();
+            inner
+        })
+    }
+
+    pub fn ticket(&self) -> ReadTicket {
+        ReadTicket(self.lock().writes)
+    }
+
+    /// `Some(card)` when the cache knows every alert of `batch` and the
+    /// batch changes nothing (`card`: the key's latest card, if any);
+    /// `None` when the database has to decide.
+    pub fn unchanged(&self, batch: &CardBatch, now: DateTime<Utc>) -> Option<Option<CardId>> {
+        let inner = self.lock();
+        let cached = inner.keys.get(&batch.key)?;
+        let complete = batch.alerts.iter().all(|a| {
+            cached.known.contains_key(&a.fingerprint) || cached.absent.contains(&a.fingerprint)
+        });
+        if !complete {
+            return None;
+        }
+        let latest = cached.latest.as_ref().map(|(_, snapshot)| snapshot);
+        match card::plan(latest, &cached.known, batch, now) {
+            Plan::Unchanged => Some(latest.map(|s| s.id.clone())),
+            Plan::Apply(_) => None,
+        }
+    }
+
+    /// Records what a read under `ticket` found for `batch`'s key: its latest
+    /// card and, of the batch's alerts, those the card holds (`known`); the
+    /// others it does not hold.
+    pub fn fill(
+        &self,
+        ticket: ReadTicket,
+        batch: &CardBatch,
+        latest: Option<(i64, &CardSnapshot)>,
+        known: &HashMap<Fingerprint, KnownAlert>,
+    ) {
+        let mut inner = self.lock();
+        if inner.writes != ticket.0 {
+            return;
+        }
+        if inner.entries + batch.alerts.len() > MAX_ENTRIES {
+            inner.forget_all();
+        }
+        let fresh = || CachedKey {
+            latest: latest.map(|(seq, snapshot)| (seq, snapshot.clone())),
+            known: HashMap::new(),
+            absent: HashSet::new(),
+        };
+        let inner = &mut *inner;
+        let cached = inner.keys.entry(batch.key.clone()).or_insert_with(fresh);
+        if cached.latest.as_ref().map(|(seq, _)| *seq) != latest.map(|(seq, _)| seq) {
+            // Cannot happen without a write in between; be exact anyway.
+            inner.entries -= cached.known.len() + cached.absent.len();
+            *cached = fresh();
+        }
+        for alert in &batch.alerts {
+            let fp = alert.fingerprint;
+            // A fingerprint is in at most one of the two sets.
+            let new_entry = !cached.known.contains_key(&fp) && !cached.absent.contains(&fp);
+            match known.get(&fp) {
+                Some(k) => {
+                    cached.absent.remove(&fp);
+                    cached.known.insert(fp, *k);
+                }
+                None => {
+                    cached.known.remove(&fp);
+                    cached.absent.insert(fp);
+                }
+            }
+            inner.entries += usize::from(new_entry);
+        }
+    }
+
+    /// A commit changed these keys' cards or alerts.
+    pub fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        let mut inner = self.lock();
+        inner.writes += 1;
+        for key in keys {
+            if let Some(gone) = inner.keys.remove(key) {
+                inner.entries -= gone.known.len() + gone.absent.len();
+            }
+        }
+    }
+
+    /// A commit changed cards the cache cannot name by key.
+    pub fn forget_all(&self) {
+        self.lock().forget_all();
+    }
+
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.lock().entries
+    }
+}
+
+impl Inner {
+    fn forget_all(&mut self) {
+        self.writes += 1;
+        self.keys.clear();
+        self.entries = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::config::ReplyConfig;
+    use crate::model::{Alert, AlertStatus, CardState, Labels};
+
+    fn now() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000, 0).single().unwrap()
+    }
+
+    fn batch(key: &str, fingerprints: std::ops::Range<u64>) -> CardBatch {
+        let alerts = fingerprints
+            .map(|fp| Alert {
+                fingerprint: Fingerprint(fp),
+                status: AlertStatus::Firing,
+                labels: Labels::from([("alertname".to_owned(), format!("A{fp}"))]),
+                annotations: Labels::new(),
+                starts_at: now(),
+                ends_at: None,
+                generator_url: None,
+                occurrences: None,
+            })
+            .collect();
+        CardBatch {
+            key: key.to_owned(),
+            route: "default".into(),
+            channel: "C0ALERTS01".into(),
+            reopen_window: Duration::from_secs(600),
+            replies: ReplyConfig::default(),
+            reply_batch_window: Duration::from_secs(2),
+            first_escalation: None,
+            quiet_period: None,
+            group_labels: Labels::new(),
+            common_labels: Labels::new(),
+            common_annotations: Labels::new(),
+            external_url: None,
+            alerts,
+        }
+    }
+
+    /// What the store holds after `batch` opened a card: every alert firing.
+    fn stored(batch: &CardBatch) -> (CardSnapshot, HashMap<Fingerprint, KnownAlert>) {
+        let snapshot = CardSnapshot {
+            id: CardId("card".into()),
+            state: CardState::Firing,
+            opened_at: now(),
+            resolved_at: None,
+            group_digest: batch.group_digest(),
+            firing_count: batch.alerts.len() as u64,
+            resolved_count: 0,
+        };
+        let known = batch
+            .alerts
+            .iter()
+            .map(|a| {
+                let known = KnownAlert {
+                    status: a.status,
+                    digest: a.digest(),
+                    expires_at: None,
+                };
+                (a.fingerprint, known)
+            })
+            .collect();
+        (snapshot, known)
+    }
+
+    #[test]
+    fn a_filled_key_decides_repeats_until_a_write_forgets_it() {
+        let cache = StateCache::default();
+        let b = batch("k", 0..3);
+        assert_eq!(cache.unchanged(&b, now()), None, "nothing known yet");
+        let (snapshot, known) = stored(&b);
+        cache.fill(cache.ticket(), &b, Some((1, &snapshot)), &known);
+        assert_eq!(cache.unchanged(&b, now()), Some(Some(snapshot.id.clone())));
+        // An alert the cache has not seen: the store decides.
+        assert_eq!(cache.unchanged(&batch("k", 0..4), now()), None);
+        cache.forget(["k"]);
+        assert_eq!(cache.unchanged(&b, now()), None);
+        assert_eq!(cache.entries(), 0);
+    }
+
+    #[test]
+    fn a_fill_read_before_a_write_is_dropped() {
+        let cache = StateCache::default();
+        let b = batch("k", 0..3);
+        let (snapshot, known) = stored(&b);
+        let ticket = cache.ticket();
+        cache.forget(["another key"]);
+        cache.fill(ticket, &b, Some((1, &snapshot)), &known);
+        assert_eq!(cache.unchanged(&b, now()), None);
+    }
+
+    #[test]
+    fn absent_alerts_are_remembered_and_a_change_is_never_unchanged() {
+        let cache = StateCache::default();
+        let b = batch("k", 0..2);
+        cache.fill(cache.ticket(), &b, None, &HashMap::new());
+        assert_eq!(cache.entries(), 2);
+        // Firing alerts for a key with no card open one: not unchanged.
+        assert_eq!(cache.unchanged(&b, now()), None);
+    }
+
+    #[test]
+    fn the_cache_starts_over_instead_of_growing_past_its_bound() {
+        let cache = StateCache::default();
+        let per_key = 1_000;
+        for k in 0..(MAX_ENTRIES / per_key + 5) as u64 {
+            let b = batch(&format!("k{k}"), k * 10_000..k * 10_000 + per_key as u64);
+            let (snapshot, known) = stored(&b);
+            cache.fill(cache.ticket(), &b, Some((k as i64, &snapshot)), &known);
+            assert!(cache.entries() <= MAX_ENTRIES, "{}", cache.entries());
+        }
+        assert!(cache.entries() > 0);
+    }
+}
