@@ -667,3 +667,48 @@ async fn a_dead_letter_is_listed_retried_and_delivered_once_the_fault_clears() {
     let (_, listed, _) = ackbar_async(&["outbox", "-c", path, "--json"]).await;
     assert_eq!(listed.trim(), "[]");
 }
+
+/// A SQLite database serves one process: a second `serve` on it stops at
+/// once and says why (the store's cache of card state relies on it), and
+/// the lock goes with the process holding it, also when it is killed.
+#[tokio::test]
+async fn a_second_serve_on_one_sqlite_database_is_refused_until_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ackbar.db");
+    let config = json!({"store": {"url": format!("sqlite://{}", db.display())}});
+    let mut first = common::start_ackbar_process(&config, dir.path(), common::free_port()).await;
+
+    let mut second = config.clone();
+    second["listen"] = json!(format!("127.0.0.1:{}", common::free_port()));
+    let path = dir.path().join("second.json");
+    std::fs::write(&path, second.to_string()).unwrap();
+    let run_second = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ackbar"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(20), run_second().wait_with_output())
+        .await
+        .expect("a second serve on the same database must stop by itself")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("another ackbar serve is using this database")
+            && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+
+    first.kill().await;
+    let _ = first.child.wait().await;
+    let mut after = run_second();
+    let url = format!("http://{}/healthz", second["listen"].as_str().unwrap());
+    common::wait_http_ok(&url).await;
+    after.kill().await.unwrap();
+}
