@@ -155,17 +155,32 @@ impl Alert {
     /// second one is deduped. `ends_at` of a firing alert is left out on
     /// purpose: Alertmanager moves it forward on every re-send
     /// (`resolve_timeout`), which is not a change anyone needs to see.
+    ///
+    /// SipHash-1-3 with zero keys: a specified algorithm, so digests stored
+    /// by one build match the next, and several times faster than FNV's byte
+    /// at a time over the kilobyte of labels and annotations an alert
+    /// carries (the digest is computed for every alert of every re-send).
+    /// Not a defence against crafted collisions: a source that can send
+    /// alerts can change them anyway.
     pub fn digest(&self) -> u64 {
-        let mut h = Fnv64::new();
+        use std::hash::Hasher;
+        let mut h = siphasher::sip::SipHasher13::new();
         h.write(self.status.as_str().as_bytes());
-        h.write_labels(&self.labels);
-        h.write_labels(&self.annotations);
-        h.write(&[0xfe]);
+        for labels in [&self.labels, &self.annotations] {
+            h.write_u8(0xfe);
+            for (k, v) in labels {
+                h.write(k.as_bytes());
+                h.write_u8(0xff);
+                h.write(v.as_bytes());
+                h.write_u8(0xff);
+            }
+        }
+        h.write_u8(0xfe);
         h.write(&self.starts_at.timestamp_millis().to_le_bytes());
-        if self.status == AlertStatus::Resolved
-            && let Some(end) = self.ends_at
-        {
-            h.write(&end.timestamp_millis().to_le_bytes());
+        if self.status == AlertStatus::Resolved {
+            if let Some(end) = self.ends_at {
+                h.write(&end.timestamp_millis().to_le_bytes());
+            }
         }
         if let Some(url) = &self.generator_url {
             h.write(url.as_bytes());
