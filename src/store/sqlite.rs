@@ -347,12 +347,16 @@ async fn push_reply(
         }
         q.execute(&mut *conn).await?;
     }
-    sqlx::query("UPDATE outbox SET events_held = events_held + ?, updated_at = ? WHERE id = ?")
-        .bind(kept.len() as i64)
-        .bind(ms(now))
-        .bind(op_id)
-        .execute(&mut *conn)
-        .await?;
+    // A reply at its cap takes nothing more: a storm's later alerts cost
+    // no statement here.
+    if !kept.is_empty() {
+        sqlx::query("UPDATE outbox SET events_held = events_held + ?, updated_at = ? WHERE id = ?")
+            .bind(kept.len() as i64)
+            .bind(ms(now))
+            .bind(op_id)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(created)
 }
 
