@@ -332,8 +332,9 @@ pub struct DeliveryConfig {
     pub update_interval: Duration,
     #[serde(default = "default_update_burst")]
     pub update_burst: u32,
-    /// Thread replies for one card wait this long so that a storm of
-    /// changes becomes one reply.
+    /// Thread replies for one card, and card updates caused by alerts,
+    /// wait this long so that a storm of changes becomes one reply and one
+    /// `chat.update` (what people do updates the card at once).
     #[serde(
         default = "default_reply_batch_window",
         deserialize_with = "de_duration"

@@ -20,11 +20,16 @@
 //!   not duplicated;
 //! - **one sender per channel**: a worker sends only while it holds its
 //!   channel's lease in the store ([`ChannelLease`]), so several replicas on
-//!   one database never send a channel's operations twice. It renews the
-//!   lease right before each send and gives it up when the channel is idle
-//!   or on shutdown; a crashed holder's lease expires after
+//!   one database never send a channel's operations twice. It takes the
+//!   lease in the same commit as the first operation it hands out (so a new
+//!   card on an idle channel waits for one commit, not two), renews it with
+//!   any hand-out whose call could outlive it, and gives it up when the
+//!   channel is idle or on shutdown; a crashed holder's lease expires after
 //!   `delivery.lease_ttl` and another replica takes over (recovering what
 //!   the dead one left in flight).
+//! - **one `chat.update` in flight**: updates share one workspace-wide
+//!   scope, so they go out one at a time across channels; a 429 then
+//!   pauses the scope before any other update of it has left.
 //! - **incoming-webhook routes**: a channel whose route has a `webhook_url`
 //!   is delivered by POSTs to that webhook (`send_to_webhook`): every op
 //!   through the channel's pacer at most one per second, the card's post
@@ -132,6 +137,10 @@ struct Inner {
     holder: String,
     workers: Mutex<HashMap<String, Worker>>,
     update_pacer: Mutex<Pacer>,
+    /// `chat.update` is one rate-limit scope for every channel's worker:
+    /// one update at a time is in flight, so a 429 pauses the scope before
+    /// any other update of it leaves (none is already on its way).
+    update_turn: tokio::sync::Mutex<()>,
     /// `Some(deadline)` once draining for shutdown.
     draining: watch::Sender<Option<Instant>>,
 }
@@ -155,6 +164,7 @@ impl Deliverer {
         let now = Instant::now();
         let inner = Arc::new(Inner {
             update_pacer: Mutex::new(Pacer::new(config.update_interval, config.update_burst, now)),
+            update_turn: tokio::sync::Mutex::new(()),
             store,
             workspaces,
             router,
@@ -231,25 +241,85 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A worker's hold on its channel's lease.
+///
+/// The lease is taken when there is something to do: together with the
+/// first operation it hands out ([`ChannelLease::begin`], one store commit),
+/// or alone when the channel has nothing due (so that what a dead holder
+/// left in flight is recovered). It is renewed with a hand-out that would
+/// otherwise outlive it, and given up when the channel is idle.
 struct ChannelLease<'a> {
     inner: &'a Inner,
     channel: &'a str,
     /// Until when this worker holds the lease, as far as it knows.
     until: Option<DateTime<Utc>>,
+    /// Until when another holder has it, as last seen.
+    busy_until: Option<DateTime<Utc>>,
+}
+
+/// What [`ChannelLease::begin`] got.
+enum Handout {
+    /// Handed out to this worker, under the lease: send it.
+    Begun(OutboxOp),
+    /// No longer pending (sent, or taken by another sender).
+    Gone,
+    /// Another holder delivers the channel.
+    Busy,
 }
 
 impl ChannelLease<'_> {
-    /// Takes or renews the lease. `Ok(None)` when this worker holds it;
-    /// `Ok(Some(at))` when another holder does, until `at`.
-    async fn renew(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    fn held(&self) -> bool {
+        self.until.is_some_and(|until| until > Utc::now())
+    }
+
+    /// Takes or renews the lease; afterwards [`ChannelLease::held`] or
+    /// `busy_until` says who has it.
+    async fn renew(&mut self) -> Result<(), StoreError> {
         let ttl = self.inner.config.lease_ttl;
         let answer = self
             .inner
             .store
             .acquire_lease(self.channel, &self.inner.holder, ttl, Utc::now())
             .await;
-        match answer {
-            Ok(Lease::Held { until, recovered }) => {
+        self.note(answer.map(|lease| (lease, ()))).map(|_| ())
+    }
+
+    /// Hands operation `op_id` out under the lease, for a Slack call that
+    /// may take up to `call`. While more than that is left of the lease the
+    /// hand-out is the only store write; otherwise the lease is taken or
+    /// renewed in the same commit.
+    async fn begin(&mut self, op_id: i64, call: Duration) -> Result<Handout, StoreError> {
+        let store = &self.inner.store;
+        let call = chrono::Duration::from_std(call).unwrap_or(chrono::Duration::MAX);
+        let op = match self.until {
+            Some(until) if until - Utc::now() > call => {
+                store.begin_attempt(op_id, Utc::now()).await?
+            }
+            _ => {
+                let ttl = self.inner.config.lease_ttl;
+                let answer = store
+                    .begin_attempt_leased(op_id, self.channel, &self.inner.holder, ttl, Utc::now())
+                    .await;
+                match self.note(answer)? {
+                    Some(op) => op,
+                    None => return Ok(Handout::Busy),
+                }
+            }
+        };
+        Ok(op.map_or(Handout::Gone, Handout::Begun))
+    }
+
+    /// Records what the store said about the lease; `Ok(None)` when another
+    /// holder has it.
+    fn note<T>(&mut self, answer: Result<(Lease, T), StoreError>) -> Result<Option<T>, StoreError> {
+        let (lease, rest) = match answer {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.until = None;
+                return Err(e);
+            }
+        };
+        match lease {
+            Lease::Held { until, recovered } => {
                 if recovered > 0 {
                     info!(
                         channel = self.channel,
@@ -258,27 +328,15 @@ impl ChannelLease<'_> {
                     );
                 }
                 self.until = Some(until);
-                Ok(None)
+                self.busy_until = None;
+                Ok(Some(rest))
             }
-            Ok(Lease::Busy { holder, until }) => {
+            Lease::Busy { holder, until } => {
                 debug!(channel = self.channel, holder, %until, "another replica delivers this channel");
                 self.until = None;
-                Ok(Some(until))
+                self.busy_until = Some(until);
+                Ok(None)
             }
-            Err(e) => {
-                self.until = None;
-                Err(e)
-            }
-        }
-    }
-
-    /// Like [`ChannelLease::renew`], but without a store call while more
-    /// than half of the lease is left.
-    async fn hold(&mut self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let half = chrono::Duration::from_std(self.inner.config.lease_ttl / 2).unwrap_or_default();
-        match self.until {
-            Some(until) if until - Utc::now() > half => Ok(None),
-            _ => self.renew().await,
         }
     }
 
@@ -304,6 +362,7 @@ async fn run_channel(inner: Arc<Inner>, channel: String, notify: Arc<Notify>) {
         inner: &inner,
         channel: &channel,
         until: None,
+        busy_until: None,
     };
     drain_channel(&inner, &channel, &notify, &mut lease).await;
     lease.release().await;
@@ -337,30 +396,26 @@ async fn drain_channel(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return;
         }
-        match lease.hold().await {
-            Ok(None) => {}
-            Ok(Some(busy_until)) => {
-                // Shutting down: the channel is in other hands already.
-                if deadline.is_some() {
-                    return;
-                }
-                let wait = (busy_until - Utc::now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait.min(LEASE_POLL)) => {}
-                    _ = draining.changed() => {}
-                }
-                continue;
+        if let Some(busy_until) = lease.busy_until.take() {
+            // Shutting down: the channel is in other hands already.
+            if deadline.is_some() {
+                return;
             }
-            Err(e) => {
-                m::store_error();
-                warn!(channel, error = %e, "cannot take the channel's delivery lease; retrying");
-                tokio::time::sleep(STORE_RETRY).await;
-                continue;
+            let wait = (busy_until - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait.min(LEASE_POLL)) => {}
+                _ = draining.changed() => {}
             }
         }
         match inner.store.next_op(channel, Utc::now()).await {
             Ok(NextOp::Ready(op)) => {
                 process(inner, &mut pacer, lease, op).await;
+            }
+            Ok(NextOp::WaitUntil(_) | NextOp::Idle) if !lease.held() => {
+                // Nothing due, but a holder that died may have left
+                // operations in flight, which only taking the lease
+                // recovers: take it, then look again.
+                take_lease(lease).await;
             }
             Ok(NextOp::WaitUntil(at)) => {
                 let wait = (at - Utc::now()).to_std().unwrap_or_default();
@@ -391,6 +446,17 @@ async fn drain_channel(
             }
         }
     }
+}
+
+/// Takes the lease; true when this worker holds it. A store error is
+/// counted, logged and waited out (false).
+async fn take_lease(lease: &mut ChannelLease<'_>) -> bool {
+    if let Err(e) = lease.renew().await {
+        m::store_error();
+        warn!(channel = lease.channel, error = %e, "cannot take the channel's delivery lease; retrying");
+        tokio::time::sleep(STORE_RETRY).await;
+    }
+    lease.held()
 }
 
 fn method(kind: OpKind) -> &'static str {
@@ -482,6 +548,11 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         },
     };
     if op.reconcile && hook.is_none() {
+        // Adopting a found message completes the operation without handing
+        // it out: only the lease's holder may.
+        if !lease.held() && !take_lease(lease).await {
+            return;
+        }
         match find_posted(&slack, &op).await {
             Ok(Some(ts)) => {
                 counter!(m::SLACK_RECONCILED).increment(1);
@@ -502,6 +573,11 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         }
     }
 
+    // Held until this update's answer paused the scope or not.
+    let _update_turn = match (op.kind, hook) {
+        (OpKind::Update, None) if !skip => Some(inner.update_turn.lock().await),
+        _ => None,
+    };
     let wait = match op.kind {
         _ if skip => Duration::ZERO,
         _ if hook.is_some() => pacer.reserve(Instant::now()),
@@ -512,27 +588,19 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
         tokio::time::sleep(wait).await;
     }
 
-    // The pacer may have waited long (a 429's Retry-After): renew so that
-    // the lease outlasts the call (`lease_ttl` > `slack.request_timeout`).
-    match lease.renew().await {
-        Ok(None) => {}
-        Ok(Some(_)) => return, // another replica took the channel over
-        Err(e) => {
-            m::store_error();
-            warn!(error = %e, "cannot renew the channel's delivery lease; retrying");
-            tokio::time::sleep(STORE_RETRY).await;
-            return;
-        }
-    }
     // Mark the operation `sending` before reading the card: a change
     // committed after this point sees no pending post or update to coalesce
-    // into and enqueues its own update, so no change is rendered stale.
-    let op = match inner.store.begin_attempt(op.id, Utc::now()).await {
-        Ok(Some(op)) => op,
-        Ok(None) => {
+    // into and enqueues its own update, so no change is rendered stale. The
+    // pacer may have waited long (a 429's Retry-After): the lease must
+    // outlast the call (`lease_ttl` > `slack.request_timeout`).
+    let call = inner.workspaces.template().request_timeout();
+    let op = match lease.begin(op.id, call).await {
+        Ok(Handout::Begun(op)) => op,
+        Ok(Handout::Gone) => {
             debug!(op = op.id, "operation already handed out; skipping");
             return;
         }
+        Ok(Handout::Busy) => return, // another replica took the channel over
         Err(e) => {
             m::store_error();
             warn!(error = %e, "cannot record delivery attempt; retrying");
@@ -566,6 +634,9 @@ async fn process(inner: &Inner, pacer: &mut Pacer, lease: &mut ChannelLease<'_>,
     let completion = match result {
         Ok(c) => {
             m::slack_call(method, "ok");
+            if let (Completion::Posted { .. }, Some(opened)) = (&c, op.card_opened_at) {
+                m::card_posted((Utc::now() - opened).to_std().unwrap_or_default());
+            }
             c
         }
         Err(e) if hook.is_none() && inner.workspaces.token_replaced(team, &slack, &e).await => {

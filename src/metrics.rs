@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 
 use metrics::counter;
 #[cfg(feature = "embedded")]
-use metrics::{describe_counter, describe_gauge, gauge};
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 #[cfg(feature = "embedded")]
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::model::OtlpSignal;
 
@@ -39,6 +39,15 @@ pub const CARD_ACTIONS: &str = "ackbar_card_actions_total";
 pub const LAYER_EVENTS_DROPPED: &str = "ackbar_layer_events_dropped_total";
 pub const LAYER_FORWARD_REQUESTS: &str = "ackbar_layer_forward_requests_total";
 pub const OTLP_RECORDS: &str = "ackbar_otlp_records_total";
+pub const CARD_POST_SECONDS: &str = "ackbar_card_post_seconds";
+
+/// Buckets of [`CARD_POST_SECONDS`]: milliseconds when all is well (the
+/// store's commits and one Slack call), seconds when pacing holds a storm's
+/// cards back, minutes through a Slack outage.
+#[cfg(feature = "embedded")]
+const CARD_POST_BUCKETS: &[f64] = &[
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 #[cfg(feature = "embedded")]
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -49,7 +58,14 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full(CARD_POST_SECONDS.to_owned()),
+                    CARD_POST_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()?;
             describe();
             Some(handle)
         })
@@ -117,6 +133,11 @@ fn describe() {
         LAYER_FORWARD_REQUESTS,
         "OTLP requests of the tracing Layer's forwarding mode, by outcome."
     );
+    describe_histogram!(
+        CARD_POST_SECONDS,
+        Unit::Seconds,
+        "From the notification that opened a card to Slack accepting its chat.postMessage (pacing, retries and outages included)."
+    );
     describe_counter!(
         OTLP_RECORDS,
         "OTLP log records and spans in accepted requests, by signal and outcome (alert, skipped: not alert-worthy, rejected: reported in partialSuccess)."
@@ -172,6 +193,12 @@ pub fn store_error() {
 
 pub fn cards_pruned(n: u64) {
     counter!(CARDS_PRUNED).increment(n);
+}
+
+/// A card was posted `since_opened` after the notification that opened it.
+#[cfg(feature = "embedded")]
+pub fn card_posted(since_opened: std::time::Duration) {
+    histogram!(CARD_POST_SECONDS).record(since_opened.as_secs_f64());
 }
 
 #[cfg(feature = "embedded")]

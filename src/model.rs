@@ -177,10 +177,10 @@ impl Alert {
         }
         h.write_u8(0xfe);
         h.write(&self.starts_at.timestamp_millis().to_le_bytes());
-        if self.status == AlertStatus::Resolved {
-            if let Some(end) = self.ends_at {
-                h.write(&end.timestamp_millis().to_le_bytes());
-            }
+        if self.status == AlertStatus::Resolved
+            && let Some(end) = self.ends_at
+        {
+            h.write(&end.timestamp_millis().to_le_bytes());
         }
         if let Some(url) = &self.generator_url {
             h.write(url.as_bytes());

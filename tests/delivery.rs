@@ -352,3 +352,70 @@ async fn restart_with_a_full_outbox_delivers_everything_once() {
     store.close().await;
     ackbar.stop().await;
 }
+
+/// `chat.update` is one scope for the whole workspace: when cards of
+/// several channels change at once, their updates leave one at a time, so
+/// the 429 one of them meets pauses the others before they are sent (none
+/// is already on its way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_of_several_channels_go_out_one_at_a_time_so_a_429_holds_the_others() {
+    const CHANNELS: [&str; 4] = ["C0UPDATE01", "C0UPDATE02", "C0UPDATE03", "C0UPDATE04"];
+    let mut options = sandbox_options(&CHANNELS);
+    // One update per second: the second of a burst is refused.
+    options.update_limit = ackbar::slack::sandbox::RateLimit {
+        max: 1,
+        per: Duration::from_secs(1),
+    };
+    let slack = start_slack(options).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&slack.api_url, &dir.path().join("a.db"));
+    config["routes"] = CHANNELS
+        .iter()
+        .enumerate()
+        .map(|(i, channel)| json!({ "name": format!("r{i}"), "matchers": [format!("group=u-{i}")], "channel": channel }))
+        .collect();
+    let ackbar = start_ackbar(&config).await;
+    let url = ackbar.url("/webhook/alertmanager");
+    let client = http();
+    let send_all = |alerts: Vec<TestAlert>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let sends = (0..CHANNELS.len()).map(|i| {
+                let body = webhook(&format!("u-{i}"), &alerts);
+                let (client, url) = (client.clone(), url.clone());
+                async move { send_until_accepted(&client, &url, &body).await }
+            });
+            futures_util::future::join_all(sends).await;
+        }
+    };
+    send_all(vec![firing("Disk", "h1")]).await;
+    eventually(Duration::from_secs(20), "a card in every channel", || {
+        let state = slack.sandbox.state();
+        CHANNELS.iter().all(|c| cards(&state, c).len() == 1)
+    })
+    .await;
+    // Every card changes at once: their updates fall due together.
+    send_all(vec![firing("Disk", "h1"), firing("Disk", "h2")]).await;
+    eventually(Duration::from_secs(30), "every card updated", || {
+        let state = slack.sandbox.state();
+        CHANNELS.iter().all(|c| {
+            cards(&state, c).iter().all(|(_, _, card)| {
+                card["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("[FIRING:2]"))
+            })
+        })
+    })
+    .await;
+    let state = slack.sandbox.state();
+    assert!(
+        state.count("chat.update").ratelimited > 0,
+        "the updates should have met the limit: {:?}",
+        state.count("chat.update")
+    );
+    assert_eq!(
+        state.retry_after_violations, 0,
+        "an update left before the Retry-After another one was given"
+    );
+    ackbar.stop().await;
+}

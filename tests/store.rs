@@ -247,15 +247,54 @@ async fn updates_wait_for_the_post_and_coalesce(store: TestStore) {
         )
         .await
         .unwrap();
-    let update = ready(&*store, t(1)).await;
-    assert_eq!(update.kind, OpKind::Update);
-    assert_eq!(update.card_ts.as_deref(), Some("1.000001"));
-    // Two more changes while the update is pending add no second update.
+    // Caused by alerts, the update waits for the batching window, with the
+    // reply.
+    assert_eq!(
+        store.next_op(CHANNEL, t(1)).await.unwrap(),
+        NextOp::WaitUntil(t(3))
+    );
+    assert_eq!(
+        pending_kinds(&*store).await,
+        [OpKind::Reply, OpKind::Update]
+    );
+    // Two more changes while the update is pending add no second update
+    // and do not put it off.
     for n in 4..6 {
         let alerts = (1..=n).map(|i| alert(i, AlertStatus::Firing)).collect();
         let out = store.apply(&[batch("k", alerts)], t(2)).await.unwrap();
         assert!(!out[0].ops_pushed.contains(&OpKind::Update));
     }
+    send(&*store, t(3), Completion::Done).await;
+    let update = ready(&*store, t(3)).await;
+    assert_eq!(update.kind, OpKind::Update);
+    assert_eq!(update.card_ts.as_deref(), Some("1.000001"));
+}
+
+async fn an_actions_update_brings_the_cards_waiting_update_forward(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let posted = Completion::Posted {
+        ts: "1.000001".into(),
+        refresh: false,
+    };
+    let post = send(&*store, t(0), posted).await;
+    let card = post.card.unwrap();
+    store.apply(&[batch("k", firing(2))], t(1)).await.unwrap();
+    assert_eq!(
+        store.next_op(CHANNEL, t(1)).await.unwrap(),
+        NextOp::WaitUntil(t(3)),
+        "the alerts' update and reply wait for the batching window"
+    );
+    let by = "U0ONCALL1".to_owned();
+    let acked = store
+        .act(&card, Action::Acknowledge { by }, t(2))
+        .await
+        .unwrap();
+    assert!(matches!(acked, ActionOutcome::Applied { .. }), "{acked:?}");
+    // One update, due now, shows the acknowledgement (and the alerts).
+    let update = ready(&*store, t(2)).await;
+    assert_eq!(update.kind, OpKind::Update);
+    let kinds = pending_kinds(&*store).await;
+    assert_eq!(kinds.iter().filter(|k| **k == OpKind::Update).count(), 1);
 }
 
 async fn thread_events_batch_into_one_pending_reply(store: TestStore) {
@@ -285,18 +324,13 @@ async fn thread_events_batch_into_one_pending_reply(store: TestStore) {
         }
         store.apply(&[batch("k", alerts)], t(1)).await.unwrap();
     }
-    // The update is due now; the reply waits for the batching window.
-    let update = ready(&*store, t(1)).await;
-    assert_eq!(update.kind, OpKind::Update);
-    store.begin_attempt(update.id, t(1)).await.unwrap();
-    store
-        .complete(&update, Completion::Done, t(1))
-        .await
-        .unwrap();
-    assert!(matches!(
+    // The update and the reply both wait for the batching window.
+    assert_eq!(
         store.next_op(CHANNEL, t(1)).await.unwrap(),
-        NextOp::WaitUntil(_)
-    ));
+        NextOp::WaitUntil(t(3))
+    );
+    let update = send(&*store, t(3), Completion::Done).await;
+    assert_eq!(update.kind, OpKind::Update);
     let reply = ready(&*store, t(4)).await;
     assert_eq!(reply.kind, OpKind::Reply);
     let resolved = reply
@@ -452,7 +486,7 @@ async fn a_retried_update_or_reply_joins_the_pending_one_of_its_card(store: Test
     };
     send(&*store, t(0), posted).await;
     store.apply(&[batch("k", firing(2))], t(10)).await.unwrap();
-    let update = send(&*store, t(10), dead("msg_too_long")).await;
+    let update = send(&*store, t(12), dead("msg_too_long")).await;
     let reply = send(&*store, t(20), dead("invalid_blocks")).await;
     assert_eq!((update.kind, reply.kind), (OpKind::Update, OpKind::Reply));
     // Newer changes queue their own update and reply meanwhile.
@@ -501,15 +535,15 @@ async fn a_retried_update_is_revived_when_none_is_pending(store: TestStore) {
     };
     send(&*store, t(0), posted).await;
     store.apply(&[batch("k", firing(2))], t(10)).await.unwrap();
-    let update = send(&*store, t(10), dead("msg_too_long")).await;
+    let update = send(&*store, t(12), dead("msg_too_long")).await;
     assert_eq!(
-        store.retry_dead_letter(update.id, t(11)).await.unwrap(),
+        store.retry_dead_letter(update.id, t(13)).await.unwrap(),
         RetryOutcome::Retried {
             revived: vec![update.id],
             absorbed: vec![]
         }
     );
-    let again = ready(&*store, t(11)).await;
+    let again = ready(&*store, t(13)).await;
     assert_eq!((again.id, again.attempts), (update.id, 0));
 }
 
@@ -971,10 +1005,10 @@ async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestS
         .apply(&[batch("k", alerts.clone())], t(1))
         .await
         .unwrap();
-    let update = ready(&*store, t(1)).await;
-    store.begin_attempt(update.id, t(1)).await.unwrap().unwrap();
+    let update = ready(&*store, t(3)).await;
+    store.begin_attempt(update.id, t(3)).await.unwrap().unwrap();
     store
-        .complete(&update, Completion::Done, t(1))
+        .complete(&update, Completion::Done, t(3))
         .await
         .unwrap();
 
@@ -986,6 +1020,42 @@ async fn events_appended_before_the_handout_are_sent_with_the_reply(store: TestS
     store.apply(&[batch("k", alerts)], t(5)).await.unwrap();
     let sent = store.begin_attempt(peeked.id, t(5)).await.unwrap().unwrap();
     assert_eq!(sent.events.len(), 2, "{:?}", sent.events);
+}
+
+async fn a_first_send_takes_the_lease_with_its_handout(store: TestStore) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let post = ready(&*store, t(0)).await;
+    store
+        .acquire_lease(CHANNEL, "other", LEASE_TTL, t(0))
+        .await
+        .unwrap();
+    let (lease, op) = store
+        .begin_attempt_leased(post.id, CHANNEL, "me", LEASE_TTL, t(1))
+        .await
+        .unwrap();
+    assert!(matches!(lease, Lease::Busy { .. }), "{lease:?}");
+    assert_eq!(op, None, "nothing is handed out under another's lease");
+    assert_eq!(pending_kinds(&*store).await, [OpKind::Post]);
+
+    // Once that lease expired, the lease and the hand-out come together.
+    let later = t(1) + chrono::Duration::from_std(LEASE_TTL).unwrap();
+    let (lease, op) = store
+        .begin_attempt_leased(post.id, CHANNEL, "me", LEASE_TTL, later)
+        .await
+        .unwrap();
+    assert!(matches!(lease, Lease::Held { .. }), "{lease:?}");
+    assert_eq!(op.map(|o| (o.id, o.attempts)), Some((post.id, 0)));
+    let other = store
+        .acquire_lease(CHANNEL, "other", LEASE_TTL, later)
+        .await
+        .unwrap();
+    assert!(matches!(other, Lease::Busy { .. }), "{other:?}");
+    let (lease, op) = store
+        .begin_attempt_leased(post.id, CHANNEL, "me", LEASE_TTL, later)
+        .await
+        .unwrap();
+    assert!(matches!(lease, Lease::Held { .. }), "{lease:?}");
+    assert_eq!(op, None, "handed out once");
 }
 
 async fn a_channel_lease_has_one_holder_until_it_expires_or_is_released(store: TestStore) {
@@ -1569,6 +1639,8 @@ async fn sqlite_upgrade_to_digests_keeps_pending_thread_events() {
 on_both_backends!(
     new_card_writes_one_post_and_dedupes_the_repeat,
     updates_wait_for_the_post_and_coalesce,
+    an_actions_update_brings_the_cards_waiting_update_forward,
+    a_first_send_takes_the_lease_with_its_handout,
     thread_events_batch_into_one_pending_reply,
     dead_post_takes_the_cards_other_operations_with_it_and_can_be_retried,
     inflight_post_is_recovered_when_its_channel_changes_hands,

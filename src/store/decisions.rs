@@ -61,6 +61,14 @@ pub(crate) fn reply_due(window: Duration, now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::from_std(window).unwrap_or_default()
 }
 
+/// When an update caused by alerts is due: with the card's thread reply,
+/// after the batching window, so that a storm's changes of one card become
+/// one `chat.update` showing where they ended (what people do is shown at
+/// once: those updates are due now).
+pub(crate) fn update_due(batch: &CardBatch, now: DateTime<Utc>) -> DateTime<Utc> {
+    reply_due(batch.reply_batch_window, now)
+}
+
 /// The events to append (as JSON) to a reply that already holds `held`.
 /// Past the cap only the card-level events (resolved, reopened) are kept:
 /// the reply already lists more alerts than it can show.

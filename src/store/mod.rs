@@ -15,7 +15,10 @@
 //!    (updates render the latest state at send time, so one is enough) and
 //!    none while its `post` is still pending (the post will show the latest
 //!    state). It has at most one pending `reply` operation, to which new
-//!    thread events are appended until it is sent.
+//!    thread events are appended until it is sent. Both wait for the reply
+//!    batching window when alerts caused them, so a storm's changes of a
+//!    card become one update and one reply; an action's update is due at
+//!    once and brings a pending update of its card forward.
 //! 5. **Ordering.** `update` and `reply` operations of a card are not handed
 //!    out before the card has a `ts`. If the card's post is dead-lettered, its
 //!    other operations are dead-lettered with it, never left waiting.
@@ -540,6 +543,28 @@ pub trait Store: Send + Sync + 'static {
         op_id: i64,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxOp>, StoreError>;
+
+    /// [`Store::acquire_lease`] and, when `holder` then holds `channel`'s
+    /// lease, [`Store::begin_attempt`] of `op_id` (an operation of that
+    /// channel). The operation is `None` when the lease is busy or the
+    /// operation no longer pending. A store that can do both in one
+    /// transaction does: a channel's first send after it was idle then
+    /// waits for one commit, not two.
+    async fn begin_attempt_leased(
+        &self,
+        op_id: i64,
+        channel: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(Lease, Option<OutboxOp>), StoreError> {
+        let lease = self.acquire_lease(channel, holder, ttl, now).await?;
+        let op = match lease {
+            Lease::Held { .. } => self.begin_attempt(op_id, now).await?,
+            Lease::Busy { .. } => None,
+        };
+        Ok((lease, op))
+    }
 
     /// Records how an attempt ended (see [`Completion`]).
     async fn complete(

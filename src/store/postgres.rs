@@ -192,12 +192,15 @@ async fn insert_op(
     .int("id")
 }
 
-/// Enqueues an update unless one is already pending, or the post is (either
-/// will render the latest state when sent). Returns whether a row was added.
+/// Enqueues an update due at `due` unless one is already pending, or the
+/// post is (either will render the latest state when sent); a pending update
+/// due later than an immediate one asked now is brought forward. Returns
+/// whether a row was added.
 async fn push_update(
     conn: &mut PgConnection,
     card_seq: i64,
     channel: &str,
+    due: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     // The lock makes a concurrent handout of that operation either finish
@@ -211,9 +214,19 @@ async fn push_update(
     .fetch_optional(&mut *conn)
     .await?;
     if pending.is_some() {
+        if due <= now {
+            sqlx::query(
+                "UPDATE outbox SET not_before = $1 WHERE card_seq = $2 AND state = 'pending' AND kind = 'update'
+                   AND not_before > $1",
+            )
+            .bind(ms(due))
+            .bind(card_seq)
+            .execute(&mut *conn)
+            .await?;
+        }
         return Ok(false);
     }
-    insert_op(conn, card_seq, channel, OpKind::Update, now, now).await?;
+    insert_op(conn, card_seq, channel, OpKind::Update, due, now).await?;
     Ok(true)
 }
 
@@ -373,7 +386,8 @@ async fn write_change(
         insert_op(conn, seq, &batch.channel, OpKind::Post, now, now).await?;
         ops_pushed.push(OpKind::Post);
     }
-    if change.update_card && push_update(conn, seq, &batch.channel, now).await? {
+    let update_due = decisions::update_due(batch, now);
+    if change.update_card && push_update(conn, seq, &batch.channel, update_due, now).await? {
         ops_pushed.push(OpKind::Update);
     }
     if !change.events.is_empty()
@@ -617,7 +631,7 @@ impl Store for PgStore {
                 // Coalescing into a pending update decides on the card's
                 // operations: under its key's lock, like a notification.
                 if refresh && let Some(seq) = lock_card(&mut tx, card).await? {
-                    push_update(&mut tx, seq, &op.channel, now).await?;
+                    push_update(&mut tx, seq, &op.channel, now, now).await?;
                 }
             }
             Completion::Done => {
@@ -832,7 +846,7 @@ impl Store for PgStore {
         // A status question changes nothing on the card: only the reply.
         if let Some(update) = update {
             update.execute(&mut *tx).await?;
-            push_update(&mut tx, seq, &current.channel, now).await?;
+            push_update(&mut tx, seq, &current.channel, now, now).await?;
         }
         if let Action::Escalate { dm, .. } = &action {
             let events = json(&[&event]);

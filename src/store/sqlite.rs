@@ -278,12 +278,15 @@ async fn insert_op(
     Ok(done.last_insert_rowid())
 }
 
-/// Enqueues an update unless one is already pending, or the post is (either
-/// will render the latest state when sent). Returns whether a row was added.
+/// Enqueues an update due at `due` unless one is already pending, or the
+/// post is (either will render the latest state when sent); a pending update
+/// due later than an immediate one asked now is brought forward. Returns
+/// whether a row was added.
 async fn push_update(
     conn: &mut SqliteConnection,
     card_seq: i64,
     channel: &str,
+    due: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let pending = sqlx::query(
@@ -293,9 +296,20 @@ async fn push_update(
     .fetch_optional(&mut *conn)
     .await?;
     if pending.is_some() {
+        if due <= now {
+            sqlx::query(
+                "UPDATE outbox SET not_before = ? WHERE card_seq = ? AND state = 'pending' AND kind = 'update'
+                   AND not_before > ?",
+            )
+            .bind(ms(due))
+            .bind(card_seq)
+            .bind(ms(due))
+            .execute(&mut *conn)
+            .await?;
+        }
         return Ok(false);
     }
-    insert_op(conn, card_seq, channel, OpKind::Update, None, now, now).await?;
+    insert_op(conn, card_seq, channel, OpKind::Update, None, due, now).await?;
     Ok(true)
 }
 
@@ -481,7 +495,8 @@ pub(super) async fn write_change(
         insert_op(conn, seq, &batch.channel, OpKind::Post, None, now, now).await?;
         ops_pushed.push(OpKind::Post);
     }
-    if change.update_card && push_update(conn, seq, &batch.channel, now).await? {
+    let update_due = decisions::update_due(batch, now);
+    if change.update_card && push_update(conn, seq, &batch.channel, update_due, now).await? {
         ops_pushed.push(OpKind::Update);
     }
     if !change.events.is_empty()
@@ -541,6 +556,80 @@ async fn with_events(
     Ok(op)
 }
 
+/// Takes or renews `channel`'s lease for `holder` inside `tx` (see
+/// [`Store::acquire_lease`]); the caller commits when it is held.
+async fn lease_in(
+    tx: &mut SqliteConnection,
+    channel: &str,
+    holder: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Lease, StoreError> {
+    let until = decisions::lease_until(ttl, now);
+    let current = sqlx::query("SELECT holder, expires_at FROM channel_leases WHERE channel = ?")
+        .bind(channel)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let step = match &current {
+        Some(row) => decisions::lease_step(
+            &row.text("holder")?,
+            row.instant("expires_at")?,
+            holder,
+            now,
+        ),
+        None => decisions::LeaseStep::Take,
+    };
+    let recovered = match step {
+        decisions::LeaseStep::Busy { holder, until } => {
+            return Ok(Lease::Busy { holder, until });
+        }
+        decisions::LeaseStep::Renew => 0,
+        decisions::LeaseStep::Take => sqlx::query(
+            "UPDATE outbox SET state = 'pending',
+                 reconcile = CASE WHEN kind IN ('post', 'digest') THEN 1 ELSE reconcile END
+             WHERE channel = ? AND state = 'sending'",
+        )
+        .bind(channel)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected(),
+    };
+    sqlx::query(
+        "INSERT INTO channel_leases (channel, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
+    )
+    .bind(channel)
+    .bind(holder)
+    .bind(ms(until))
+    .execute(&mut *tx)
+    .await?;
+    Ok(Lease::Held { until, recovered })
+}
+
+/// Hands operation `op_id` out inside `tx` (see [`Store::begin_attempt`]);
+/// the caller commits when it was.
+async fn begin_in(
+    tx: &mut SqliteConnection,
+    op_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Option<OutboxOp>, StoreError> {
+    let row = sqlx::query(&format!(
+        "{OP_SELECT} WHERE o.id = ? AND o.state = 'pending'"
+    ))
+    .bind(op_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    sqlx::query(
+        "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+    )
+    .bind(ms(now))
+    .bind(op_id)
+    .execute(&mut *tx)
+    .await?;
+    with_events(tx, &row).await.map(Some)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn apply(
@@ -582,49 +671,31 @@ impl Store for SqliteStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<Lease, StoreError> {
-        let until = decisions::lease_until(ttl, now);
         // The single writer connection serializes this read-decide-write.
         let mut tx = self.writer.begin().await?;
-        let current =
-            sqlx::query("SELECT holder, expires_at FROM channel_leases WHERE channel = ?")
-                .bind(channel)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let step = match &current {
-            Some(row) => decisions::lease_step(
-                &row.text("holder")?,
-                row.instant("expires_at")?,
-                holder,
-                now,
-            ),
-            None => decisions::LeaseStep::Take,
-        };
-        let recovered = match step {
-            decisions::LeaseStep::Busy { holder, until } => {
-                return Ok(Lease::Busy { holder, until });
-            }
-            decisions::LeaseStep::Renew => 0,
-            decisions::LeaseStep::Take => sqlx::query(
-                "UPDATE outbox SET state = 'pending',
-                     reconcile = CASE WHEN kind IN ('post', 'digest') THEN 1 ELSE reconcile END
-                 WHERE channel = ? AND state = 'sending'",
-            )
-            .bind(channel)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        };
-        sqlx::query(
-            "INSERT INTO channel_leases (channel, holder, expires_at) VALUES (?, ?, ?)
-             ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-        )
-        .bind(channel)
-        .bind(holder)
-        .bind(ms(until))
-        .execute(&mut *tx)
-        .await?;
+        let lease = lease_in(&mut tx, channel, holder, ttl, now).await?;
+        if matches!(lease, Lease::Held { .. }) {
+            tx.commit().await?;
+        }
+        Ok(lease)
+    }
+
+    async fn begin_attempt_leased(
+        &self,
+        op_id: i64,
+        channel: &str,
+        holder: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(Lease, Option<OutboxOp>), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let lease = lease_in(&mut tx, channel, holder, ttl, now).await?;
+        if !matches!(lease, Lease::Held { .. }) {
+            return Ok((lease, None));
+        }
+        let op = begin_in(&mut tx, op_id, now).await?;
         tx.commit().await?;
-        Ok(Lease::Held { until, recovered })
+        Ok((lease, op))
     }
 
     async fn release_lease(&self, channel: &str, holder: &str) -> Result<(), StoreError> {
@@ -674,21 +745,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxOp>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(&format!(
-            "{OP_SELECT} WHERE o.id = ? AND o.state = 'pending'"
-        ))
-        .bind(op_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        sqlx::query("UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?")
-            .bind(ms(now))
-            .bind(op_id)
-            .execute(&mut *tx)
-            .await?;
-        let op = with_events(&mut tx, &row).await?;
-        tx.commit().await?;
-        Ok(Some(op))
+        let op = begin_in(&mut tx, op_id, now).await?;
+        if op.is_some() {
+            tx.commit().await?;
+        }
+        Ok(op)
     }
 
     async fn complete(
@@ -716,7 +777,7 @@ impl Store for SqliteStore {
                         .fetch_one(&mut *tx)
                         .await?
                         .int("seq")?;
-                    push_update(&mut tx, seq, &op.channel, now).await?;
+                    push_update(&mut tx, seq, &op.channel, now, now).await?;
                 }
             }
             Completion::Done => {
@@ -902,7 +963,7 @@ impl Store for SqliteStore {
         // A status question changes nothing on the card: only the reply.
         if let Some(update) = update {
             update.execute(&mut *tx).await?;
-            push_update(&mut tx, seq, &current.channel, now).await?;
+            push_update(&mut tx, seq, &current.channel, now, now).await?;
         }
         // Actions are answers to a person: reply at once rather than after
         // the batching window meant for alert storms.

@@ -97,6 +97,14 @@ impl Limiter {
         Err(secs)
     }
 
+    /// Refuse `scope` for `secs` from `now`, as a full window would (an
+    /// injected 429).
+    pub(super) fn block(&mut self, scope: &str, secs: u64, now: Instant) {
+        let until = now + Duration::from_secs(secs);
+        let entry = self.blocked_until.entry(scope.to_owned()).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
     pub(super) fn clear(&mut self) {
         self.windows.clear();
         self.blocked_until.clear();

@@ -190,6 +190,13 @@ impl Sandbox {
         self.live.version()
     }
 
+    /// Sees [`Sandbox::live_version`] move once a request that may have
+    /// changed the emulator (an API call, an act) was answered, so a test
+    /// or a bench awaits `changed()` rather than polling the state.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.live.version.subscribe()
+    }
+
     /// Live-update streams open now.
     pub fn live_watchers(&self) -> usize {
         self.live.watchers()

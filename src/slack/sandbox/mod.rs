@@ -72,7 +72,15 @@
 //! Faults are drawn per call: `error_rate` answers HTTP 500/503 before doing
 //! anything; `drop_rate` cuts the connection without a complete answer, half
 //! of the time before and half *after* applying the call (the message then
-//! exists although the client saw a transport error).
+//! exists although the client saw a transport error); `ratelimit_rate`
+//! answers a rate-limited call 429 with `Retry-After: 1` whatever its
+//! window holds.
+//!
+//! The call log ([`CallRecord`]) stamps each call on the sandbox's clock
+//! ([`Sandbox::elapsed`], microseconds) and names the message it posted or
+//! changed, its thread and any `Retry-After`, so a test can tie every call to
+//! its card and check pacing from the log alone; [`Sandbox::changes`] wakes
+//! a waiting test when a call came in.
 //!
 //! Everything is bounded: see the `MAX_*` constants in [`state`].
 
@@ -105,7 +113,7 @@ pub use act::{ActError, ActResponse, Signing};
 pub use interact::{ActRecord, EphemeralState, ResponsePostState, ViewState};
 pub use limits::RateLimit;
 pub use oauth::OAuthApp;
-pub use server::MAX_REQUEST_BYTES;
+pub use server::{INJECTED_RETRY_AFTER_SECS, MAX_REQUEST_BYTES};
 pub use socket::SocketState;
 pub use state::{CallRecord, ChannelState, MessageState, MethodCounts, Outcome, SandboxState};
 
@@ -211,7 +219,7 @@ impl SandboxOptions {
 
 /// Fault injection, drawn independently for every API call. JSON form (all
 /// fields optional): `{"error_rate":0.1, "drop_rate":0.1, "delay_ms":200,
-/// "delay_rate":0.5, "seed":42}`.
+/// "delay_rate":0.5, "ratelimit_rate":0.05, "seed":42}`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
@@ -224,6 +232,11 @@ pub struct Faults {
     #[serde(rename = "delay_ms", with = "duration_ms")]
     pub delay: Duration,
     pub delay_rate: f64,
+    /// Fraction of rate-limited calls (`chat.postMessage`, `chat.update`,
+    /// incoming webhooks) answered HTTP 429 `ratelimited` with
+    /// `Retry-After: 1`, their scope refused for that second as if its
+    /// window were full: calls into it before then are violations.
+    pub ratelimit_rate: f64,
     /// Seed for reproducible draws; `None` seeds randomly.
     pub seed: Option<u64>,
 }
@@ -235,6 +248,7 @@ impl Faults {
             ("error_rate", self.error_rate),
             ("drop_rate", self.drop_rate),
             ("delay_rate", self.delay_rate),
+            ("ratelimit_rate", self.ratelimit_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be within 0..=1, got {rate}"));
@@ -364,6 +378,13 @@ impl Sandbox {
         // Nothing panics while holding the lock, but a poisoned workspace is
         // still the best data a test can get.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Time since the sandbox was created: the clock of
+    /// [`CallRecord::at_us`], so a test can stamp its own steps (a webhook
+    /// sent) and compare them with the calls the sandbox saw.
+    pub fn elapsed(&self) -> Duration {
+        self.lock().started.elapsed()
     }
 
     /// Snapshot of the whole state (what `GET /api/state` returns).

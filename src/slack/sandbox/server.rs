@@ -25,6 +25,9 @@ use crate::slack::blocks::Metadata;
 pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 /// Longest method name or channel id kept in the call log.
 const MAX_LOGGED_CHARS: usize = 100;
+/// `Retry-After` of a 429 injected by [`Faults::ratelimit_rate`]: Slack's
+/// smallest.
+pub const INJECTED_RETRY_AFTER_SECS: u64 = 1;
 
 pub(super) fn router(sandbox: Sandbox) -> axum::Router {
     axum::Router::new()
@@ -314,6 +317,8 @@ struct Plan {
     delay: Option<Duration>,
     error_status: Option<StatusCode>,
     drop: Option<Drop>,
+    /// Answer 429 for this rate-limit scope (see [`Faults::ratelimit_rate`]).
+    ratelimit: Option<String>,
 }
 
 /// What the emulator answers, before faults.
@@ -370,6 +375,55 @@ fn truncate(s: &str) -> String {
     s.chars().take(MAX_LOGGED_CHARS).collect()
 }
 
+/// What the call log keeps about a call beyond its method, channel and
+/// outcome (see [`super::CallRecord`]).
+#[derive(Debug, Default)]
+pub(super) struct CallDetail {
+    /// When the call arrived; `None`: when it is logged.
+    received: Option<Instant>,
+    applied: bool,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl CallDetail {
+    /// A call that arrived at `received` and changed nothing.
+    fn received(received: Instant) -> CallDetail {
+        CallDetail {
+            received: Some(received),
+            ..CallDetail::default()
+        }
+    }
+
+    /// The detail of a Web API call that arrived at `received` and got
+    /// `reply`.
+    fn of(
+        received: Instant,
+        method: ApiMethod,
+        params: &Params,
+        reply: &Reply,
+        applied: bool,
+    ) -> CallDetail {
+        let ts = match method {
+            ApiMethod::PostMessage => reply.body["ts"].as_str().map(str::to_owned),
+            ApiMethod::Update => params.str("ts"),
+            _ => None,
+        };
+        let thread_ts = match method {
+            ApiMethod::PostMessage => params.str("thread_ts").filter(|t| !t.is_empty()),
+            _ => None,
+        };
+        CallDetail {
+            received: Some(received),
+            applied,
+            ts: ts.map(|t| truncate(&t)),
+            thread_ts: thread_ts.map(|t| truncate(&t)),
+            retry_after: reply.retry_after,
+        }
+    }
+}
+
 impl Sandbox {
     pub(super) fn record(
         &self,
@@ -379,8 +433,26 @@ impl Sandbox {
         outcome: Outcome,
         applied: bool,
     ) {
+        let detail = CallDetail {
+            applied,
+            ..CallDetail::default()
+        };
+        self.record_call(method, counts_key, channel, outcome, detail);
+    }
+
+    fn record_call(
+        &self,
+        method: &str,
+        counts_key: &str,
+        channel: Option<&str>,
+        outcome: Outcome,
+        detail: CallDetail,
+    ) {
         let mut inner = self.lock();
-        let at_ms = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let at = detail.received.unwrap_or_else(Instant::now);
+        let elapsed = at.saturating_duration_since(inner.started);
+        let at_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let at_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let counts = inner.counts.entry(counts_key.to_owned()).or_default();
         match &outcome {
             Outcome::Ok => counts.ok += 1,
@@ -395,8 +467,12 @@ impl Sandbox {
             method: truncate(method),
             channel: channel.map(truncate),
             outcome,
-            applied,
+            applied: detail.applied,
             at_ms,
+            at_us,
+            ts: detail.ts,
+            thread_ts: detail.thread_ts,
+            retry_after: detail.retry_after,
         });
     }
 
@@ -428,8 +504,24 @@ impl Sandbox {
             } else {
                 Drop::After
             });
+        } else if faults.ratelimit_rate > 0.0 && rng.f64() < faults.ratelimit_rate {
+            plan.ratelimit = scope(method, channel);
         }
         plan
+    }
+
+    /// An injected 429: the scope is refused for
+    /// [`INJECTED_RETRY_AFTER_SECS`] as if its window were full.
+    fn inject_ratelimit(&self, scope: &str) -> Reply {
+        let secs = INJECTED_RETRY_AFTER_SECS;
+        self.lock().limiter.block(scope, secs, Instant::now());
+        Reply {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            body: json!({"ok": false, "error": "ratelimited"}),
+            retry_after: Some(secs),
+            outcome: Outcome::RateLimited,
+            applied: false,
+        }
     }
 
     /// Authenticate, rate-limit and apply one call.
@@ -697,13 +789,14 @@ fn dropped_connection() -> Response {
 }
 
 async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) -> Response {
+    let received = Instant::now();
     let Some(method) = ApiMethod::parse(&name) else {
-        sb.record(
+        sb.record_call(
             &name,
             "unknown",
             None,
             Outcome::Error("unknown_method".into()),
-            false,
+            CallDetail::received(received),
         );
         return (
             StatusCode::NOT_FOUND,
@@ -715,12 +808,12 @@ async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) 
     let params = match read_params(req).await {
         Ok(p) => p,
         Err(code) => {
-            sb.record(
+            sb.record_call(
                 method.name(),
                 method.name(),
                 None,
                 Outcome::Error(code.into()),
-                false,
+                CallDetail::received(received),
             );
             return Reply::err(ApiError::new(code)).into_response();
         }
@@ -733,7 +826,7 @@ async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) 
         // timeout closes (and with it this handler).
         let call = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            answer(&sb, method, &params, token, channel, &plan)
+            answer(&sb, received, method, &params, token, channel, &plan)
         });
         return call.await.unwrap_or_else(|_| {
             (
@@ -743,13 +836,14 @@ async fn api(State(sb): State<Sandbox>, Path(name): Path<String>, req: Request) 
                 .into_response()
         });
     }
-    answer(&sb, method, &params, token, channel, &plan)
+    answer(&sb, received, method, &params, token, channel, &plan)
 }
 
 /// A call's answer after its planned delay: an injected failure, or the
 /// call applied.
 fn answer(
     sb: &Sandbox,
+    received: Instant,
     method: ApiMethod,
     params: &Params,
     token: Option<String>,
@@ -757,12 +851,12 @@ fn answer(
     plan: &Plan,
 ) -> Response {
     if let Some(status) = plan.error_status {
-        sb.record(
+        sb.record_call(
             method.name(),
             method.name(),
             channel.as_deref(),
             Outcome::FaultStatus(status.as_u16()),
-            false,
+            CallDetail::received(received),
         );
         let error = if status == StatusCode::SERVICE_UNAVAILABLE {
             "service_unavailable"
@@ -772,32 +866,37 @@ fn answer(
         return (status, Json(json!({"ok": false, "error": error}))).into_response();
     }
     if plan.drop == Some(Drop::Before) {
-        sb.record(
+        sb.record_call(
             method.name(),
             method.name(),
             channel.as_deref(),
             Outcome::FaultDrop,
-            false,
+            CallDetail::received(received),
         );
         return dropped_connection();
     }
-    let reply = sb.apply(method, params, token.as_deref());
+    let reply = match &plan.ratelimit {
+        Some(scope) => sb.inject_ratelimit(scope),
+        None => sb.apply(method, params, token.as_deref()),
+    };
     if plan.drop == Some(Drop::After) {
-        sb.record(
+        let detail = CallDetail::of(received, method, params, &reply, reply.applied);
+        sb.record_call(
             method.name(),
             method.name(),
             channel.as_deref(),
             Outcome::FaultDrop,
-            reply.applied,
+            detail,
         );
         return dropped_connection();
     }
-    sb.record(
+    let detail = CallDetail::of(received, method, params, &reply, reply.applied);
+    sb.record_call(
         method.name(),
         method.name(),
         channel.as_deref(),
         reply.outcome.clone(),
-        reply.applied,
+        detail,
     );
     reply.into_response()
 }
@@ -813,24 +912,37 @@ async fn incoming_webhook(
     Path((channel, _key)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
+    let received = Instant::now();
     let plan = sb.plan(ApiMethod::PostMessage, Some(&channel));
     if let Some(delay) = plan.delay {
         // Applied even when the caller gave up waiting, as in `api`.
         let call = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            hook_answer(&sb, &channel, &body, &plan)
+            hook_answer(&sb, received, &channel, &body, &plan)
         });
         return call
             .await
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
-    hook_answer(&sb, &channel, &body, &plan)
+    hook_answer(&sb, received, &channel, &body, &plan)
 }
 
 /// A webhook call's answer after its planned delay.
-fn hook_answer(sb: &Sandbox, channel: &str, body: &[u8], plan: &Plan) -> Response {
+fn hook_answer(
+    sb: &Sandbox,
+    received: Instant,
+    channel: &str,
+    body: &[u8],
+    plan: &Plan,
+) -> Response {
     let method = methods::INCOMING_WEBHOOK;
-    let record = |outcome, applied| sb.record(method, method, Some(channel), outcome, applied);
+    let record = |outcome, applied| {
+        let detail = CallDetail {
+            applied,
+            ..CallDetail::received(received)
+        };
+        sb.record_call(method, method, Some(channel), outcome, detail);
+    };
     if let Some(status) = plan.error_status {
         record(Outcome::FaultStatus(status.as_u16()), false);
         return (status, "internal_error").into_response();
@@ -839,19 +951,32 @@ fn hook_answer(sb: &Sandbox, channel: &str, body: &[u8], plan: &Plan) -> Respons
         record(Outcome::FaultDrop, false);
         return dropped_connection();
     }
-    let (status, answer, retry_after) = sb.apply_hook(channel, body);
+    let (status, answer, retry_after) = match &plan.ratelimit {
+        Some(scope) => {
+            let reply = sb.inject_ratelimit(scope);
+            (reply.status, "ratelimited", reply.retry_after)
+        }
+        None => sb.apply_hook(channel, body),
+    };
     let applied = status == StatusCode::OK;
     if plan.drop == Some(Drop::After) {
         record(Outcome::FaultDrop, applied);
         return dropped_connection();
     }
-    record(
+    sb.record_call(
+        method,
+        method,
+        Some(channel),
         match (status, answer) {
             (StatusCode::OK, _) => Outcome::Ok,
             (StatusCode::TOO_MANY_REQUESTS, _) => Outcome::RateLimited,
             (_, code) => Outcome::Error(code.to_owned()),
         },
-        applied,
+        CallDetail {
+            applied,
+            retry_after,
+            ..CallDetail::received(received)
+        },
     );
     let mut resp = (status, answer).into_response();
     if let Some(secs) = retry_after {

@@ -117,6 +117,20 @@ pub struct CallRecord {
     pub applied: bool,
     /// Milliseconds since the sandbox was created.
     pub at_ms: u64,
+    /// Microseconds since the sandbox was created ([`super::Sandbox::elapsed`]
+    /// reads the same clock), for measuring latencies of a few milliseconds.
+    #[serde(default)]
+    pub at_us: u64,
+    /// The message the call posted (the answer's `ts`) or changed
+    /// (`chat.update`'s `ts`), so a call can be tied to its card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+    /// The thread a `chat.postMessage` replied in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_ts: Option<String>,
+    /// The `Retry-After` (whole seconds) of a 429 answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// How a call ended; serialized as `ok`, `error:<code>`, `ratelimited`,

@@ -410,6 +410,99 @@ async fn rate_limit_answers_429_with_retry_after_and_counts_violations() {
 }
 
 #[tokio::test]
+async fn injected_429_blocks_its_scope_for_one_second_and_is_logged_with_retry_after() {
+    let h = start(SandboxOptions {
+        faults: Faults {
+            ratelimit_rate: 1.0,
+            seed: Some(3),
+            ..Faults::default()
+        },
+        ..options()
+    })
+    .await;
+    let err = h
+        .client
+        .post_message(CH, &text("1"), None)
+        .await
+        .expect_err("injected 429");
+    assert_eq!(
+        err,
+        SlackError::RateLimited {
+            retry_after: Duration::from_secs(INJECTED_RETRY_AFTER_SECS)
+        }
+    );
+    assert!(h.sandbox.state().messages(CH).is_empty(), "nothing applied");
+    // Methods without a rate-limit scope are never refused.
+    h.client.auth_test().await.expect("auth.test");
+
+    h.sandbox.set_faults(Faults::default()).expect("faults");
+    // The scope stays refused for the Retry-After, as after a real 429.
+    h.client
+        .post_message(CH, &text("2"), None)
+        .await
+        .expect("a 429 is no longer drawn");
+    let state = h.sandbox.state();
+    assert_eq!(state.retry_after_violations, 1);
+    let limited = &state.calls[0];
+    assert_eq!(limited.outcome, Outcome::RateLimited);
+    assert_eq!(limited.retry_after, Some(INJECTED_RETRY_AFTER_SECS));
+    assert_eq!(state.calls.last().map(|c| c.retry_after), Some(None));
+}
+
+#[tokio::test]
+async fn call_log_ties_each_call_to_its_message_on_the_sandbox_clock() {
+    let h = start(options()).await;
+    let before = h.sandbox.elapsed();
+    let card = h
+        .client
+        .post_message(CH, &text("card"), None)
+        .await
+        .expect("post");
+    h.client
+        .post_message(CH, &text("reply"), Some(&card.ts))
+        .await
+        .expect("reply");
+    h.client
+        .update_message(CH, &card.ts, &text("card, updated"))
+        .await
+        .expect("update");
+    let after = h.sandbox.elapsed();
+    let calls = h.sandbox.state().calls;
+    let tied: Vec<_> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.ts.as_deref(), c.thread_ts.as_deref()))
+        .collect();
+    let card_ts = Some(card.ts.as_str());
+    assert_eq!(tied[0], ("chat.postMessage", card_ts, None));
+    assert_eq!(tied[1].2, card_ts, "the reply names its thread");
+    assert_ne!(tied[1].1, card_ts, "the reply is a message of its own");
+    assert_eq!(tied[2], ("chat.update", card_ts, None));
+    for c in &calls {
+        let at = Duration::from_micros(c.at_us);
+        assert!(
+            before <= at && at <= after,
+            "{at:?} not in {before:?}..{after:?}"
+        );
+        assert_eq!(c.at_ms, c.at_us / 1000);
+    }
+}
+
+#[tokio::test]
+async fn changes_wake_a_waiter_once_a_call_was_answered() {
+    let h = start(options()).await;
+    let mut changes = h.sandbox.changes();
+    changes.borrow_and_update();
+    h.client
+        .post_message(CH, &text("x"), None)
+        .await
+        .expect("post");
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("woken within 5 s")
+        .expect("sandbox alive");
+}
+
+#[tokio::test]
 async fn drop_after_apply_leaves_the_message_and_the_outcome_unknown() {
     let h = start(SandboxOptions {
         faults: Faults {
