@@ -5,8 +5,9 @@
 //!
 //! Every case emits the same event, a message and two fields, at INFO (an
 //! event the layer does not capture at its default level, ERROR) or at
-//! ERROR. Cases come in pairs that differ only by the ackbar layer, so a
-//! ratio within a pair is the layer's cost; compare within one run.
+//! ERROR. Cases come in pairs, the ackbar layer next to what it should
+//! cost, so a ratio within a pair is the layer's cost; compare within one
+//! run.
 //!
 //! An event the layer filters takes one of two paths, depending on the
 //! host's other layers:
@@ -45,12 +46,17 @@
 //!
 //! Every case installs its subscriber with `dispatcher::with_default` (a
 //! scoped default: each dispatched event looks it up in a thread-local; a
-//! host's global default is slightly cheaper, for every case alike). Only
+//! host's global default makes every dispatched event slightly cheaper). Only
 //! one subscriber is alive per case, because callsite interest is computed
 //! over every live dispatcher, and every case has its own callsites.
 //! `tests/layer_alloc.rs` proves both filtered paths allocate nothing.
 //!
-//! Figures: the README's "Benchmarks" section.
+//! Last run (2026-11-29, the command above, medians; the README's
+//! "Benchmarks" section has every row): filtered 0.706 ns, 1.00x the
+//! `never` floor and 0.08x a bare registry (9.14 ns); the per-event filter
+//! next to a host layer +4.2 ns (8.90 -> 13.1 ns), next to `fmt` 752 ->
+//! 781 ns (noise; callgrind: +0.9 % instructions); captured 421 ns against
+//! `fmt`'s 887 ns for the same error.
 
 use std::hint::black_box;
 use std::sync::Arc;
