@@ -33,6 +33,10 @@ impl EventFilter {
         }
     }
 
+    // Inlined into the subscriber's `enabled`, so that an event below the
+    // level costs a compare, not a call that saves registers for the
+    // prefix loops it will not run.
+    #[inline]
     fn captures(&self, meta: &Metadata<'_>) -> bool {
         if meta.is_span() {
             return true;
@@ -40,11 +44,12 @@ impl EventFilter {
         // Level first: it rejects the bulk of events without looking at the
         // target, which matters when `enabled` runs per event (a callsite
         // another layer wants is `sometimes`, not cached).
-        if *meta.level() > self.min_level {
-            return false;
-        }
-        let target = meta.target();
-        // Prefixes match like `EnvFilter` directives: plain string prefixes.
+        *meta.level() <= self.min_level && self.target_passes(meta.target())
+    }
+
+    /// Prefixes match like `EnvFilter` directives: plain string prefixes.
+    #[inline(never)]
+    fn target_passes(&self, target: &str) -> bool {
         let included =
             self.include.is_empty() || self.include.iter().any(|p| target.starts_with(p.as_str()));
         included && !self.exclude.iter().any(|p| target.starts_with(p.as_str()))
