@@ -352,15 +352,15 @@ fn firing_event(alert: &Alert, now: DateTime<Utc>) -> ThreadEvent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn t(secs: i64) -> DateTime<Utc> {
+    pub(crate) fn t(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).single().unwrap()
     }
 
-    fn alert(fp: u64, status: AlertStatus) -> Alert {
+    pub(crate) fn alert(fp: u64, status: AlertStatus) -> Alert {
         let mut labels = Labels::new();
         labels.insert("alertname".into(), "HighLatency".into());
         labels.insert("instance".into(), format!("host-{fp}"));
@@ -376,7 +376,7 @@ mod tests {
         }
     }
 
-    fn batch(alerts: Vec<Alert>) -> CardBatch {
+    pub(crate) fn batch(alerts: Vec<Alert>) -> CardBatch {
         CardBatch {
             key: "k".into(),
             route: "r".into(),

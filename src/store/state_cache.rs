@@ -175,45 +175,19 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use chrono::TimeZone;
-
     use super::*;
-    use crate::config::ReplyConfig;
-    use crate::model::{Alert, AlertStatus, CardState, Labels};
+    use crate::model::{AlertStatus, CardState};
+    use crate::pipeline::card::tests::{alert, t};
 
     fn now() -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000, 0).single().unwrap()
+        t(0)
     }
 
     fn batch(key: &str, fingerprints: std::ops::Range<u64>) -> CardBatch {
-        let alerts = fingerprints
-            .map(|fp| Alert {
-                fingerprint: Fingerprint(fp),
-                status: AlertStatus::Firing,
-                labels: Labels::from([("alertname".to_owned(), format!("A{fp}"))]),
-                annotations: Labels::new(),
-                starts_at: now(),
-                ends_at: None,
-                generator_url: None,
-                occurrences: None,
-            })
-            .collect();
+        let alerts = fingerprints.map(|fp| alert(fp, AlertStatus::Firing));
         CardBatch {
             key: key.to_owned(),
-            route: "default".into(),
-            channel: "C0ALERTS01".into(),
-            reopen_window: Duration::from_secs(600),
-            replies: ReplyConfig::default(),
-            reply_batch_window: Duration::from_secs(2),
-            first_escalation: None,
-            quiet_period: None,
-            group_labels: Labels::new(),
-            common_labels: Labels::new(),
-            common_annotations: Labels::new(),
-            external_url: None,
-            alerts,
+            ..crate::pipeline::card::tests::batch(alerts.collect())
         }
     }
 
