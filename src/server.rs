@@ -120,11 +120,7 @@ async fn serve(
         Some(_) => None,
     };
     let addr = listener.local_addr()?;
-    let _serving = if config.store.url.starts_with("sqlite:") {
-        store::sqlite::lock_for_serving(&config.store.url)?
-    } else {
-        None
-    };
+    let _serving = store::lock_for_serving(&config.store.url)?;
     let store = store::open(&config.store.url, STORE_BUSY_TIMEOUT).await?;
     let routes = config.effective_routes();
     let router = Arc::new(AlertRouter::new(routes.clone()));

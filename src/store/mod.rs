@@ -735,6 +735,16 @@ pub fn supported_url(url: &str) -> bool {
             && (url.starts_with("postgres://") || url.starts_with("postgresql://")))
 }
 
+/// What `ackbar serve` holds for the store a URL names while it runs: the
+/// SQLite database's serving lock ([`sqlite::lock_for_serving`]); nothing
+/// for PostgreSQL, which replicas share.
+pub fn lock_for_serving(url: &str) -> Result<Option<sqlite::ServingLock>, StoreError> {
+    if url.starts_with("sqlite:") {
+        return sqlite::lock_for_serving(url);
+    }
+    Ok(None)
+}
+
 /// Opens the store a URL names and applies its migrations.
 pub async fn open(
     url: &str,
