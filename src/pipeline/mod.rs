@@ -103,22 +103,16 @@ impl Pipeline {
         // The notification's group data goes to every batch: copies for all
         // but the last, which takes the originals (most notifications make
         // one batch).
-        let external_url = notification.source.external_url().map(str::to_owned);
+        let mut external_url = notification.source.external_url().map(str::to_owned);
         let count = batches.len();
         for (i, batch) in batches.iter_mut().enumerate() {
-            let take_or_clone = |labels: &mut Labels| {
-                if i + 1 == count {
-                    std::mem::take(labels)
-                } else {
-                    labels.clone()
-                }
-            };
+            let last = i + 1 == count;
             if resolves_itself {
-                batch.group_labels = take_or_clone(&mut notification.group_labels);
+                batch.group_labels = take_or_clone(last, &mut notification.group_labels);
             }
-            batch.common_labels = take_or_clone(&mut notification.common_labels);
-            batch.common_annotations = take_or_clone(&mut notification.common_annotations);
-            batch.external_url.clone_from(&external_url);
+            batch.common_labels = take_or_clone(last, &mut notification.common_labels);
+            batch.common_annotations = take_or_clone(last, &mut notification.common_annotations);
+            batch.external_url = take_or_clone(last, &mut external_url);
         }
         (batches, unrouted)
     }
@@ -215,6 +209,15 @@ impl Pipeline {
     }
 }
 
+/// `value` itself for its last user, a copy for the others.
+fn take_or_clone<T: Clone + Default>(last: bool, value: &mut T) -> T {
+    if last {
+        std::mem::take(value)
+    } else {
+        value.clone()
+    }
+}
+
 /// What an event source's card is about, since the source has no groups of
 /// its own: the values of the route's `group_by`, or (one alert per card)
 /// the alert's own labels. Both are the same for every alert of the card,
@@ -243,6 +246,59 @@ fn count_outcomes(outcomes: &[ApplyOutcome]) {
         }
         for kind in &o.ops_pushed {
             counter!(m::OUTBOX_PUSHED, "kind" => kind.as_str()).increment(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::sqlite::SqliteStore;
+
+    /// A notification whose alerts go to two routes makes two batches, and
+    /// both carry the notification's group data (the last one takes it, the
+    /// first gets a copy).
+    #[tokio::test]
+    async fn every_batch_of_a_notification_gets_its_group_data() {
+        let config = Config::from_json(
+            r#"{"routes": [
+                {"name": "db", "matchers": ["team=db"], "channel": "C0DBPAGES1"},
+                {"name": "web", "matchers": ["team=web"], "channel": "C0WEBPAGE1"}
+            ]}"#,
+        )
+        .unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open("sqlite::memory:", Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        let router = Arc::new(Router::new(config.effective_routes()));
+        let pipeline = Pipeline::new(router, store, Duration::from_secs(2));
+        let body = br#"{"version": "4", "receiver": "r", "groupKey": "g", "status": "firing",
+            "groupLabels": {"alertname": "Down"},
+            "commonLabels": {"alertname": "Down"},
+            "commonAnnotations": {"summary": "down"},
+            "externalURL": "http://am:9093",
+            "alerts": [
+                {"status": "firing", "labels": {"alertname": "Down", "team": "db"},
+                 "startsAt": "2026-11-29T00:00:00Z"},
+                {"status": "firing", "labels": {"alertname": "Down", "team": "web"},
+                 "startsAt": "2026-11-29T00:00:00Z"}
+            ]}"#;
+        let notification = crate::ingest::alertmanager::decode(body).unwrap();
+        let (batches, unrouted) = pipeline.batches(notification);
+        assert_eq!(unrouted, 0);
+        let routes: Vec<&str> = batches.iter().map(|b| b.route.as_str()).collect();
+        assert_eq!(routes, ["db", "web"]);
+        for batch in &batches {
+            assert_eq!(batch.group_labels["alertname"], "Down", "{}", batch.route);
+            assert_eq!(batch.common_labels["alertname"], "Down", "{}", batch.route);
+            assert_eq!(batch.common_annotations["summary"], "down", "{}", batch.route);
+            assert_eq!(batch.external_url.as_deref(), Some("http://am:9093"));
         }
     }
 }
