@@ -111,6 +111,19 @@ fn assert_final_state(state: &SandboxState) {
     );
 }
 
+/// Waits until every card of the storm shows resolved, then until the
+/// ackbar at `base` has nothing left to send (the last replies).
+async fn settled_and_drained(slack: &Slack, base: &str) {
+    eventually(Duration::from_secs(120), "every card resolved", || {
+        settled(&slack.sandbox.state())
+    })
+    .await;
+    eventually_async(Duration::from_secs(60), "outbox drained", || async {
+        metric(base, "ackbar_outbox_pending").await == 0.0
+    })
+    .await;
+}
+
 fn settled(state: &SandboxState) -> bool {
     let resolved_cards = [CHANNEL, CHANNEL_B]
         .iter()
@@ -133,15 +146,7 @@ async fn storm_of_2000_alerts_in_20_groups_is_paced_and_honours_429() {
     let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
 
     storm(&ackbar.url("/webhook/alertmanager")).await;
-    eventually(Duration::from_secs(90), "every card resolved", || {
-        settled(&slack.sandbox.state())
-    })
-    .await;
-    // Let the last replies go out.
-    eventually_async(Duration::from_secs(30), "outbox drained", || async {
-        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
-    })
-    .await;
+    settled_and_drained(&slack, &ackbar.base()).await;
     let state = slack.sandbox.state();
     assert_final_state(&state);
     assert_eq!(
@@ -180,14 +185,7 @@ async fn slack_failing_one_call_in_five_reaches_the_same_final_state_without_dup
     let ackbar = start_ackbar(&storm_config(&slack.api_url, &dir.path().join("a.db"))).await;
 
     storm(&ackbar.url("/webhook/alertmanager")).await;
-    eventually(Duration::from_secs(120), "every card resolved", || {
-        settled(&slack.sandbox.state())
-    })
-    .await;
-    eventually_async(Duration::from_secs(60), "outbox drained", || async {
-        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
-    })
-    .await;
+    settled_and_drained(&slack, &ackbar.base()).await;
     let state = slack.sandbox.state();
     assert_final_state(&state);
     assert_eq!(
@@ -221,14 +219,7 @@ async fn slack_answering_after_the_client_timeout_reaches_the_same_final_state_w
     let ackbar = start_ackbar(&config).await;
 
     storm(&ackbar.url("/webhook/alertmanager")).await;
-    eventually(Duration::from_secs(120), "every card resolved", || {
-        settled(&slack.sandbox.state())
-    })
-    .await;
-    eventually_async(Duration::from_secs(60), "outbox drained", || async {
-        metric(&ackbar.base(), "ackbar_outbox_pending").await == 0.0
-    })
-    .await;
+    settled_and_drained(&slack, &ackbar.base()).await;
     assert!(
         metric_where(
             &ackbar.base(),
@@ -291,14 +282,7 @@ async fn sigkill_in_the_middle_of_a_storm_then_restart_loses_nothing_and_duplica
         .await
         .expect("storm finished")
         .unwrap();
-    eventually(Duration::from_secs(90), "every card resolved", || {
-        settled(&slack.sandbox.state())
-    })
-    .await;
-    eventually_async(Duration::from_secs(60), "outbox drained", || async {
-        metric(&format!("http://{}", second.addr), "ackbar_outbox_pending").await == 0.0
-    })
-    .await;
+    settled_and_drained(&slack, &format!("http://{}", second.addr)).await;
     assert_final_state(&slack.sandbox.state());
     drop(second);
 }
