@@ -1,8 +1,10 @@
 //! SQLite store: WAL journal, one writer connection, a small reader pool.
 //!
 //! Writes go through a single connection so transactions never fight over
-//! SQLite's write lock (no `SQLITE_BUSY` upgrades); reads (the dedupe fast
-//! path, rendering) use the reader pool and run beside writes thanks to WAL.
+//! SQLite's write lock (no `SQLITE_BUSY` upgrades); reads (rendering, and
+//! the dedupe fast path when [`super::state_cache`] does not know a key)
+//! use the reader pool and run beside writes thanks to WAL. Notifications
+//! that change something are written in groups ([`super::sqlite_group`]).
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
 
 use std::collections::HashMap;
