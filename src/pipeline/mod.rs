@@ -297,7 +297,11 @@ mod tests {
         for batch in &batches {
             assert_eq!(batch.group_labels["alertname"], "Down", "{}", batch.route);
             assert_eq!(batch.common_labels["alertname"], "Down", "{}", batch.route);
-            assert_eq!(batch.common_annotations["summary"], "down", "{}", batch.route);
+            assert_eq!(
+                batch.common_annotations["summary"], "down",
+                "{}",
+                batch.route
+            );
             assert_eq!(batch.external_url.as_deref(), Some("http://am:9093"));
         }
     }
