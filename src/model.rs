@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::Hasher;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
@@ -155,25 +156,11 @@ impl Alert {
     /// second one is deduped. `ends_at` of a firing alert is left out on
     /// purpose: Alertmanager moves it forward on every re-send
     /// (`resolve_timeout`), which is not a change anyone needs to see.
-    ///
-    /// SipHash-1-3 with zero keys: a specified algorithm, so digests stored
-    /// by one build match the next, and several times faster than FNV's byte
-    /// at a time over the kilobyte of labels and annotations an alert
-    /// carries (the digest is computed for every alert of every re-send).
-    /// Not a defence against crafted collisions: a source that can send
-    /// alerts can change them anyway.
     pub fn digest(&self) -> u64 {
-        use std::hash::Hasher;
-        let mut h = siphasher::sip::SipHasher13::new();
+        let mut h = digest_hasher();
         h.write(self.status.as_str().as_bytes());
         for labels in [&self.labels, &self.annotations] {
-            h.write_u8(0xfe);
-            for (k, v) in labels {
-                h.write(k.as_bytes());
-                h.write_u8(0xff);
-                h.write(v.as_bytes());
-                h.write_u8(0xff);
-            }
+            write_labels(&mut h, labels);
         }
         h.write_u8(0xfe);
         h.write(&self.starts_at.timestamp_millis().to_le_bytes());
@@ -186,6 +173,32 @@ impl Alert {
             h.write(url.as_bytes());
         }
         h.finish()
+    }
+}
+
+/// The hasher of the digests the store keeps to tell whether anything a card
+/// shows changed ([`Alert::digest`], a card batch's group digest).
+///
+/// SipHash-1-3 with zero keys: a specified algorithm, so digests stored by
+/// one build match the next, and several times faster than FNV's byte at a
+/// time over the kilobyte of labels and annotations an alert carries (the
+/// digests are computed for every alert of every re-send). Not a defence
+/// against crafted collisions: a source that can send alerts can change
+/// them anyway.
+pub fn digest_hasher() -> impl Hasher {
+    siphasher::sip::SipHasher13::new()
+}
+
+/// Feeds a label set to a digest unambiguously: a 0xfe marker, then each
+/// name and value followed by the separator 0xff (which UTF-8 never
+/// contains).
+pub fn write_labels(h: &mut impl Hasher, labels: &Labels) {
+    h.write_u8(0xfe);
+    for (k, v) in labels {
+        h.write(k.as_bytes());
+        h.write_u8(0xff);
+        h.write(v.as_bytes());
+        h.write_u8(0xff);
     }
 }
 
@@ -207,18 +220,6 @@ impl Fnv64 {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(Self::PRIME);
-        }
-    }
-
-    /// Hashes a label set unambiguously: a 0xfe marker, then each name and
-    /// value followed by the separator 0xff (which UTF-8 never contains).
-    pub fn write_labels(&mut self, labels: &Labels) {
-        self.write(&[0xfe]);
-        for (k, v) in labels {
-            self.write(k.as_bytes());
-            self.write(&[0xff]);
-            self.write(v.as_bytes());
-            self.write(&[0xff]);
         }
     }
 

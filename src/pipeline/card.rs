@@ -12,13 +12,15 @@
 //! after the window a re-fire opens a new card.
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::ReplyConfig;
 use crate::model::{
-    Alert, AlertStatus, CardId, CardState, Fingerprint, Fnv64, Labels, ThreadEvent,
+    Alert, AlertStatus, CardId, CardState, Fingerprint, Labels, ThreadEvent, digest_hasher,
+    write_labels,
 };
 
 /// Alerts of one notification that belong to one card key, with what the
@@ -64,15 +66,18 @@ impl CardBatch {
         (alert.status == AlertStatus::Firing).then(|| seen.checked_add_signed(quiet))?
     }
 
-    /// Digest of the group-level data a card shows.
+    /// Digest of the group-level data a card shows. Computed for every
+    /// batch of every re-send, like the alerts' digests and with the same
+    /// hasher. (Cards stored by builds that used FNV here get one card
+    /// update on their first re-send after the upgrade.)
     pub fn group_digest(&self) -> u64 {
-        let mut h = Fnv64::new();
+        let mut h = digest_hasher();
         for labels in [
             &self.group_labels,
             &self.common_labels,
             &self.common_annotations,
         ] {
-            h.write_labels(labels);
+            write_labels(&mut h, labels);
         }
         if let Some(url) = &self.external_url {
             h.write(url.as_bytes());
