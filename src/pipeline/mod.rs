@@ -75,12 +75,21 @@ impl Pipeline {
         let mut batches: Vec<CardBatch> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         let mut unrouted = 0;
+        // The batch of the last route whose key is the notification's own
+        // (see `route::key_depends_on_alert`): its other alerts join it
+        // without a key being built.
+        let mut shared: Option<(&RouteConfig, usize)> = None;
         for alert in std::mem::take(&mut notification.alerts) {
             let Some(route) = self.router.route(&alert.labels) else {
                 unrouted += 1;
                 continue;
             };
+            if let Some((_, i)) = shared.filter(|(r, _)| std::ptr::eq(*r, route)) {
+                batches[i].alerts.push(alert);
+                continue;
+            }
             let key = route::card_key(route, &notification, &alert);
+            let shares_key = !route::key_depends_on_alert(route, &notification);
             // Most alerts join a batch already started: no key copy for them.
             let i = match index.get(&key) {
                 Some(&i) => i,
@@ -98,6 +107,9 @@ impl Pipeline {
                     batches.len() - 1
                 }
             };
+            if shares_key {
+                shared = Some((route, i));
+            }
             batches[i].alerts.push(alert);
         }
         // The notification's group data goes to every batch: copies for all

@@ -309,6 +309,13 @@ const KEY_SEPARATOR: char = '\x1f';
 /// Escapes a separator or itself inside a part of a card key.
 const KEY_ESCAPE: char = '\x1e';
 
+/// Whether [`card_key`] looks at the alert at all: not for an Alertmanager
+/// notification on a route without `group_by`, whose alerts all share the
+/// notification's key.
+pub fn key_depends_on_alert(route: &RouteConfig, notification: &Notification) -> bool {
+    !route.group_by.is_empty() || !matches!(notification.source, Source::Alertmanager { .. })
+}
+
 /// The identity of the card an alert belongs to, within the store.
 ///
 /// Parts joined by the unit separator `\x1f`:
@@ -646,6 +653,41 @@ mod tests {
             card_key(&r, &n, &alert(&[("pod", "a")])),
             card_key(&r, &n, &alert(&[("pod", "b")]))
         );
+    }
+
+    /// The ingest hot path reuses one key for every alert of a notification
+    /// when `key_depends_on_alert` says it may: it must say so exactly when
+    /// `card_key` gives two different alerts the same key.
+    #[test]
+    fn key_depends_on_alert_is_exactly_when_two_alerts_can_get_different_keys() {
+        let a = alert(&[("service", "api"), ("pod", "a")]);
+        let b = Alert {
+            fingerprint: Fingerprint(2),
+            ..alert(&[("service", "db"), ("pod", "b")])
+        };
+        let sources = [
+            notification("slack", "{}:{}").source,
+            Source::Otlp {
+                signal: crate::model::OtlpSignal::Logs,
+            },
+            Source::Tracing,
+        ];
+        for source in sources {
+            for r in [route("plain", &[], &[]), route("by", &[], &["service"])] {
+                let n = Notification {
+                    source: source.clone(),
+                    ..notification("slack", "{}:{}")
+                };
+                let same = card_key(&r, &n, &a) == card_key(&r, &n, &b);
+                assert_eq!(
+                    key_depends_on_alert(&r, &n),
+                    !same,
+                    "{:?}, group_by {:?}",
+                    n.source,
+                    r.group_by
+                );
+            }
+        }
     }
 
     #[test]
