@@ -68,8 +68,7 @@ impl CardBatch {
 
     /// Digest of the group-level data a card shows. Computed for every
     /// batch of every re-send, like the alerts' digests and with the same
-    /// hasher. (Cards stored by builds that used FNV here get one card
-    /// update on their first re-send after the upgrade.)
+    /// hasher.
     pub fn group_digest(&self) -> u64 {
         let mut h = digest_hasher();
         for labels in [
