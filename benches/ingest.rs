@@ -13,8 +13,16 @@
 //!   written in one transaction per notification), and `unique_16_at_once`
 //!   (16 such notifications in flight together, as from the load harness's
 //!   16 connections: the store commits them in groups).
+//!
+//! Allocations go through jemalloc, as in the `ackbar` binary.
 
 use std::hint::black_box;
+
+// What the `ackbar` binary allocates with (see the `jemalloc` feature), so
+// that these figures are the binary's.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use ackbar::ingest::alertmanager::{decode, fingerprint};
 use ackbar::model::Labels;
