@@ -6,6 +6,11 @@
 //! use the reader pool and run beside writes thanks to WAL. Notifications
 //! that change something are written in groups ([`super::sqlite_group`]).
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
+//!
+//! Each statement sent to SQLite is a round trip to the connection's worker
+//! thread, dearer than most statements themselves; so a notification's batch
+//! is read in one ([`plan_batch`]) and written in one ([`write_change`]; a
+//! new card takes one more), as [`super::sqlite_script`] scripts.
 
 use std::collections::HashMap;
 use std::str::FromStr;
