@@ -663,6 +663,42 @@ async fn batches_of_one_notification_commit_together_and_a_closed_store_refuses(
     );
 }
 
+/// Notifications of one key written in one transaction (the SQLite store's
+/// group commit): each is decided on what the ones before it wrote, so the
+/// operations they add are exact.
+async fn batches_of_one_key_in_one_transaction_see_each_others_rows(store: TestStore) {
+    let out = store
+        .apply(
+            &[
+                batch("k", firing(1)),
+                batch("k", firing(2)),
+                batch("k", firing(3)),
+            ],
+            t(0),
+        )
+        .await
+        .unwrap();
+    assert!(out[0].opened && !out[1].opened && !out[2].opened, "{out:?}");
+    assert_eq!(out[1].card, out[0].card);
+    // The pending post renders the latest state; the second starts the
+    // reply, the third joins it.
+    let pushed: Vec<_> = out.iter().map(|o| o.ops_pushed.clone()).collect();
+    assert_eq!(pushed, [vec![OpKind::Post], vec![OpKind::Reply], vec![]]);
+    assert_eq!(pending_kinds(&*store).await, [OpKind::Post, OpKind::Reply]);
+    send(
+        &*store,
+        t(0),
+        Completion::Posted {
+            ts: "3.1".into(),
+            refresh: false,
+        },
+    )
+    .await;
+    let reply = ready(&*store, t(2)).await;
+    assert_eq!(reply.kind, OpKind::Reply);
+    assert_eq!(reply.events.len(), 2, "{:?}", reply.events);
+}
+
 async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestStore) {
     let mut b = batch(
         "svc",
@@ -1646,6 +1682,7 @@ on_both_backends!(
     inflight_post_is_recovered_when_its_channel_changes_hands,
     resolved_card_reopens_inside_window_and_renders_latest_state,
     batches_of_one_notification_commit_together_and_a_closed_store_refuses,
+    batches_of_one_key_in_one_transaction_see_each_others_rows,
     manual_resolve_resolves_every_alert_and_a_refire_reopens,
     cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand,
     a_storm_reply_is_capped_but_keeps_the_card_resolving,

@@ -90,6 +90,7 @@ mod retry;
 mod rows;
 pub mod sqlite;
 mod sqlite_group;
+mod sqlite_script;
 mod state_cache;
 
 use std::time::Duration;

@@ -6,6 +6,11 @@
 //! use the reader pool and run beside writes thanks to WAL. Notifications
 //! that change something are written in groups ([`super::sqlite_group`]).
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
+//!
+//! Each statement sent to SQLite is a round trip to the connection's worker
+//! thread, dearer than most statements themselves; so a notification's batch
+//! is read in one ([`plan_batch`]) and written in one ([`write_change`]; a
+//! new card takes one more), as [`super::sqlite_script`] scripts.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -14,8 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 use super::decisions::{
     self, action_event, escalation_due, posted_card, reply_events_to_keep, unchanged,
@@ -26,6 +32,7 @@ use super::reads::{self, AlertnameSql};
 use super::retry;
 use super::rows::{self, Columns, json, ms};
 use super::sqlite_group::GroupWriter;
+use super::sqlite_script::Script;
 use super::state_cache::StateCache;
 use super::{
     Action, ActionOutcome, ApplyOutcome, CardBrief, CardSummary, Completion, DeadLetter,
@@ -183,65 +190,104 @@ pub fn lock_for_serving(url: &str) -> Result<Option<ServingLock>, StoreError> {
     }
 }
 
-/// The latest card of a key with its row sequence number.
+/// The latest card of a key with its row sequence number and its pending
+/// operations.
 pub(super) struct LatestCard {
     pub seq: i64,
     pub snapshot: CardSnapshot,
+    pub pending: PendingOps,
 }
 
-async fn latest_card(
-    conn: &mut SqliteConnection,
-    key: &str,
-) -> Result<Option<LatestCard>, StoreError> {
-    let row = sqlx::query(
-        "SELECT seq, id, state, opened_at, resolved_at, group_digest, firing_count, resolved_count
-         FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1",
+/// What a card's pending outbox rows mean for its next update and thread
+/// events (invariant 4). Read inside the writer's transaction it stays exact
+/// until the commit: no one else writes, and the push functions keep it
+/// current with what they add.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PendingOps {
+    /// A post or an update is pending: either renders the latest state.
+    update_covered: bool,
+    /// Events held by the newest pending reply, which takes new ones; `None`
+    /// when the card has no pending reply.
+    reply_held: Option<usize>,
+}
+
+/// The latest card of a key (the highest seq) as a subquery, so that every
+/// statement of a script can name it before its seq is known.
+const LATEST_OF_KEY: &str = "(SELECT seq FROM cards WHERE card_key = ? ORDER BY seq DESC LIMIT 1)";
+
+/// The id of the newest pending reply of the card whose seq is the SQL
+/// expression `card_seq`: the reply new thread events go to.
+fn newest_pending_reply(card_seq: &str) -> String {
+    format!(
+        "(SELECT MAX(id) FROM outbox WHERE card_seq = {card_seq} AND state = 'pending' AND kind = 'reply')"
     )
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| {
-        Ok(LatestCard {
-            seq: row.int("seq")?,
-            snapshot: rows::card_snapshot(&row)?,
-        })
+}
+
+/// `columns` of the cards `c` matching `condition`, with the columns of
+/// their [`PendingOps`] (see [`pending_ops`]).
+fn select_with_pending_ops(columns: &str, condition: &str) -> String {
+    format!(
+        "SELECT {columns},
+             EXISTS (SELECT 1 FROM outbox WHERE card_seq = c.seq AND state = 'pending'
+                 AND kind IN ('post', 'update')) AS update_covered,
+             r.events_held AS reply_held
+         FROM cards c LEFT JOIN outbox r ON r.id = {reply}
+         WHERE {condition}",
+        reply = newest_pending_reply("c.seq"),
+    )
+}
+
+fn pending_ops(row: &SqliteRow) -> Result<PendingOps, StoreError> {
+    Ok(PendingOps {
+        update_covered: row.flag("update_covered")?,
+        reply_held: row.opt_int("reply_held")?.map(|held| held as usize),
     })
-    .transpose()
 }
 
-async fn known_alerts(
-    conn: &mut SqliteConnection,
-    card_seq: i64,
-    batch: &CardBatch,
-) -> Result<HashMap<Fingerprint, KnownAlert>, StoreError> {
-    let mut known = HashMap::with_capacity(batch.alerts.len());
-    for chunk in batch.alerts.chunks(IN_CHUNK) {
-        let placeholders = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            "SELECT fingerprint, status, digest, expires_at FROM alerts WHERE card_seq = ? AND fingerprint IN ({placeholders})"
-        );
-        let mut q = sqlx::query(&sql).bind(card_seq);
-        for a in chunk {
-            q = q.bind(a.fingerprint.0 as i64);
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let (fingerprint, alert) = rows::known_alert(&row)?;
-            known.insert(fingerprint, alert);
-        }
-    }
-    Ok(known)
-}
-
-/// A key's latest card and which of the batch's alerts it holds.
+/// A key's latest card (with its pending operations) and which of the
+/// batch's alerts it holds, in one round trip.
 async fn read_key(
     conn: &mut SqliteConnection,
     batch: &CardBatch,
 ) -> Result<(Option<LatestCard>, HashMap<Fingerprint, KnownAlert>), StoreError> {
-    let latest = latest_card(conn, &batch.key).await?;
-    let known = match &latest {
-        Some(card) => known_alerts(conn, card.seq, batch).await?,
-        None => HashMap::new(),
-    };
+    let mut script = Script::default();
+    script
+        .push(&select_with_pending_ops(
+            "c.seq, c.id, c.state, c.opened_at, c.resolved_at, c.group_digest, c.firing_count,
+                 c.resolved_count",
+            &format!("c.seq = {LATEST_OF_KEY}"),
+        ))
+        .bind(&batch.key);
+    for chunk in batch.alerts.chunks(IN_CHUNK) {
+        let placeholders = vec!["?"; chunk.len()].join(",");
+        script
+            .push(&format!(
+                "SELECT fingerprint, status, digest, expires_at FROM alerts
+                 WHERE card_seq = {LATEST_OF_KEY} AND fingerprint IN ({placeholders})"
+            ))
+            .bind(&batch.key);
+        for a in chunk {
+            script.bind(a.fingerprint.0 as i64);
+        }
+    }
+    let mut statements = script.fetch(conn).await?.into_iter();
+    let latest = statements
+        .next()
+        .unwrap_or_default()
+        .first()
+        .map(|row| {
+            Ok::<_, StoreError>(LatestCard {
+                seq: row.int("seq")?,
+                snapshot: rows::card_snapshot(row)?,
+                pending: pending_ops(row)?,
+            })
+        })
+        .transpose()?;
+    let mut known = HashMap::with_capacity(batch.alerts.len());
+    for row in statements.flatten() {
+        let (fingerprint, alert) = rows::known_alert(&row)?;
+        known.insert(fingerprint, alert);
+    }
     Ok((latest, known))
 }
 
@@ -255,147 +301,120 @@ pub(super) async fn plan_batch(
     Ok((latest, plan))
 }
 
-async fn insert_op(
-    conn: &mut SqliteConnection,
+fn insert_op<'q>(
+    script: &mut Script<'q>,
     card_seq: i64,
-    channel: &str,
+    channel: &'q str,
     kind: OpKind,
-    events: Option<&str>,
     not_before: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO outbox (card_seq, channel, kind, state, events, not_before, created_at, updated_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-    )
-    .bind(card_seq)
-    .bind(channel)
-    .bind(kind.as_str())
-    .bind(events)
-    .bind(ms(not_before))
-    .bind(ms(now))
-    .bind(ms(now))
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.last_insert_rowid())
+) {
+    script
+        .push(
+            "INSERT INTO outbox (card_seq, channel, kind, state, not_before, created_at, updated_at)
+             VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        )
+        .bind(card_seq)
+        .bind(channel)
+        .bind(kind.as_str())
+        .bind(ms(not_before))
+        .bind(ms(now))
+        .bind(ms(now));
 }
 
 /// Enqueues an update due at `due` unless one is already pending, or the
 /// post is (either will render the latest state when sent); a pending update
 /// due later than an immediate one asked now is brought forward. Returns
 /// whether a row was added.
-async fn push_update(
-    conn: &mut SqliteConnection,
+fn push_update<'q>(
+    script: &mut Script<'q>,
+    pending: &mut PendingOps,
     card_seq: i64,
-    channel: &str,
+    channel: &'q str,
     due: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let pending = sqlx::query(
-        "SELECT 1 FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind IN ('post', 'update') LIMIT 1",
-    )
-    .bind(card_seq)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if pending.is_some() {
+) -> bool {
+    if pending.update_covered {
         if due <= now {
-            sqlx::query(
-                "UPDATE outbox SET not_before = ? WHERE card_seq = ? AND state = 'pending' AND kind = 'update'
-                   AND not_before > ?",
-            )
-            .bind(ms(due))
-            .bind(card_seq)
-            .bind(ms(due))
-            .execute(&mut *conn)
-            .await?;
+            script
+                .push(
+                    "UPDATE outbox SET not_before = ? WHERE card_seq = ? AND state = 'pending' AND kind = 'update'
+                       AND not_before > ?",
+                )
+                .bind(ms(due))
+                .bind(card_seq)
+                .bind(ms(due));
         }
-        return Ok(false);
+        return false;
     }
-    insert_op(conn, card_seq, channel, OpKind::Update, None, due, now).await?;
-    Ok(true)
+    insert_op(script, card_seq, channel, OpKind::Update, due, now);
+    pending.update_covered = true;
+    true
 }
 
 /// Appends events to the card's pending reply, or starts one that waits for
 /// the batching window. Returns whether a row was added.
-async fn push_reply(
-    conn: &mut SqliteConnection,
+fn push_reply<'q>(
+    script: &mut Script<'q>,
+    pending: &mut PendingOps,
     card_seq: i64,
-    channel: &str,
+    channel: &'q str,
     events: &[ThreadEvent],
     window: Duration,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let pending = sqlx::query(
-        "SELECT id, events_held FROM outbox WHERE card_seq = ? AND state = 'pending' AND kind = 'reply'
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(card_seq)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let (op_id, held, created) = match pending {
-        Some(row) => (
-            row.try_get::<i64, _>("id")?,
-            row.try_get::<i64, _>("events_held")? as usize,
-            false,
-        ),
-        None => {
-            let not_before = decisions::reply_due(window, now);
-            let id = insert_op(
-                conn,
-                card_seq,
-                channel,
-                OpKind::Reply,
-                None,
-                not_before,
-                now,
-            )
-            .await?;
-            (id, 0, true)
-        }
-    };
-    let kept = reply_events_to_keep(events, held);
-    for chunk in kept.chunks(IN_CHUNK / 2) {
-        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
-        let sql = format!("INSERT INTO thread_events (op_id, event) VALUES {rows}");
-        let mut q = sqlx::query(&sql);
-        for event in chunk {
-            q = q.bind(op_id).bind(event);
-        }
-        q.execute(&mut *conn).await?;
+) -> bool {
+    let created = pending.reply_held.is_none();
+    if created {
+        let not_before = decisions::reply_due(window, now);
+        insert_op(script, card_seq, channel, OpKind::Reply, not_before, now);
     }
+    let held = pending.reply_held.unwrap_or(0);
+    let kept = reply_events_to_keep(events, held);
+    pending.reply_held = Some(held + kept.len());
     // A reply at its cap takes nothing more: a storm's later alerts cost
     // no statement here.
-    if !kept.is_empty() {
-        sqlx::query("UPDATE outbox SET events_held = events_held + ?, updated_at = ? WHERE id = ?")
-            .bind(kept.len() as i64)
-            .bind(ms(now))
-            .bind(op_id)
-            .execute(&mut *conn)
-            .await?;
+    if kept.is_empty() {
+        return created;
     }
-    Ok(created)
+    // The reply is named by its card: one started in this script has no
+    // id yet.
+    let reply = format!("WITH reply (id) AS {}", newest_pending_reply("?"));
+    let added = kept.len() as i64;
+    let mut kept = kept.into_iter().peekable();
+    while kept.peek().is_some() {
+        let chunk: Vec<String> = kept.by_ref().take(IN_CHUNK / 2).collect();
+        let rows = vec!["((SELECT id FROM reply), ?)"; chunk.len()].join(", ");
+        script
+            .push(&format!(
+                "{reply} INSERT INTO thread_events (op_id, event) VALUES {rows}"
+            ))
+            .bind(card_seq);
+        for event in chunk {
+            script.bind(event);
+        }
+    }
+    script
+        .push(&format!(
+            "{reply} UPDATE outbox SET events_held = events_held + ?, updated_at = ?
+             WHERE id = (SELECT id FROM reply)"
+        ))
+        .bind(card_seq)
+        .bind(added)
+        .bind(ms(now));
+    created
 }
 
-pub(super) async fn write_change(
-    conn: &mut SqliteConnection,
-    batch: &CardBatch,
-    latest: Option<&LatestCard>,
+/// Binds what a change sets on its card, in this order: `state, resolved_at,
+/// group_labels, common_labels, common_annotations, external_url,
+/// group_digest, firing_count, resolved_count, updated_at`.
+fn bind_card_columns<'s, 'q>(
+    script: &'s mut Script<'q>,
+    batch: &'q CardBatch,
     change: &card::Change,
     now: DateTime<Utc>,
-) -> Result<ApplyOutcome, StoreError> {
-    let seq: i64 = match (&change.target, latest) {
-        (Target::New(id), _) => sqlx::query(
-            "INSERT INTO cards (id, card_key, route, channel, state, opened_at, resolved_at, group_labels,
-                 common_labels, common_annotations, external_url, group_digest, firing_count, resolved_count, updated_at,
-                 next_escalation_at, manual_resolve)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-        )
-        .bind(&id.0)
-        .bind(&batch.key)
-        .bind(&batch.route)
-        .bind(&batch.channel)
+) -> &'s mut Script<'q> {
+    script
         .bind(change.state.as_str())
-        .bind(ms(change.opened_at))
         .bind(change.resolved_at.map(ms))
         .bind(json(&batch.group_labels))
         .bind(json(&batch.common_labels))
@@ -405,57 +424,83 @@ pub(super) async fn write_change(
         .bind(change.firing_count as i64)
         .bind(change.resolved_count as i64)
         .bind(ms(now))
-        .bind(escalation_due(batch, change, now).map(ms))
-        .bind(batch.manual_resolve())
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("seq")?,
+}
+
+/// Writes a planned change. A card's rows and operations go to SQLite in
+/// one round trip (two for a new card, whose seq the rest needs); the
+/// operations added are known from what [`plan_batch`] read.
+pub(super) async fn write_change(
+    conn: &mut SqliteConnection,
+    batch: &CardBatch,
+    latest: Option<&LatestCard>,
+    change: &card::Change,
+    now: DateTime<Utc>,
+) -> Result<ApplyOutcome, StoreError> {
+    let mut script = Script::default();
+    let (seq, mut pending) = match (&change.target, latest) {
+        (Target::New(id), _) => {
+            // Every row below needs the new card's seq: one round trip of
+            // its own.
+            let mut insert = Script::default();
+            insert
+                .push(
+                    "INSERT INTO cards (id, card_key, route, channel, opened_at, next_escalation_at, manual_resolve,
+                         state, resolved_at, group_labels, common_labels, common_annotations, external_url,
+                         group_digest, firing_count, resolved_count, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+                )
+                .bind(&id.0)
+                .bind(&batch.key)
+                .bind(&batch.route)
+                .bind(&batch.channel)
+                .bind(ms(change.opened_at))
+                .bind(escalation_due(batch, change, now).map(ms))
+                .bind(batch.manual_resolve());
+            bind_card_columns(&mut insert, batch, change, now);
+            let inserted = insert.fetch(conn).await?;
+            let seq = inserted
+                .first()
+                .and_then(|rows| rows.first())
+                .ok_or(sqlx::Error::RowNotFound)?
+                .int("seq")?;
+            (seq, PendingOps::default())
+        }
         (Target::Existing(_) | Target::Reopen(_), Some(card)) => {
             if matches!(change.target, Target::Reopen(_)) {
                 // A reopened card starts over: not acknowledged, its policy
                 // from the first step.
-                sqlx::query(
-                    "UPDATE cards SET acked_by = NULL, acked_at = NULL, escalation_level = 0,
-                         next_escalation_at = ? WHERE seq = ?",
-                )
-                .bind(escalation_due(batch, change, now).map(ms))
-                .bind(card.seq)
-                .execute(&mut *conn)
-                .await?;
+                script
+                    .push(
+                        "UPDATE cards SET acked_by = NULL, acked_at = NULL, escalation_level = 0,
+                             next_escalation_at = ? WHERE seq = ?",
+                    )
+                    .bind(escalation_due(batch, change, now).map(ms))
+                    .bind(card.seq);
             } else if change.state == CardState::Resolved {
-                sqlx::query("UPDATE cards SET next_escalation_at = NULL WHERE seq = ?")
-                    .bind(card.seq)
-                    .execute(&mut *conn)
-                    .await?;
+                script
+                    .push("UPDATE cards SET next_escalation_at = NULL WHERE seq = ?")
+                    .bind(card.seq);
             }
-            sqlx::query(
+            script.push(
                 "UPDATE cards SET state = ?, resolved_at = ?, group_labels = ?, common_labels = ?,
                      common_annotations = ?, external_url = ?, group_digest = ?, firing_count = ?,
                      resolved_count = ?, updated_at = ?
                  WHERE seq = ?",
-            )
-            .bind(change.state.as_str())
-            .bind(change.resolved_at.map(ms))
-            .bind(json(&batch.group_labels))
-            .bind(json(&batch.common_labels))
-            .bind(json(&batch.common_annotations))
-            .bind(&batch.external_url)
-            .bind(change.group_digest as i64)
-            .bind(change.firing_count as i64)
-            .bind(change.resolved_count as i64)
-            .bind(ms(now))
-            .bind(card.seq)
-            .execute(&mut *conn)
-            .await?;
-            card.seq
+            );
+            bind_card_columns(&mut script, batch, change, now).bind(card.seq);
+            (card.seq, card.pending)
         }
-        (_, None) => return Err(StoreError::Corrupt("change targets a card that does not exist".into())),
+        (_, None) => {
+            return Err(StoreError::Corrupt(
+                "change targets a card that does not exist".into(),
+            ));
+        }
     };
 
     // Many rows per statement: a storm writes hundreds of alerts per card.
     for chunk in change.alert_writes.chunks(ALERT_ROWS_PER_INSERT) {
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
+        script.push(&format!(
             "INSERT INTO alerts (card_seq, fingerprint, status, digest, labels, annotations, starts_at, ends_at,
                  generator_url, updated_at, occurrences, last_seen_at, expires_at)
              VALUES {rows}
@@ -470,11 +515,10 @@ pub(super) async fn write_change(
                  last_seen_at = max(coalesce(alerts.last_seen_at, excluded.last_seen_at), excluded.last_seen_at),
                  expires_at = CASE WHEN excluded.status = 'firing'
                      THEN max(coalesce(alerts.expires_at, excluded.expires_at), excluded.expires_at) END"
-        );
-        let mut q = sqlx::query(&sql);
+        ));
         for &i in chunk {
             let a = &batch.alerts[i];
-            q = q
+            script
                 .bind(seq)
                 .bind(a.fingerprint.0 as i64)
                 .bind(a.status.as_str())
@@ -489,47 +533,65 @@ pub(super) async fn write_change(
                 .bind(a.occurrences.map(|o| ms(o.last_seen)))
                 .bind(batch.expires_at(a).map(ms));
         }
-        q.execute(&mut *conn).await?;
     }
 
     let mut ops_pushed = Vec::new();
     if matches!(change.target, Target::New(_)) {
-        insert_op(conn, seq, &batch.channel, OpKind::Post, None, now, now).await?;
+        insert_op(&mut script, seq, &batch.channel, OpKind::Post, now, now);
+        pending.update_covered = true;
         ops_pushed.push(OpKind::Post);
     }
     let update_due = decisions::update_due(batch, now);
-    if change.update_card && push_update(conn, seq, &batch.channel, update_due, now).await? {
+    if change.update_card
+        && push_update(
+            &mut script,
+            &mut pending,
+            seq,
+            &batch.channel,
+            update_due,
+            now,
+        )
+    {
         ops_pushed.push(OpKind::Update);
     }
     if !change.events.is_empty()
         && push_reply(
-            conn,
+            &mut script,
+            &mut pending,
             seq,
             &batch.channel,
             &change.events,
             batch.reply_batch_window,
             now,
         )
-        .await?
     {
         ops_pushed.push(OpKind::Reply);
     }
+    script.execute(conn).await?;
     Ok(decisions::changed(batch, change, ops_pushed))
 }
 
+/// A card's seq, brief and pending operations.
 async fn brief(
     conn: &mut SqliteConnection,
     card: &CardId,
-) -> Result<Option<(i64, CardBrief)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT seq, route, channel, state, opened_at, acked_by, escalation_level, ts, manual_resolve
-         FROM cards WHERE id = ?",
-    )
+) -> Result<Option<(i64, CardBrief, PendingOps)>, StoreError> {
+    let row = sqlx::query(&select_with_pending_ops(
+        "c.seq, c.route, c.channel, c.state, c.opened_at, c.acked_by, c.escalation_level, c.ts,
+             c.manual_resolve",
+        "c.id = ?",
+    ))
     .bind(&card.0)
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|row| Ok((row.int("seq")?, rows::card_brief(card, &row)?)))
-        .transpose()
+    row.map(|row| {
+        Ok((
+            row.int("seq")?,
+            rows::card_brief(card, &row)?,
+            pending_ops(&row)?,
+        ))
+    })
+    .transpose()
 }
 
 /// An outbox row with what delivery needs of its card (none for a digest);
@@ -774,12 +836,12 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 if refresh {
-                    let seq = sqlx::query("SELECT seq FROM cards WHERE id = ?")
-                        .bind(&card.0)
-                        .fetch_one(&mut *tx)
+                    let (seq, _, mut pending) = brief(&mut tx, card)
                         .await?
-                        .int("seq")?;
-                    push_update(&mut tx, seq, &op.channel, now, now).await?;
+                        .ok_or(sqlx::Error::RowNotFound)?;
+                    let mut script = Script::default();
+                    push_update(&mut script, &mut pending, seq, &op.channel, now, now);
+                    script.execute(&mut tx).await?;
                 }
             }
             Completion::Done => {
@@ -898,7 +960,7 @@ impl Store for SqliteStore {
         let mut conn = self.reader.acquire().await?;
         brief(&mut conn, card)
             .await
-            .map(|b| b.map(|(_, brief)| brief))
+            .map(|b| b.map(|(_, brief, _)| brief))
     }
 
     async fn act(
@@ -908,95 +970,104 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<ActionOutcome, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let Some((seq, current)) = brief(&mut tx, card).await? else {
+        let Some((seq, current, mut pending)) = brief(&mut tx, card).await? else {
             return Ok(ActionOutcome::NotFound);
         };
         let Some(event) = action_event(&action, &current, now) else {
             return Ok(ActionOutcome::NoChange(current));
         };
-        let update = match &action {
-            Action::Acknowledge { by } => Some(sqlx::query(
-                "UPDATE cards SET acked_by = ?, acked_at = ?, next_escalation_at = NULL, updated_at = ? WHERE seq = ?",
-            )
-            .bind(by)
-            .bind(ms(now))
-            .bind(ms(now))
-            .bind(seq)),
-            Action::Unacknowledge { next_escalation_at, .. } => Some(sqlx::query(
-                "UPDATE cards SET acked_by = NULL, acked_at = NULL, next_escalation_at = ?, updated_at = ?
-                 WHERE seq = ?",
-            )
-            .bind(next_escalation_at.map(ms))
-            .bind(ms(now))
-            .bind(seq)),
+        let mut script = Script::default();
+        let card_changed = match &action {
+            Action::Acknowledge { by } => {
+                script.push(
+                    "UPDATE cards SET acked_by = ?, acked_at = ?, next_escalation_at = NULL, updated_at = ? WHERE seq = ?",
+                )
+                .bind(by)
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(seq);
+                true
+            }
+            Action::Unacknowledge {
+                next_escalation_at, ..
+            } => {
+                script.push(
+                    "UPDATE cards SET acked_by = NULL, acked_at = NULL, next_escalation_at = ?, updated_at = ?
+                     WHERE seq = ?",
+                )
+                .bind(next_escalation_at.map(ms))
+                .bind(ms(now))
+                .bind(seq);
+                true
+            }
             Action::Resolve { .. } => {
                 // Digest 0 matches no alert: the source's next report of one
                 // of these alerts, firing or not, is a change (a re-fire
                 // reopens the card within the reopen window).
-                sqlx::query(
+                script.push(
                     "UPDATE alerts SET status = 'resolved', ends_at = ?, digest = 0, updated_at = ?
                      WHERE card_seq = ? AND status = 'firing'",
                 )
                 .bind(ms(now))
                 .bind(ms(now))
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-                Some(
-                    sqlx::query(
-                        "UPDATE cards SET state = 'resolved', resolved_at = ?, resolved_count = resolved_count + firing_count,
-                             firing_count = 0, next_escalation_at = NULL, updated_at = ?
-                         WHERE seq = ?",
-                    )
-                    .bind(ms(now))
-                    .bind(ms(now))
-                    .bind(seq),
+                .bind(seq);
+                script.push(
+                    "UPDATE cards SET state = 'resolved', resolved_at = ?, resolved_count = resolved_count + firing_count,
+                         firing_count = 0, next_escalation_at = NULL, updated_at = ?
+                     WHERE seq = ?",
                 )
+                .bind(ms(now))
+                .bind(ms(now))
+                .bind(seq);
+                true
             }
-            Action::Note { .. } => None,
-            Action::Escalate { next_escalation_at, .. } => Some(sqlx::query(
-                "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
-                 WHERE seq = ?",
-            )
-            .bind(next_escalation_at.map(ms))
-            .bind(ms(now))
-            .bind(seq)),
+            Action::Note { .. } => false,
+            Action::Escalate {
+                next_escalation_at, ..
+            } => {
+                script.push(
+                    "UPDATE cards SET escalation_level = escalation_level + 1, next_escalation_at = ?, updated_at = ?
+                     WHERE seq = ?",
+                )
+                .bind(next_escalation_at.map(ms))
+                .bind(ms(now))
+                .bind(seq);
+                true
+            }
         };
         // A status question changes nothing on the card: only the reply.
-        if let Some(update) = update {
-            update.execute(&mut *tx).await?;
-            push_update(&mut tx, seq, &current.channel, now, now).await?;
+        if card_changed {
+            push_update(&mut script, &mut pending, seq, &current.channel, now, now);
         }
         // Actions are answers to a person: reply at once rather than after
         // the batching window meant for alert storms.
         if let Action::Escalate { dm, .. } = &action {
             let events = json(&[&event]);
             for user in dm {
-                sqlx::query(
+                script.push(
                     "INSERT INTO outbox (card_seq, channel, kind, state, events, recipient, not_before, created_at,
                          updated_at)
                      VALUES (?, ?, 'dm', 'pending', ?, ?, ?, ?, ?)",
                 )
                 .bind(seq)
                 .bind(&current.channel)
-                .bind(&events)
+                .bind(events.clone())
                 .bind(user)
                 .bind(ms(now))
                 .bind(ms(now))
-                .bind(ms(now))
-                .execute(&mut *tx)
-                .await?;
+                .bind(ms(now));
             }
         }
         push_reply(
-            &mut tx,
+            &mut script,
+            &mut pending,
             seq,
             &current.channel,
             &[event],
             Duration::ZERO,
             now,
-        )
-        .await?;
+        );
+        script.execute(&mut tx).await?;
         tx.commit().await?;
         if matches!(action, Action::Resolve { .. }) {
             self.cache.forget_all();
