@@ -8,9 +8,9 @@
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
 //!
 //! Each statement sent to SQLite is a round trip to the connection's worker
-//! thread, dearer than most statements themselves; so a notification's batch
-//! is read in one ([`plan_batch`]) and written in one ([`write_change`]; a
-//! new card takes one more), as [`super::sqlite_script`] scripts.
+//! thread, dearer than most statements themselves; so the batches of a
+//! group commit are read in one and written in one ([`write_wave`]; new
+//! cards take one more), as [`super::sqlite_script`] scripts.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -77,7 +77,7 @@ impl SqliteStore {
                 None => reader.insert(self.reader.acquire().await?),
             };
             let ticket = self.cache.ticket();
-            let (latest, known) = read_key(conn, batch).await?;
+            let (latest, known) = read_keys(conn, [batch]).await?.remove(0);
             let latest = latest.as_ref();
             self.cache
                 .fill(ticket, batch, latest.map(|c| (c.seq, &c.snapshot)), &known);
@@ -244,13 +244,14 @@ fn pending_ops(row: &SqliteRow) -> Result<PendingOps, StoreError> {
     })
 }
 
-/// A key's latest card (with its pending operations) and which of the
-/// batch's alerts it holds, in one round trip.
-async fn read_key(
-    conn: &mut SqliteConnection,
-    batch: &CardBatch,
-) -> Result<(Option<LatestCard>, HashMap<Fingerprint, KnownAlert>), StoreError> {
-    let mut script = Script::default();
+/// What a batch's read found: its key's latest card (with its pending
+/// operations) and which of the batch's alerts that card holds.
+type KeyRead = (Option<LatestCard>, HashMap<Fingerprint, KnownAlert>);
+
+/// Adds a batch's read to `script`: the latest card of its key, then its
+/// known alerts, [`IN_CHUNK`] fingerprints per statement. Returns how many
+/// statements that is.
+fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
     script
         .push(&select_with_pending_ops(
             "c.seq, c.id, c.state, c.opened_at, c.resolved_at, c.group_digest, c.firing_count,
@@ -270,7 +271,12 @@ async fn read_key(
             script.bind(a.fingerprint.0 as i64);
         }
     }
-    let mut statements = script.fetch(conn).await?.into_iter();
+    1 + batch.alerts.len().div_ceil(IN_CHUNK)
+}
+
+/// The rows of one [`push_key_read`], its statements in order.
+fn key_read(statements: impl IntoIterator<Item = Vec<SqliteRow>>) -> Result<KeyRead, StoreError> {
+    let mut statements = statements.into_iter();
     let latest = statements
         .next()
         .unwrap_or_default()
@@ -283,7 +289,7 @@ async fn read_key(
             })
         })
         .transpose()?;
-    let mut known = HashMap::with_capacity(batch.alerts.len());
+    let mut known = HashMap::new();
     for row in statements.flatten() {
         let (fingerprint, alert) = rows::known_alert(&row)?;
         known.insert(fingerprint, alert);
@@ -291,14 +297,23 @@ async fn read_key(
     Ok((latest, known))
 }
 
-pub(super) async fn plan_batch(
+/// The reads of several batches in one round trip, in their order. The
+/// batches' keys must differ when writes come between their reads, as
+/// [`write_wave`] ensures.
+async fn read_keys(
     conn: &mut SqliteConnection,
-    batch: &CardBatch,
-    now: DateTime<Utc>,
-) -> Result<(Option<LatestCard>, Plan), StoreError> {
-    let (latest, known) = read_key(conn, batch).await?;
-    let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, now);
-    Ok((latest, plan))
+    batches: impl IntoIterator<Item = &CardBatch>,
+) -> Result<Vec<KeyRead>, StoreError> {
+    let mut script = Script::default();
+    let counts: Vec<usize> = batches
+        .into_iter()
+        .map(|batch| push_key_read(&mut script, batch))
+        .collect();
+    let mut statements = script.fetch(conn).await?.into_iter();
+    counts
+        .into_iter()
+        .map(|count| key_read(statements.by_ref().take(count)))
+        .collect()
 }
 
 fn insert_op<'q>(
@@ -426,76 +441,133 @@ fn bind_card_columns<'s, 'q>(
         .bind(ms(now))
 }
 
-/// Writes a planned change. A card's rows and operations go to SQLite in
-/// one round trip (two for a new card, whose seq the rest needs); the
-/// operations added are known from what [`plan_batch`] read.
-pub(super) async fn write_change(
+/// Writes a wave of batches whose keys all differ, each with its `now`:
+/// every batch's read in one round trip, the new cards' inserts in one
+/// (their seqs are needed by the rest), and every other row and operation in
+/// one. Distinct keys make this the same as writing the batches one after
+/// another: no batch reads or writes another's card.
+pub(super) async fn write_wave(
     conn: &mut SqliteConnection,
-    batch: &CardBatch,
-    latest: Option<&LatestCard>,
-    change: &card::Change,
-    now: DateTime<Utc>,
-) -> Result<ApplyOutcome, StoreError> {
-    let mut script = Script::default();
-    let (seq, mut pending) = match (&change.target, latest) {
-        (Target::New(id), _) => {
-            // Every row below needs the new card's seq: one round trip of
-            // its own.
-            let mut insert = Script::default();
-            insert
-                .push(
-                    "INSERT INTO cards (id, card_key, route, channel, opened_at, next_escalation_at, manual_resolve,
-                         state, resolved_at, group_labels, common_labels, common_annotations, external_url,
-                         group_digest, firing_count, resolved_count, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-                )
-                .bind(&id.0)
-                .bind(&batch.key)
-                .bind(&batch.route)
-                .bind(&batch.channel)
-                .bind(ms(change.opened_at))
-                .bind(escalation_due(batch, change, now).map(ms))
-                .bind(batch.manual_resolve());
-            bind_card_columns(&mut insert, batch, change, now);
-            let inserted = insert.fetch(conn).await?;
-            let seq = inserted
-                .first()
-                .and_then(|rows| rows.first())
-                .ok_or(sqlx::Error::RowNotFound)?
-                .int("seq")?;
-            (seq, PendingOps::default())
-        }
-        (Target::Existing(_) | Target::Reopen(_), Some(card)) => {
-            if matches!(change.target, Target::Reopen(_)) {
-                // A reopened card starts over: not acknowledged, its policy
-                // from the first step.
-                script
-                    .push(
-                        "UPDATE cards SET acked_by = NULL, acked_at = NULL, escalation_level = 0,
-                             next_escalation_at = ? WHERE seq = ?",
-                    )
-                    .bind(escalation_due(batch, change, now).map(ms))
-                    .bind(card.seq);
-            } else if change.state == CardState::Resolved {
-                script
-                    .push("UPDATE cards SET next_escalation_at = NULL WHERE seq = ?")
-                    .bind(card.seq);
+    wave: &[(&CardBatch, DateTime<Utc>)],
+) -> Result<Vec<ApplyOutcome>, StoreError> {
+    let reads = read_keys(conn, wave.iter().map(|(batch, _)| *batch)).await?;
+    let plans: Vec<(Option<LatestCard>, Plan)> = wave
+        .iter()
+        .zip(reads)
+        .map(|((batch, now), (latest, known))| {
+            let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, *now);
+            (latest, plan)
+        })
+        .collect();
+    let new_cards = wave
+        .iter()
+        .zip(&plans)
+        .filter_map(|((batch, now), (_, plan))| match plan {
+            Plan::Apply(change) if matches!(change.target, Target::New(_)) => {
+                Some((*batch, change, *now))
             }
-            script.push(
-                "UPDATE cards SET state = ?, resolved_at = ?, group_labels = ?, common_labels = ?,
-                     common_annotations = ?, external_url = ?, group_digest = ?, firing_count = ?,
-                     resolved_count = ?, updated_at = ?
-                 WHERE seq = ?",
-            );
-            bind_card_columns(&mut script, batch, change, now).bind(card.seq);
-            (card.seq, card.pending)
-        }
-        (_, None) => {
-            return Err(StoreError::Corrupt(
-                "change targets a card that does not exist".into(),
-            ));
-        }
-    };
+            _ => None,
+        });
+    let mut seqs = insert_cards(conn, new_cards).await?.into_iter();
+    let mut script = Script::default();
+    let mut outcomes = Vec::with_capacity(wave.len());
+    for ((batch, now), (latest, plan)) in wave.iter().zip(&plans) {
+        let change = match plan {
+            Plan::Unchanged => {
+                outcomes.push(unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)));
+                continue;
+            }
+            Plan::Apply(change) => change,
+        };
+        let (seq, pending) = match (&change.target, latest) {
+            (Target::New(_), _) => (
+                seqs.next().ok_or(sqlx::Error::RowNotFound)?,
+                PendingOps::default(),
+            ),
+            (Target::Existing(_) | Target::Reopen(_), Some(card)) => (card.seq, card.pending),
+            (_, None) => {
+                return Err(StoreError::Corrupt(
+                    "change targets a card that does not exist".into(),
+                ));
+            }
+        };
+        let ops_pushed = push_change(&mut script, batch, change, seq, pending, *now);
+        outcomes.push(decisions::changed(batch, change, ops_pushed));
+    }
+    script.execute(conn).await?;
+    Ok(outcomes)
+}
+
+/// Inserts new cards in one round trip; their seqs, in order.
+async fn insert_cards<'q>(
+    conn: &mut SqliteConnection,
+    cards: impl IntoIterator<Item = (&'q CardBatch, &'q card::Change, DateTime<Utc>)>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut insert = Script::default();
+    for (batch, change, now) in cards {
+        let Target::New(id) = &change.target else {
+            continue;
+        };
+        insert
+            .push(
+                "INSERT INTO cards (id, card_key, route, channel, opened_at, next_escalation_at, manual_resolve,
+                     state, resolved_at, group_labels, common_labels, common_annotations, external_url,
+                     group_digest, firing_count, resolved_count, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+            )
+            .bind(&id.0)
+            .bind(&batch.key)
+            .bind(&batch.route)
+            .bind(&batch.channel)
+            .bind(ms(change.opened_at))
+            .bind(escalation_due(batch, change, now).map(ms))
+            .bind(batch.manual_resolve());
+        bind_card_columns(&mut insert, batch, change, now);
+    }
+    insert
+        .fetch(conn)
+        .await?
+        .iter()
+        .map(|rows| rows.first().ok_or(sqlx::Error::RowNotFound)?.int("seq"))
+        .collect()
+}
+
+/// Adds a planned change's writes to `script`: an existing card's columns
+/// (a new one is inserted by [`insert_cards`]), its alert rows and its
+/// outbox operations. `seq` and `pending` are the card's; the operations
+/// added are returned, known from `pending` without a query.
+fn push_change<'q>(
+    script: &mut Script<'q>,
+    batch: &'q CardBatch,
+    change: &'q card::Change,
+    seq: i64,
+    mut pending: PendingOps,
+    now: DateTime<Utc>,
+) -> Vec<OpKind> {
+    if matches!(change.target, Target::Reopen(_)) {
+        // A reopened card starts over: not acknowledged, its policy from the
+        // first step.
+        script
+            .push(
+                "UPDATE cards SET acked_by = NULL, acked_at = NULL, escalation_level = 0,
+                     next_escalation_at = ? WHERE seq = ?",
+            )
+            .bind(escalation_due(batch, change, now).map(ms))
+            .bind(seq);
+    } else if matches!(change.target, Target::Existing(_)) && change.state == CardState::Resolved {
+        script
+            .push("UPDATE cards SET next_escalation_at = NULL WHERE seq = ?")
+            .bind(seq);
+    }
+    if !matches!(change.target, Target::New(_)) {
+        script.push(
+            "UPDATE cards SET state = ?, resolved_at = ?, group_labels = ?, common_labels = ?,
+                 common_annotations = ?, external_url = ?, group_digest = ?, firing_count = ?,
+                 resolved_count = ?, updated_at = ?
+             WHERE seq = ?",
+        );
+        bind_card_columns(script, batch, change, now).bind(seq);
+    }
 
     // Many rows per statement: a storm writes hundreds of alerts per card.
     for chunk in change.alert_writes.chunks(ALERT_ROWS_PER_INSERT) {
@@ -537,26 +609,18 @@ pub(super) async fn write_change(
 
     let mut ops_pushed = Vec::new();
     if matches!(change.target, Target::New(_)) {
-        insert_op(&mut script, seq, &batch.channel, OpKind::Post, now, now);
+        insert_op(script, seq, &batch.channel, OpKind::Post, now, now);
         pending.update_covered = true;
         ops_pushed.push(OpKind::Post);
     }
     let update_due = decisions::update_due(batch, now);
-    if change.update_card
-        && push_update(
-            &mut script,
-            &mut pending,
-            seq,
-            &batch.channel,
-            update_due,
-            now,
-        )
+    if change.update_card && push_update(script, &mut pending, seq, &batch.channel, update_due, now)
     {
         ops_pushed.push(OpKind::Update);
     }
     if !change.events.is_empty()
         && push_reply(
-            &mut script,
+            script,
             &mut pending,
             seq,
             &batch.channel,
@@ -567,8 +631,7 @@ pub(super) async fn write_change(
     {
         ops_pushed.push(OpKind::Reply);
     }
-    script.execute(conn).await?;
-    Ok(decisions::changed(batch, change, ops_pushed))
+    ops_pushed
 }
 
 /// A card's seq, brief and pending operations.

@@ -12,6 +12,7 @@
 //! asked for it: a client that disconnects cannot cancel a transaction
 //! other requests share.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -19,11 +20,10 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::decisions::unchanged;
-use super::sqlite::{plan_batch, write_change};
+use super::sqlite::write_wave;
 use super::state_cache::StateCache;
 use super::{ApplyOutcome, StoreError};
-use crate::pipeline::card::{CardBatch, Plan};
+use crate::pipeline::card::CardBatch;
 
 /// Notifications waiting for the writer; senders wait when it is full.
 const QUEUE: usize = 1024;
@@ -132,33 +132,39 @@ async fn commit_group(conn: &mut PoolConnection<Sqlite>, cache: &StateCache, gro
 }
 
 /// One transaction: each job's batches decided under the write lock (seeing
-/// the jobs before it) and written. The cache forgets every key written
-/// after the commit, before anyone is answered.
+/// the jobs before it) and written. The batches go to SQLite in waves of
+/// distinct keys (a key seen again starts the next wave, which then sees
+/// the first one's rows): a wave's reads are one round trip and its writes
+/// one or two, however many notifications it holds. The cache forgets every
+/// key written after the commit, before anyone is answered.
 async fn write(
     conn: &mut PoolConnection<Sqlite>,
     cache: &StateCache,
     jobs: &[Job],
 ) -> Result<Vec<Vec<ApplyOutcome>>, StoreError> {
+    let batches: Vec<(&CardBatch, DateTime<Utc>)> = jobs
+        .iter()
+        .flat_map(|job| job.batches.iter().map(|batch| (batch, job.now)))
+        .collect();
     let mut tx = conn.begin().await?;
-    let mut all = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let mut outcomes = Vec::with_capacity(job.batches.len());
-        for batch in &job.batches {
-            let (latest, plan) = plan_batch(&mut tx, batch, job.now).await?;
-            outcomes.push(match plan {
-                Plan::Unchanged => unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)),
-                Plan::Apply(change) => {
-                    write_change(&mut tx, batch, latest.as_ref(), &change, job.now).await?
-                }
-            });
-        }
-        all.push(outcomes);
+    let mut outcomes = Vec::with_capacity(batches.len());
+    let mut rest = &batches[..];
+    while !rest.is_empty() {
+        let mut keys = HashSet::new();
+        let len = rest
+            .iter()
+            .take_while(|(batch, _)| keys.insert(batch.key.as_str()))
+            .count();
+        let (wave, next) = rest.split_at(len);
+        outcomes.extend(write_wave(&mut tx, wave).await?);
+        rest = next;
     }
     tx.commit().await?;
-    cache.forget(
-        jobs.iter()
-            .flat_map(|job| &job.batches)
-            .map(|b| b.key.as_str()),
-    );
-    Ok(all)
+    cache.forget(batches.iter().map(|(batch, _)| batch.key.as_str()));
+    // Back to one list per job.
+    let mut outcomes = outcomes.into_iter();
+    Ok(jobs
+        .iter()
+        .map(|job| outcomes.by_ref().take(job.batches.len()).collect())
+        .collect())
 }
