@@ -699,6 +699,50 @@ async fn batches_of_one_key_in_one_transaction_see_each_others_rows(store: TestS
     assert_eq!(reply.events.len(), 2, "{:?}", reply.events);
 }
 
+/// Batches of different keys in one transaction, new cards between
+/// existing ones (the SQLite store reads and writes them together, the new
+/// cards' seqs coming from one insert): each card gets its own alerts and
+/// operations.
+async fn new_and_existing_cards_in_one_transaction_each_get_their_own_rows(store: TestStore) {
+    let instance = |fp: u64| alert(fp, AlertStatus::Firing);
+    store
+        .apply(&[batch("b", vec![instance(1)])], t(0))
+        .await
+        .unwrap();
+    let out = store
+        .apply(
+            &[
+                batch("a", vec![instance(10), instance(11)]),
+                batch("b", vec![instance(1), instance(20)]),
+                batch("c", vec![instance(30)]),
+            ],
+            t(1),
+        )
+        .await
+        .unwrap();
+    let opened: Vec<bool> = out.iter().map(|o| o.opened).collect();
+    assert_eq!(opened, [true, false, true]);
+    let pushed: Vec<_> = out.iter().map(|o| o.ops_pushed.clone()).collect();
+    // b's post is still pending: it renders the new alert, which also
+    // starts b's thread reply.
+    assert_eq!(
+        pushed,
+        [vec![OpKind::Post], vec![OpKind::Reply], vec![OpKind::Post]]
+    );
+    for (o, (key, fingerprints)) in
+        out.iter()
+            .zip([("a", vec![10, 11]), ("b", vec![1, 20]), ("c", vec![30])])
+    {
+        let card = o.card.as_ref().unwrap();
+        let view = store.card_view(card, 10).await.unwrap().unwrap();
+        assert_eq!(view.key, key);
+        let mut held: Vec<u64> = view.alerts.iter().map(|a| a.fingerprint.0).collect();
+        held.sort_unstable();
+        assert_eq!(held, fingerprints, "card {key}");
+        assert_eq!(view.firing_count, fingerprints.len() as u64, "card {key}");
+    }
+}
+
 async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestStore) {
     let mut b = batch(
         "svc",
@@ -1683,6 +1727,7 @@ on_both_backends!(
     resolved_card_reopens_inside_window_and_renders_latest_state,
     batches_of_one_notification_commit_together_and_a_closed_store_refuses,
     batches_of_one_key_in_one_transaction_see_each_others_rows,
+    new_and_existing_cards_in_one_transaction_each_get_their_own_rows,
     manual_resolve_resolves_every_alert_and_a_refire_reopens,
     cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand,
     a_storm_reply_is_capped_but_keeps_the_card_resolving,
