@@ -19,7 +19,7 @@
 //!   Slack applies late (within twice the timeout of its sending) is found,
 //!   not duplicated;
 //! - **one sender per channel**: a worker sends only while it holds its
-//!   channel's lease in the store ([`ChannelLease`]), so several replicas on
+//!   channel's lease in the store (`ChannelLease`), so several replicas on
 //!   one database never send a channel's operations twice. It takes the
 //!   lease in the same commit as the first operation it hands out (so a new
 //!   card on an idle channel waits for one commit, not two), renews it with

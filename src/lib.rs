@@ -38,7 +38,7 @@
 //! | `postgres` (default, in `server`) | the PostgreSQL store (sqlx's driver) | several replicas of `ackbar serve` on one database |
 //! | `embedded` | the Layer, [`Bridge`], store (SQLite), pipeline, delivery, route templates (minijinja), Slack endpoints and sandbox (axum, sqlx, reqwest) | a service that runs ackbar in-process |
 //! | `forward` | the Layer and its OTLP/HTTP forwarding (reqwest, prost); no HTTP server, no database driver | a service that sends its errors to a remote `ackbar serve` |
-//! | `layer` | the Layer's core with your own [`Sink`](ingest::layer::Sink) | custom sinks |
+//! | `layer` | the Layer's core with your own [`Sink`] | custom sinks |
 //! | `jemalloc` (default) | jemalloc as the `ackbar` binary's allocator (not on MSVC); the library never sets an allocator | the binary's ingest speed |
 //!
 //! A service that only forwards:

@@ -59,7 +59,7 @@ pub enum Command {
     ///
     /// Bot scopes, events, the slash command, and request URLs under
     /// `public_url` (or Socket Mode when `slack.app_token` is set). Paste it
-    /// at https://api.slack.com/apps?new_app=1 ("From a manifest").
+    /// at <https://api.slack.com/apps?new_app=1> ("From a manifest").
     Manifest {
         /// Config file (JSON).
         #[arg(long, short)]

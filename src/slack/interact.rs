@@ -11,7 +11,7 @@
 //! Follow-ups (a modal, an ephemeral message, a user group's members) go
 //! out with the bot token of the workspace the request came from
 //! ([`Workspaces::for_request`]), and a request acts only on cards of that
-//! workspace's routes ([`Interactions::serves`]): with several workspaces
+//! workspace's routes (`Interactions::serves`): with several workspaces
 //! installed, one cannot list, acknowledge or silence another's cards.
 //!
 //! Idempotency comes from the state, not from remembering requests: an

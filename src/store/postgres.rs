@@ -1,7 +1,7 @@
 //! PostgreSQL store: one pool, shared by several replicas of ackbar.
 //!
 //! The schema mirrors SQLite's column for column (rows decode through the
-//! same [`rows`] functions); what differs is how concurrent writers are kept
+//! same `rows` functions); what differs is how concurrent writers are kept
 //! apart, since here they are real (see "Several processes" in the module
 //! docs of [`crate::store`]):
 //!

@@ -2,15 +2,15 @@
 //!
 //! Writes go through a single connection so transactions never fight over
 //! SQLite's write lock (no `SQLITE_BUSY` upgrades); reads (rendering, and
-//! the dedupe fast path when [`super::state_cache`] does not know a key)
+//! the dedupe fast path when `super::state_cache` does not know a key)
 //! use the reader pool and run beside writes thanks to WAL. Notifications
-//! that change something are written in groups ([`super::sqlite_group`]).
+//! that change something are written in groups (`super::sqlite_group`).
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
 //!
 //! Each statement sent to SQLite is a round trip to the connection's worker
 //! thread, dearer than most statements themselves; so the batches of a
-//! group commit are read in one and written in one ([`write_wave`]; new
-//! cards take one more), as [`super::sqlite_script`] scripts.
+//! group commit are read in one and written in one (`write_wave`; new
+//! cards take one more), as `super::sqlite_script` scripts.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -150,7 +150,7 @@ impl SqliteStore {
 }
 
 /// Held by the one server process a SQLite database serves: the store's
-/// cache of card state ([`super::state_cache`]) is exact only while no other
+/// cache of card state (`super::state_cache`) is exact only while no other
 /// process writes cards. Released when dropped or when the process ends.
 #[derive(Debug)]
 pub struct ServingLock {

@@ -371,7 +371,7 @@ pub struct KeyValue {
 /// An attribute value or log body. `value: None` is the empty value.
 ///
 /// JSON: `{"stringValue": "..."}`, `{"intValue": "42"}`, ... decoded by
-/// hand in [`super::json`] because the oneof is flattened into the object.
+/// hand in `super::json` because the oneof is flattened into the object.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct AnyValue {
     #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
