@@ -743,6 +743,38 @@ async fn new_and_existing_cards_in_one_transaction_each_get_their_own_rows(store
     }
 }
 
+/// One transaction of more alerts than the SQLite store writes in one
+/// wave (100), over several keys: every card still gets exactly its own
+/// alerts, and a key seen again later in the transaction sees the rows
+/// written for it earlier.
+async fn a_transaction_larger_than_a_wave_writes_every_batch(store: TestStore) {
+    let alerts = |from: u64| -> Vec<Alert> {
+        (from..from + 60)
+            .map(|fp| alert(fp, AlertStatus::Firing))
+            .collect()
+    };
+    let batches = [
+        batch("a", alerts(0)),
+        batch("b", alerts(100)),
+        batch("c", alerts(200)),
+        batch("a", alerts(300)),
+    ];
+    let out = store.apply(&batches, t(0)).await.unwrap();
+    let opened: Vec<bool> = out.iter().map(|o| o.opened).collect();
+    assert_eq!(opened, [true, true, true, false]);
+    assert_eq!(out[3].card, out[0].card);
+    for (o, (key, firing)) in out[..3].iter().zip([("a", 120), ("b", 60), ("c", 60)]) {
+        let view = store
+            .card_view(o.card.as_ref().unwrap(), 200)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.key, key);
+        assert_eq!(view.firing_count, firing, "card {key}");
+        assert_eq!(view.alerts.len() as u64, firing, "card {key}");
+    }
+}
+
 async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestStore) {
     let mut b = batch(
         "svc",
@@ -1728,6 +1760,7 @@ on_both_backends!(
     batches_of_one_notification_commit_together_and_a_closed_store_refuses,
     batches_of_one_key_in_one_transaction_see_each_others_rows,
     new_and_existing_cards_in_one_transaction_each_get_their_own_rows,
+    a_transaction_larger_than_a_wave_writes_every_batch,
     manual_resolve_resolves_every_alert_and_a_refire_reopens,
     cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand,
     a_storm_reply_is_capped_but_keeps_the_card_resolving,

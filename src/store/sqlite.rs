@@ -259,6 +259,7 @@ fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
             &format!("c.seq = {LATEST_OF_KEY}"),
         ))
         .bind(&batch.key);
+    let mut statements = 1;
     for chunk in batch.alerts.chunks(IN_CHUNK) {
         let placeholders = vec!["?"; chunk.len()].join(",");
         script
@@ -270,8 +271,9 @@ fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
         for a in chunk {
             script.bind(a.fingerprint.0 as i64);
         }
+        statements += 1;
     }
-    1 + batch.alerts.len().div_ceil(IN_CHUNK)
+    statements
 }
 
 /// The rows of one [`push_key_read`], its statements in order.
@@ -459,16 +461,14 @@ pub(super) async fn write_wave(
             (latest, plan)
         })
         .collect();
-    let new_cards = wave
+    let changes = wave
         .iter()
         .zip(&plans)
         .filter_map(|((batch, now), (_, plan))| match plan {
-            Plan::Apply(change) if matches!(change.target, Target::New(_)) => {
-                Some((*batch, change, *now))
-            }
-            _ => None,
+            Plan::Apply(change) => Some((*batch, change, *now)),
+            Plan::Unchanged => None,
         });
-    let mut seqs = insert_cards(conn, new_cards).await?.into_iter();
+    let mut seqs = insert_cards(conn, changes).await?.into_iter();
     let mut script = Script::default();
     let mut outcomes = Vec::with_capacity(wave.len());
     for ((batch, now), (latest, plan)) in wave.iter().zip(&plans) {
@@ -498,13 +498,14 @@ pub(super) async fn write_wave(
     Ok(outcomes)
 }
 
-/// Inserts new cards in one round trip; their seqs, in order.
+/// Inserts the cards that `changes` open (`Target::New`) in one round trip;
+/// their seqs, in order. Other changes are skipped.
 async fn insert_cards<'q>(
     conn: &mut SqliteConnection,
-    cards: impl IntoIterator<Item = (&'q CardBatch, &'q card::Change, DateTime<Utc>)>,
+    changes: impl IntoIterator<Item = (&'q CardBatch, &'q card::Change, DateTime<Utc>)>,
 ) -> Result<Vec<i64>, StoreError> {
     let mut insert = Script::default();
-    for (batch, change, now) in cards {
+    for (batch, change, now) in changes {
         let Target::New(id) = &change.target else {
             continue;
         };

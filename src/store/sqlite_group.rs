@@ -1,11 +1,12 @@
 //! Group commit for the SQLite store's notifications.
 //!
 //! Every notification that changes something is written under the single
-//! writer connection, and its commit waits for the disk (`synchronous =
-//! FULL`): about a millisecond here, during which nothing else can be
-//! written. One task therefore writes every notification queued while the
-//! previous commit was on its way to disk in one transaction, and answers
-//! each after that commit: one flush for many requests, with each request
+//! writer connection, in a transaction whose commit waits for the disk
+//! (`synchronous = FULL`) and whose every statement is a round trip to the
+//! connection's worker thread; nothing else can be written meanwhile. One
+//! task therefore writes every notification queued while the previous
+//! transaction ran in one transaction, and answers each after that commit:
+//! one flush and a few round trips for many requests, with each request
 //! still answered only once its changes are durable.
 //!
 //! The task is also what makes a write independent of the request that
