@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
@@ -77,7 +76,7 @@ impl SqliteStore {
                 None => reader.insert(self.reader.acquire().await?),
             };
             let ticket = self.cache.ticket();
-            let (latest, known) = read_keys(conn, [batch]).await?.remove(0);
+            let (latest, known) = read_key(conn, batch).await?;
             let latest = latest.as_ref();
             self.cache
                 .fill(ticket, batch, latest.map(|c| (c.seq, &c.snapshot)), &known);
@@ -130,13 +129,15 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(busy_timeout)
-                .connect_with(options.read_only(true))
+                .connect_with(options.clone().read_only(true))
                 .await
                 .map_err(|e| open_err(e.to_string()))?
         };
         let cache = Arc::new(StateCache::default());
+        let group_conn = open_group_connection(&options, memory, busy_timeout)
+            .map_err(|e| open_err(e.to_string()))?;
         Ok(SqliteStore {
-            group: GroupWriter::start(writer.clone(), cache.clone()),
+            group: GroupWriter::start(writer.clone(), group_conn, cache.clone())?,
             writer,
             reader,
             cache,
@@ -147,6 +148,31 @@ impl SqliteStore {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// The group writer's own connection (`super::sqlite_group`) to the
+/// database `options` name, set up as the sqlx connections are. An
+/// in-memory database is sqlx's shared-cache one, reached by its name.
+fn open_group_connection(
+    options: &SqliteConnectOptions,
+    memory: bool,
+    busy_timeout: Duration,
+) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if memory {
+        flags |= OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_MEMORY
+            | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+    }
+    let conn = rusqlite::Connection::open_with_flags(options.get_filename(), flags)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every shape of statement the writer runs stays prepared: the reads
+    // and inserts take one shape per count of alerts (up to their chunk).
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(conn)
 }
 
 /// Held by the one server process a SQLite database serves: the store's
@@ -237,7 +263,7 @@ fn select_with_pending_ops(columns: &str, condition: &str) -> String {
     )
 }
 
-fn pending_ops(row: &SqliteRow) -> Result<PendingOps, StoreError> {
+fn pending_ops(row: &impl Columns) -> Result<PendingOps, StoreError> {
     Ok(PendingOps {
         update_covered: row.flag("update_covered")?,
         reply_held: row.opt_int("reply_held")?.map(|held| held as usize),
@@ -277,7 +303,9 @@ fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
 }
 
 /// The rows of one [`push_key_read`], its statements in order.
-fn key_read(statements: impl IntoIterator<Item = Vec<SqliteRow>>) -> Result<KeyRead, StoreError> {
+fn key_read<R: Columns>(
+    statements: impl IntoIterator<Item = Vec<R>>,
+) -> Result<KeyRead, StoreError> {
     let mut statements = statements.into_iter();
     let latest = statements
         .next()
@@ -299,19 +327,26 @@ fn key_read(statements: impl IntoIterator<Item = Vec<SqliteRow>>) -> Result<KeyR
     Ok((latest, known))
 }
 
-/// The reads of several batches in one round trip, in their order. The
-/// batches' keys must differ when writes come between their reads, as
-/// [`write_wave`] ensures.
-async fn read_keys(
-    conn: &mut SqliteConnection,
-    batches: impl IntoIterator<Item = &CardBatch>,
+/// A batch's read on a (sqlx) reader connection, in one round trip.
+async fn read_key(conn: &mut SqliteConnection, batch: &CardBatch) -> Result<KeyRead, StoreError> {
+    let mut script = Script::default();
+    push_key_read(&mut script, batch);
+    key_read(script.fetch(conn).await?)
+}
+
+/// The reads of several batches on the group writer's connection, in their
+/// order. The batches' keys must differ when writes come between their
+/// reads, as [`write_wave`] ensures.
+fn read_keys(
+    conn: &rusqlite::Connection,
+    batches: &[&CardBatch],
 ) -> Result<Vec<KeyRead>, StoreError> {
     let mut script = Script::default();
     let counts: Vec<usize> = batches
-        .into_iter()
+        .iter()
         .map(|batch| push_key_read(&mut script, batch))
         .collect();
-    let mut statements = script.fetch(conn).await?.into_iter();
+    let mut statements = script.fetch_blocking(conn)?.into_iter();
     counts
         .into_iter()
         .map(|count| key_read(statements.by_ref().take(count)))
@@ -448,11 +483,12 @@ fn bind_card_columns<'s, 'q>(
 /// (their seqs are needed by the rest), and every other row and operation in
 /// one. Distinct keys make this the same as writing the batches one after
 /// another: no batch reads or writes another's card.
-pub(super) async fn write_wave(
-    conn: &mut SqliteConnection,
+pub(super) fn write_wave(
+    conn: &rusqlite::Connection,
     wave: &[(&CardBatch, DateTime<Utc>)],
 ) -> Result<Vec<ApplyOutcome>, StoreError> {
-    let reads = read_keys(conn, wave.iter().map(|(batch, _)| *batch)).await?;
+    let batches: Vec<&CardBatch> = wave.iter().map(|(batch, _)| *batch).collect();
+    let reads = read_keys(conn, &batches)?;
     let plans: Vec<(Option<LatestCard>, Plan)> = wave
         .iter()
         .zip(reads)
@@ -468,7 +504,7 @@ pub(super) async fn write_wave(
             Plan::Apply(change) => Some((*batch, change, *now)),
             Plan::Unchanged => None,
         });
-    let mut seqs = insert_cards(conn, changes).await?.into_iter();
+    let mut seqs = insert_cards(conn, changes)?.into_iter();
     let mut script = Script::default();
     let mut outcomes = Vec::with_capacity(wave.len());
     for ((batch, now), (latest, plan)) in wave.iter().zip(&plans) {
@@ -494,14 +530,14 @@ pub(super) async fn write_wave(
         let ops_pushed = push_change(&mut script, batch, change, seq, pending, *now);
         outcomes.push(decisions::changed(batch, change, ops_pushed));
     }
-    script.execute(conn).await?;
+    script.execute_blocking(conn)?;
     Ok(outcomes)
 }
 
 /// Inserts the cards that `changes` open (`Target::New`) in one round trip;
 /// their seqs, in order. Other changes are skipped.
-async fn insert_cards<'q>(
-    conn: &mut SqliteConnection,
+fn insert_cards<'q>(
+    conn: &rusqlite::Connection,
     changes: impl IntoIterator<Item = (&'q CardBatch, &'q card::Change, DateTime<Utc>)>,
 ) -> Result<Vec<i64>, StoreError> {
     let mut insert = Script::default();
@@ -526,8 +562,7 @@ async fn insert_cards<'q>(
         bind_card_columns(&mut insert, batch, change, now);
     }
     insert
-        .fetch(conn)
-        .await?
+        .fetch_blocking(conn)?
         .iter()
         .map(|rows| rows.first().ok_or(sqlx::Error::RowNotFound)?.int("seq"))
         .collect()

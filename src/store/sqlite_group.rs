@@ -1,15 +1,24 @@
 //! Group commit for the SQLite store's notifications.
 //!
-//! Every notification that changes something is written under the single
-//! writer connection, in a transaction whose commit waits for the disk
-//! (`synchronous = FULL`) and whose every statement is a round trip to the
-//! connection's worker thread; nothing else can be written meanwhile. One
-//! task therefore writes every notification queued while the previous
-//! transaction ran in one transaction, and answers each after that commit:
-//! one flush and a few round trips for many requests, with each request
-//! still answered only once its changes are durable.
+//! Every notification that changes something is written by one thread that
+//! owns a rusqlite connection to the database, in a transaction whose
+//! commit waits for the disk (`synchronous = FULL`). While that thread
+//! writes, a task holds the store's sqlx writer connection, so nothing else
+//! writes meanwhile and neither connection ever meets the other's write
+//! lock. The task hands the thread every notification queued while the
+//! previous transaction ran, as one group; the thread writes the group in
+//! one transaction and answers each notification after that commit: one
+//! flush for many requests, each still answered only once its changes are
+//! durable.
 //!
-//! The task is also what makes a write independent of the request that
+//! Why a thread of its own: sqlx runs each statement as a round trip to its
+//! connection's worker thread (two wake-ups, tens of µs on a busy small
+//! machine, more than the statement), and a transaction is a chain of them
+//! (BEGIN, reads, writes, COMMIT) that nothing else can write during. On
+//! this thread the chain runs without a hand-off; the notifications reach
+//! it in one hand-off per group and return in one.
+//!
+//! The thread is also what makes a write independent of the request that
 //! asked for it: a client that disconnects cannot cancel a transaction
 //! other requests share.
 
@@ -17,8 +26,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Sqlite, SqlitePool};
+use rusqlite::TransactionBehavior;
+use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::sqlite::write_wave;
@@ -33,14 +42,8 @@ const QUEUE: usize = 1024;
 /// wait of the requests in it); a single larger notification is written alone.
 const MAX_GROUP_ALERTS: usize = 20_000;
 
-/// Alerts per wave (see [`write`]). Waves save round trips where those
-/// dominate, for notifications of a few alerts; a notification of a hundred
-/// makes a wave of its own, whose time goes into writing its rows. Each
-/// shape of wave script stays prepared in the connection's statement cache
-/// (bounded by count): scripts of a few small batches keep those entries
-/// small. Measured with the load harness's 16 connections: waves of up to
-/// 500 alerts gained nothing at 100 alerts per notification and doubled the
-/// process's memory.
+/// Alerts per wave (see [`write`]): bounds the size of a wave's reads and
+/// of the rows the thread holds for it.
 const MAX_WAVE_ALERTS: usize = 100;
 
 type Answer = Result<Vec<ApplyOutcome>, StoreError>;
@@ -62,13 +65,33 @@ pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A group for the writer thread, and how it says it is done.
+type Group = (Vec<Job>, oneshot::Sender<()>);
+
 impl GroupWriter {
-    /// Starts the task on the current runtime; it ends when the writer is
-    /// dropped.
-    pub fn start(pool: SqlitePool, cache: Arc<StateCache>) -> GroupWriter {
+    /// Starts the task on the current runtime and the thread that owns
+    /// `conn`; both end when the writer is dropped. `lock` is the pool of
+    /// the store's one sqlx writer connection, held while a group is
+    /// written.
+    pub fn start(
+        lock: SqlitePool,
+        conn: rusqlite::Connection,
+        cache: Arc<StateCache>,
+    ) -> Result<GroupWriter, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(pool, cache, queue));
-        GroupWriter { jobs }
+        let (groups, written) = std::sync::mpsc::channel::<Group>();
+        std::thread::Builder::new()
+            .name("ackbar-sqlite-writer".into())
+            .spawn(move || {
+                let mut conn = conn;
+                while let Ok((group, done)) = written.recv() {
+                    commit_group(&mut conn, &cache, group);
+                    let _ = done.send(());
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        tokio::spawn(run(lock, groups, queue));
+        Ok(GroupWriter { jobs })
     }
 
     /// Writes `batches` in the next group; `Ok` once the group committed.
@@ -85,7 +108,11 @@ impl GroupWriter {
     }
 }
 
-async fn run(pool: SqlitePool, cache: Arc<StateCache>, mut queue: mpsc::Receiver<Job>) {
+async fn run(
+    lock: SqlitePool,
+    groups: std::sync::mpsc::Sender<Group>,
+    mut queue: mpsc::Receiver<Job>,
+) {
     let mut next: Option<Job> = None;
     loop {
         let first = match next.take() {
@@ -105,24 +132,33 @@ async fn run(pool: SqlitePool, cache: Arc<StateCache>, mut queue: mpsc::Receiver
             }
             group.push(job);
         }
-        match pool.acquire().await {
-            Ok(mut conn) => commit_group(&mut conn, &cache, group).await,
+        // No other write while the thread writes the group.
+        let held = match lock.acquire().await {
+            Ok(held) => held,
             Err(e) => {
                 let e = StoreError::from(e);
                 for job in group {
                     let _ = job.answer.send(Err(e.clone()));
                 }
+                continue;
             }
+        };
+        let (done, written) = oneshot::channel();
+        // A thread that has stopped drops the jobs: their requests fail.
+        if groups.send((group, done)).is_err() {
+            return;
         }
+        let _ = written.await;
+        drop(held);
     }
 }
 
 /// Writes the group in one transaction and answers every job. When it
 /// fails, each job is written alone, so that one notification's error
 /// (a constraint, a value SQLite refuses) fails only its own request.
-async fn commit_group(conn: &mut PoolConnection<Sqlite>, cache: &StateCache, group: Vec<Job>) {
+fn commit_group(conn: &mut rusqlite::Connection, cache: &StateCache, group: Vec<Job>) {
     if group.len() > 1 {
-        match write(conn, cache, &group).await {
+        match write(conn, cache, &group) {
             Ok(outcomes) => {
                 for (job, outcomes) in group.into_iter().zip(outcomes) {
                     let _ = job.answer.send(Ok(outcomes));
@@ -135,9 +171,8 @@ async fn commit_group(conn: &mut PoolConnection<Sqlite>, cache: &StateCache, gro
         }
     }
     for job in group {
-        let answer = write(conn, cache, std::slice::from_ref(&job))
-            .await
-            .map(|mut outcomes| outcomes.remove(0));
+        let answer =
+            write(conn, cache, std::slice::from_ref(&job)).map(|mut outcomes| outcomes.remove(0));
         let _ = job.answer.send(answer);
     }
 }
@@ -145,11 +180,11 @@ async fn commit_group(conn: &mut PoolConnection<Sqlite>, cache: &StateCache, gro
 /// One transaction: each job's batches decided under the write lock (seeing
 /// the jobs before it) and written. The batches go to SQLite in waves of
 /// distinct keys (a key seen again starts the next wave, which then sees
-/// the first one's rows): a wave's reads are one round trip and its writes
-/// one or two, however many notifications it holds. The cache forgets every
-/// key written after the commit, before anyone is answered.
-async fn write(
-    conn: &mut PoolConnection<Sqlite>,
+/// the first one's rows): a wave's reads all come first, then its new
+/// cards, then its other writes. The cache forgets every key written after
+/// the commit, before anyone is answered.
+fn write(
+    conn: &mut rusqlite::Connection,
     cache: &StateCache,
     jobs: &[Job],
 ) -> Result<Vec<Vec<ApplyOutcome>>, StoreError> {
@@ -157,7 +192,7 @@ async fn write(
         .iter()
         .flat_map(|job| job.batches.iter().map(|batch| (batch, job.now)))
         .collect();
-    let mut tx = conn.begin().await?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batches.len());
     let mut rest = &batches[..];
     while !rest.is_empty() {
@@ -171,10 +206,10 @@ async fn write(
             })
             .count();
         let (wave, next) = rest.split_at(len);
-        outcomes.extend(write_wave(&mut tx, wave).await?);
+        outcomes.extend(write_wave(&tx, wave)?);
         rest = next;
     }
-    tx.commit().await?;
+    tx.commit()?;
     cache.forget(batches.iter().map(|(batch, _)| batch.key.as_str()));
     // Back to one list per job.
     let mut outcomes = outcomes.into_iter();
