@@ -775,6 +775,52 @@ async fn a_transaction_larger_than_a_wave_writes_every_batch(store: TestStore) {
     }
 }
 
+/// A re-send read in the same transaction as a later batch that changes
+/// its key (the SQLite store's group commit learns what unchanged batches
+/// read): what the later batch wrote is what counts, so the alert firing
+/// again afterwards is a change, every time it is sent.
+async fn a_resend_read_before_its_key_changes_in_one_transaction_is_not_remembered(
+    store: TestStore,
+) {
+    store.apply(&[batch("k", firing(1))], t(0)).await.unwrap();
+    let resolved = vec![alert(1, AlertStatus::Resolved)];
+    let out = store
+        .apply(&[batch("k", firing(1)), batch("k", resolved)], t(1))
+        .await
+        .unwrap();
+    assert!(!out[0].changed && out[1].resolved, "{out:?}");
+    for (round, now) in [t(2), t(3)].into_iter().enumerate() {
+        let out = store.apply(&[batch("k", firing(1))], now).await.unwrap();
+        assert_eq!(out[0].changed, round == 0, "round {round}: {out:?}");
+    }
+}
+
+/// A re-send after a write is decided from the store once, then again
+/// the same way however often it comes (the SQLite store's cache learns
+/// it), and a change after that is still seen.
+async fn repeated_resends_after_a_change_stay_unchanged_until_the_next_change(store: TestStore) {
+    let two = |status: AlertStatus| vec![alert(1, AlertStatus::Firing), alert(2, status)];
+    store.apply(&[batch("k", firing(2))], t(0)).await.unwrap();
+    for round in 0..3 {
+        let out = store.apply(&[batch("k", firing(2))], t(1)).await.unwrap();
+        assert!(!out[0].changed, "round {round}: {out:?}");
+    }
+    let out = store
+        .apply(&[batch("k", two(AlertStatus::Resolved))], t(2))
+        .await
+        .unwrap();
+    assert!(out[0].changed && out[0].alerts_resolved == 1, "{out:?}");
+    for round in 0..3 {
+        let out = store
+            .apply(&[batch("k", two(AlertStatus::Resolved))], t(3))
+            .await
+            .unwrap();
+        assert!(!out[0].changed, "round {round}: {out:?}");
+    }
+    let out = store.apply(&[batch("k", firing(2))], t(4)).await.unwrap();
+    assert!(out[0].changed && out[0].alerts_fired == 1, "{out:?}");
+}
+
 async fn manual_resolve_resolves_every_alert_and_a_refire_reopens(store: TestStore) {
     let mut b = batch(
         "svc",
@@ -1761,6 +1807,8 @@ on_both_backends!(
     batches_of_one_key_in_one_transaction_see_each_others_rows,
     new_and_existing_cards_in_one_transaction_each_get_their_own_rows,
     a_transaction_larger_than_a_wave_writes_every_batch,
+    a_resend_read_before_its_key_changes_in_one_transaction_is_not_remembered,
+    repeated_resends_after_a_change_stay_unchanged_until_the_next_change,
     manual_resolve_resolves_every_alert_and_a_refire_reopens,
     cards_of_sources_that_resolve_themselves_cannot_be_resolved_by_hand,
     a_storm_reply_is_capped_but_keeps_the_card_resolving,

@@ -1,16 +1,19 @@
-//! SQLite store: WAL journal, one writer connection, a small reader pool.
+//! SQLite store: WAL journal, one writer at a time, a small reader pool.
 //!
-//! Writes go through a single connection so transactions never fight over
-//! SQLite's write lock (no `SQLITE_BUSY` upgrades); reads (rendering, and
-//! the dedupe fast path when `super::state_cache` does not know a key)
-//! use the reader pool and run beside writes thanks to WAL. Notifications
-//! that change something are written in groups (`super::sqlite_group`).
+//! Writes are serialized so transactions never fight over SQLite's write
+//! lock (no `SQLITE_BUSY` upgrades): notifications are written by the group
+//! writer's own connection (`super::sqlite_group`) while it holds the one
+//! sqlx writer connection, which everything else that writes uses. Reads
+//! (rendering, listings) use the reader pool and run beside writes thanks
+//! to WAL; re-sent notifications are decided by `super::state_cache`, or
+//! else by the group writer, which teaches the cache what it read.
 //! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
 //!
-//! Each statement sent to SQLite is a round trip to the connection's worker
-//! thread, dearer than most statements themselves; so the batches of a
-//! group commit are read in one and written in one (`write_wave`; new
-//! cards take one more), as `super::sqlite_script` scripts.
+//! The group writer runs SQLite on its own thread, statement by statement;
+//! on the sqlx connections each statement is a round trip to the
+//! connection's worker thread, dearer than most statements themselves, so
+//! what they write in one transaction goes as one `super::sqlite_script`
+//! script where it can.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -56,37 +59,20 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Every batch's outcome when none of them changes anything; `None` as
-    /// soon as one does. Decided from the cache where it knows the key and
-    /// alerts, else from a reader connection (filling the cache).
-    async fn decide_unchanged(
+    /// Every batch's outcome when the cache knows that none of them changes
+    /// anything; `None` when one may (the group writer then decides).
+    fn decide_unchanged(
         &self,
         batches: &[CardBatch],
         now: DateTime<Utc>,
-    ) -> Result<Option<Vec<ApplyOutcome>>, StoreError> {
-        let mut outcomes = Vec::with_capacity(batches.len());
-        let mut reader = None;
-        for batch in batches {
-            if let Some(card) = self.cache.unchanged(batch, now) {
-                outcomes.push(unchanged(batch, card.as_ref()));
-                continue;
-            }
-            let conn = match &mut reader {
-                Some(conn) => conn,
-                None => reader.insert(self.reader.acquire().await?),
-            };
-            let ticket = self.cache.ticket();
-            let (latest, known) = read_key(conn, batch).await?;
-            let latest = latest.as_ref();
-            self.cache
-                .fill(ticket, batch, latest.map(|c| (c.seq, &c.snapshot)), &known);
-            let snapshot = latest.map(|c| &c.snapshot);
-            if card::plan(snapshot, &known, batch, now) != Plan::Unchanged {
-                return Ok(None);
-            }
-            outcomes.push(unchanged(batch, snapshot.map(|s| &s.id)));
-        }
-        Ok(Some(outcomes))
+    ) -> Option<Vec<ApplyOutcome>> {
+        batches
+            .iter()
+            .map(|batch| {
+                let card = self.cache.unchanged(batch, now)?;
+                Some(unchanged(batch, card.as_ref()))
+            })
+            .collect()
     }
 }
 
@@ -272,7 +258,7 @@ fn pending_ops(row: &impl Columns) -> Result<PendingOps, StoreError> {
 
 /// What a batch's read found: its key's latest card (with its pending
 /// operations) and which of the batch's alerts that card holds.
-type KeyRead = (Option<LatestCard>, HashMap<Fingerprint, KnownAlert>);
+pub(super) type KeyRead = (Option<LatestCard>, HashMap<Fingerprint, KnownAlert>);
 
 /// Adds a batch's read to `script`: the latest card of its key, then its
 /// known alerts, [`IN_CHUNK`] fingerprints per statement. Returns how many
@@ -325,13 +311,6 @@ fn key_read<R: Columns>(
         known.insert(fingerprint, alert);
     }
     Ok((latest, known))
-}
-
-/// A batch's read on a (sqlx) reader connection, in one round trip.
-async fn read_key(conn: &mut SqliteConnection, batch: &CardBatch) -> Result<KeyRead, StoreError> {
-    let mut script = Script::default();
-    push_key_read(&mut script, batch);
-    key_read(script.fetch(conn).await?)
 }
 
 /// The reads of several batches on the group writer's connection, in their
@@ -479,22 +458,26 @@ fn bind_card_columns<'s, 'q>(
 }
 
 /// Writes a wave of batches whose keys all differ, each with its `now`:
-/// every batch's read in one round trip, the new cards' inserts in one
-/// (their seqs are needed by the rest), and every other row and operation in
-/// one. Distinct keys make this the same as writing the batches one after
-/// another: no batch reads or writes another's card.
+/// every batch's read first, then the new cards' inserts (their seqs are
+/// needed by the rest), then every other row and operation. Distinct keys
+/// make this the same as writing the batches one after another: no batch
+/// reads or writes another's card.
+///
+/// Returns each batch's outcome and, for a batch that changed nothing, what
+/// it read (still what its key holds: the cache may learn it).
 pub(super) fn write_wave(
     conn: &rusqlite::Connection,
     wave: &[(&CardBatch, DateTime<Utc>)],
-) -> Result<Vec<ApplyOutcome>, StoreError> {
+) -> Result<Vec<(ApplyOutcome, Option<KeyRead>)>, StoreError> {
     let batches: Vec<&CardBatch> = wave.iter().map(|(batch, _)| *batch).collect();
     let reads = read_keys(conn, &batches)?;
-    let plans: Vec<(Option<LatestCard>, Plan)> = wave
+    let plans: Vec<(KeyRead, Plan)> = wave
         .iter()
         .zip(reads)
-        .map(|((batch, now), (latest, known))| {
-            let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, *now);
-            (latest, plan)
+        .map(|((batch, now), read)| {
+            let (latest, known) = &read;
+            let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), known, batch, *now);
+            (read, plan)
         })
         .collect();
     let changes = wave
@@ -507,7 +490,7 @@ pub(super) fn write_wave(
     let mut seqs = insert_cards(conn, changes)?.into_iter();
     let mut script = Script::default();
     let mut outcomes = Vec::with_capacity(wave.len());
-    for ((batch, now), (latest, plan)) in wave.iter().zip(&plans) {
+    for ((batch, now), ((latest, _), plan)) in wave.iter().zip(&plans) {
         let change = match plan {
             Plan::Unchanged => {
                 outcomes.push(unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)));
@@ -531,7 +514,11 @@ pub(super) fn write_wave(
         outcomes.push(decisions::changed(batch, change, ops_pushed));
     }
     script.execute_blocking(conn)?;
-    Ok(outcomes)
+    let reads = plans.into_iter().map(|(read, plan)| match plan {
+        Plan::Unchanged => Some(read),
+        Plan::Apply(_) => None,
+    });
+    Ok(outcomes.into_iter().zip(reads).collect())
 }
 
 /// Inserts the cards that `changes` open (`Target::New`) in one round trip;
@@ -800,14 +787,13 @@ impl Store for SqliteStore {
         batches: &[CardBatch],
         now: DateTime<Utc>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
-        // Fast path: re-sends change nothing and are decided without the
-        // write lock: from the cache, else on a reader connection.
-        if let Some(outcomes) = self.decide_unchanged(batches, now).await? {
+        // Fast path: re-sends change nothing and are decided from the cache,
+        // without the write lock.
+        if let Some(outcomes) = self.decide_unchanged(batches, now) {
             return Ok(outcomes);
         }
-        // Something changes: decide again under the write lock (another
-        // request may have committed in between) and write, in the next
-        // group commit.
+        // Something may change: decide under the write lock and write, in
+        // the next group commit (which teaches the cache what it read).
         self.group.apply(batches.to_vec(), now).await
     }
 
@@ -816,7 +802,7 @@ impl Store for SqliteStore {
         batches: Vec<CardBatch>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ApplyOutcome>, StoreError> {
-        if let Some(outcomes) = self.decide_unchanged(&batches, now).await? {
+        if let Some(outcomes) = self.decide_unchanged(&batches, now) {
             return Ok(outcomes);
         }
         self.group.apply(batches, now).await

@@ -181,8 +181,9 @@ fn commit_group(conn: &mut rusqlite::Connection, cache: &StateCache, group: Vec<
 /// the jobs before it) and written. The batches go to SQLite in waves of
 /// distinct keys (a key seen again starts the next wave, which then sees
 /// the first one's rows): a wave's reads all come first, then its new
-/// cards, then its other writes. The cache forgets every key written after
-/// the commit, before anyone is answered.
+/// cards, then its other writes. After the commit, before anyone is
+/// answered and while nothing else can write, the cache forgets the keys
+/// written and learns what the other batches read.
 fn write(
     conn: &mut rusqlite::Connection,
     cache: &StateCache,
@@ -210,9 +211,18 @@ fn write(
         rest = next;
     }
     tx.commit()?;
-    cache.forget(batches.iter().map(|(batch, _)| batch.key.as_str()));
+    // In order: a key a later batch wrote is forgotten even if an earlier
+    // one read it, and a read after a write is what the key holds.
+    for ((batch, _), (_, read)) in batches.iter().zip(&outcomes) {
+        match read {
+            Some((latest, known)) => {
+                cache.fill(batch, latest.as_ref().map(|c| (c.seq, &c.snapshot)), known)
+            }
+            None => cache.forget([batch.key.as_str()]),
+        }
+    }
     // Back to one list per job.
-    let mut outcomes = outcomes.into_iter();
+    let mut outcomes = outcomes.into_iter().map(|(outcome, _)| outcome);
     Ok(jobs
         .iter()
         .map(|job| outcomes.by_ref().take(job.batches.len()).collect())

@@ -8,12 +8,12 @@
 //! path, which decides again from the database under the write lock. So a
 //! stale entry could at worst drop a change, and entries are kept exact:
 //!
-//! * every write to a card key's card or alerts forgets that key after its
-//!   commit and before the request that caused it is answered;
+//! * only the group writer (`super::sqlite_group`) changes entries: after
+//!   each commit, before the requests in it are answered and while nothing
+//!   else can write, it forgets the keys it wrote and records what it read
+//!   of the keys it did not write;
 //! * writes that change cards by id (actions from Slack, retention) forget
-//!   everything;
-//! * a reader fills an entry only if no write committed while it read
-//!   (a write counter taken before the read and checked at the fill).
+//!   everything.
 //!
 //! This relies on this process being the only writer of cards and alerts,
 //! which holds for SQLite (one `ackbar serve` per database file; the CLI's
@@ -41,8 +41,6 @@ pub(super) struct StateCache {
 
 #[derive(Default)]
 struct Inner {
-    /// Commits that changed cards or alerts so far.
-    writes: u64,
     keys: HashMap<String, CachedKey>,
     entries: usize,
 }
@@ -57,11 +55,6 @@ struct CachedKey {
     absent: HashSet<Fingerprint>,
 }
 
-/// Taken before reading from the database; a fill with it is dropped when a
-/// write committed since.
-#[derive(Clone, Copy)]
-pub(super) struct ReadTicket(u64);
-
 impl StateCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Nothing panics while holding the lock; should it, the cache may be
@@ -71,10 +64,6 @@ impl StateCache {
             inner.forget_all();
             inner
         })
-    }
-
-    pub fn ticket(&self) -> ReadTicket {
-        ReadTicket(self.lock().writes)
     }
 
     /// `Some(card)` when the cache knows every alert of `batch` and the
@@ -96,20 +85,16 @@ impl StateCache {
         }
     }
 
-    /// Records what a read under `ticket` found for `batch`'s key: its latest
-    /// card and, of the batch's alerts, those the card holds (`known`); the
-    /// others it does not hold.
+    /// Records what the database holds for `batch`'s key, as read while
+    /// no one else could write it: its latest card and, of the batch's
+    /// alerts, those the card holds (`known`); the others it does not hold.
     pub fn fill(
         &self,
-        ticket: ReadTicket,
         batch: &CardBatch,
         latest: Option<(i64, &CardSnapshot)>,
         known: &HashMap<Fingerprint, KnownAlert>,
     ) {
         let mut inner = self.lock();
-        if inner.writes != ticket.0 {
-            return;
-        }
         if inner.entries + batch.alerts.len() > MAX_ENTRIES {
             inner.forget_all();
         }
@@ -121,7 +106,7 @@ impl StateCache {
         let inner = &mut *inner;
         let cached = inner.keys.entry(batch.key.clone()).or_insert_with(fresh);
         if cached.latest.as_ref().map(|(seq, _)| *seq) != latest.map(|(seq, _)| seq) {
-            // Cannot happen without a write in between; be exact anyway.
+            // A new card for the key: what was known is of the old one.
             inner.entries -= cached.known.len() + cached.absent.len();
             *cached = fresh();
         }
@@ -146,7 +131,6 @@ impl StateCache {
     /// A commit changed these keys' cards or alerts.
     pub fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
         let mut inner = self.lock();
-        inner.writes += 1;
         for key in keys {
             if let Some(gone) = inner.keys.remove(key) {
                 inner.entries -= gone.known.len() + gone.absent.len();
@@ -167,7 +151,6 @@ impl StateCache {
 
 impl Inner {
     fn forget_all(&mut self) {
-        self.writes += 1;
         self.keys.clear();
         self.entries = 0;
     }
@@ -223,7 +206,7 @@ mod tests {
         let b = batch("k", 0..3);
         assert_eq!(cache.unchanged(&b, now()), None, "nothing known yet");
         let (snapshot, known) = stored(&b);
-        cache.fill(cache.ticket(), &b, Some((1, &snapshot)), &known);
+        cache.fill(&b, Some((1, &snapshot)), &known);
         assert_eq!(cache.unchanged(&b, now()), Some(Some(snapshot.id.clone())));
         // An alert the cache has not seen: the store decides.
         assert_eq!(cache.unchanged(&batch("k", 0..4), now()), None);
@@ -233,21 +216,10 @@ mod tests {
     }
 
     #[test]
-    fn a_fill_read_before_a_write_is_dropped() {
-        let cache = StateCache::default();
-        let b = batch("k", 0..3);
-        let (snapshot, known) = stored(&b);
-        let ticket = cache.ticket();
-        cache.forget(["another key"]);
-        cache.fill(ticket, &b, Some((1, &snapshot)), &known);
-        assert_eq!(cache.unchanged(&b, now()), None);
-    }
-
-    #[test]
     fn absent_alerts_are_remembered_and_a_change_is_never_unchanged() {
         let cache = StateCache::default();
         let b = batch("k", 0..2);
-        cache.fill(cache.ticket(), &b, None, &HashMap::new());
+        cache.fill(&b, None, &HashMap::new());
         assert_eq!(cache.entries(), 2);
         // Firing alerts for a key with no card open one: not unchanged.
         assert_eq!(cache.unchanged(&b, now()), None);
@@ -260,7 +232,7 @@ mod tests {
         for k in 0..(MAX_ENTRIES / per_key + 5) as u64 {
             let b = batch(&format!("k{k}"), k * 10_000..k * 10_000 + per_key as u64);
             let (snapshot, known) = stored(&b);
-            cache.fill(cache.ticket(), &b, Some((k as i64, &snapshot)), &known);
+            cache.fill(&b, Some((k as i64, &snapshot)), &known);
             assert!(cache.entries() <= MAX_ENTRIES, "{}", cache.entries());
         }
         assert!(cache.entries() > 0);
