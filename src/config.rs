@@ -348,7 +348,8 @@ pub struct DeliveryConfig {
     #[serde(default = "default_backoff_max", deserialize_with = "de_duration")]
     pub backoff_max: Duration,
     /// On shutdown, keep delivering for at most this long; what is left stays
-    /// in the store for the next start.
+    /// in the store for the next start. Not in sandbox mode, whose emulated
+    /// Slack stops with the listener.
     #[serde(
         default = "default_shutdown_deadline",
         deserialize_with = "de_duration"

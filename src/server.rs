@@ -319,7 +319,14 @@ async fn serve(
     axum::serve(listener, http)
         .with_graceful_shutdown(shutdown)
         .await?;
-    info!(deadline = ?config.delivery.shutdown_deadline, "stopped accepting requests; flushing the outbox");
+    // The sandbox's Slack lives on the listener that just closed, and its
+    // messages die with the process: nothing to flush to. What is due stays
+    // in the outbox for the next start.
+    let flush_deadline = match config.sandbox_mode() {
+        true => std::time::Duration::ZERO,
+        false => config.delivery.shutdown_deadline,
+    };
+    info!(deadline = ?flush_deadline, "stopped accepting requests; flushing the outbox");
     // The Bridge stops the server only after its last notification was
     // answered, so nothing accepted is cut off here.
     if let Some(inbound) = inbound {
@@ -333,7 +340,7 @@ async fn serve(
     if let Some(socket_mode) = socket_mode {
         let _ = socket_mode.await;
     }
-    deliverer.drain(config.delivery.shutdown_deadline).await;
+    deliverer.drain(flush_deadline).await;
     supervisor.abort();
     info!("ackbar stopped");
     Ok(())

@@ -712,3 +712,60 @@ async fn a_second_serve_on_one_sqlite_database_is_refused_until_the_first_is_gon
     common::wait_http_ok(&url).await;
     after.kill().await.unwrap();
 }
+
+/// A SIGTERM stops a sandbox-mode server without waiting for
+/// `delivery.shutdown_deadline`: its emulated Slack is served by the
+/// listener that just closed, so operations due at shutdown could only fail
+/// and be retried until the deadline. They stay in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_server_stops_at_once_with_operations_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ackbar.db");
+    let config = json!({
+        "store": {"url": format!("sqlite://{}", db.display())},
+        "delivery": {"reply_batch_window": "1s", "shutdown_deadline": "60s"},
+    });
+    let mut server = common::start_ackbar_process(&config, dir.path(), common::free_port()).await;
+    let hook = server.url("/webhook/alertmanager");
+    let one = webhook("Down", &[firing("Down", "a")]);
+    assert!(
+        common::post_webhook(&http(), &hook, &one)
+            .await
+            .status()
+            .is_success()
+    );
+    eventually_async(Duration::from_secs(20), "the card is posted", || async {
+        let state: Value = get_json(&server.url("/sandbox/api/state")).await;
+        // No routes configured: the default channel.
+        state["channels"][ackbar::config::DEFAULT_CHANNEL]["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 1)
+    })
+    .await;
+    // A second alert: the card's reply and update fall due a second later.
+    let two = webhook("Down", &[firing("Down", "a"), firing("Down", "b")]);
+    assert!(
+        common::post_webhook(&http(), &hook, &two)
+            .await
+            .status()
+            .is_success()
+    );
+    let pid = server.child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), server.child.wait())
+        .await
+        .expect("shutdown must not wait for the 60 s flush deadline")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // What was due is still in the outbox for the next start.
+    let file = config_file(dir.path(), &config);
+    let (code, listed, stderr) = ackbar(&["outbox", "-c", file.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(listed.contains("reply"), "{listed}");
+}
