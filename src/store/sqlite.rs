@@ -48,7 +48,7 @@ use crate::pipeline::card::{self, CardBatch, CardSnapshot, KnownAlert, Plan, Tar
 /// parameters; stay far below).
 const IN_CHUNK: usize = 500;
 
-/// Bytes of the database file the group writer reads through a memory map.
+/// Bytes of the database file each connection reads through a memory map.
 const MMAP_SIZE: i64 = 256 << 20;
 
 /// Alert rows per `INSERT` (13 parameters each).
@@ -98,7 +98,9 @@ impl SqliteStore {
             })
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(busy_timeout);
+            .busy_timeout(busy_timeout)
+            // As the group writer's (see `open_group_connection`).
+            .pragma("mmap_size", MMAP_SIZE.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
