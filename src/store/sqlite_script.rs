@@ -6,11 +6,11 @@
 //! costs far more than the statement itself (about 60 µs against a few). A
 //! query string holding several statements runs them all in one such
 //! command, each statement taking the next of the anonymous `?` binds in
-//! order (sqlx-sqlite's `ExecuteIter`): [`Script::execute`] and
-//! [`Script::fetch`]. The group writer (`super::sqlite_group`) instead owns
-//! a rusqlite connection on its own thread, where a statement costs only
-//! itself: [`Script::fetch_blocking`] runs each statement prepared once and
-//! kept in the connection's statement cache.
+//! order (sqlx-sqlite's `ExecuteIter`): [`Script::execute`]. The group
+//! writer (`super::sqlite_group`) instead owns a rusqlite connection on its
+//! own thread, where a statement costs only itself:
+//! [`Script::fetch_blocking`] runs each statement prepared once and kept in
+//! the connection's statement cache.
 //!
 //! A [`Script`] is built statement by statement, so the code deciding what to
 //! write reads as one query per statement, and it does not know which
@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Arguments, Either, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, SqliteConnection};
 
 use super::StoreError;
 use super::rows::Columns;
@@ -129,20 +129,11 @@ impl<'q> Script<'q> {
             .map(|((sql, start), end)| (sql.as_str(), &self.values[*start..end]))
     }
 
-    /// Runs every statement on a sqlx connection; an empty script costs
-    /// nothing.
+    /// Runs every statement on a sqlx connection, in one round trip; an
+    /// empty script costs nothing.
     pub async fn execute(self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        self.fetch(conn).await.map(drop)
-    }
-
-    /// Runs every statement on a sqlx connection, in one round trip, and
-    /// returns the rows of each, in order (one entry per statement).
-    pub async fn fetch(
-        self,
-        conn: &mut SqliteConnection,
-    ) -> Result<Vec<Vec<SqliteRow>>, StoreError> {
         if self.statements.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let sql = self
             .statements
@@ -167,18 +158,12 @@ impl<'q> Script<'q> {
             };
             added.map_err(sqlx::Error::Encode)?;
         }
-        // Deprecated by sqlx (see the module docs) but what sqlx 0.8 does.
+        // Deprecated by sqlx (see the module docs) but what sqlx 0.8 does:
+        // each statement in turn, until the stream ends.
         #[allow(deprecated)]
         let mut results = sqlx::query_with(&sql, args).fetch_many(conn);
-        let (mut statements, mut rows) = (Vec::new(), Vec::new());
-        while let Some(result) = results.try_next().await? {
-            match result {
-                Either::Right(row) => rows.push(row),
-                // Each statement ends with its result.
-                Either::Left(_) => statements.push(std::mem::take(&mut rows)),
-            }
-        }
-        Ok(statements)
+        while results.try_next().await?.is_some() {}
+        Ok(())
     }
 
     /// Runs every statement on a rusqlite connection, each prepared once
