@@ -36,7 +36,7 @@
 //! |---|---|---|
 //! | `server` (default, with `forward`) | everything, plus the `ackbar` binary and its CLI | running `ackbar serve` |
 //! | `postgres` (default, in `server`) | the PostgreSQL store (sqlx's driver) | several replicas of `ackbar serve` on one database |
-//! | `embedded` | the Layer, [`Bridge`], store (SQLite), pipeline, delivery, route templates (minijinja), Slack endpoints and sandbox (axum, sqlx, reqwest) | a service that runs ackbar in-process |
+//! | `embedded` | the Layer, [`Bridge`], store (SQLite: sqlx, and rusqlite for the group writer), pipeline, delivery, route templates (minijinja), Slack endpoints and sandbox (axum, reqwest) | a service that runs ackbar in-process |
 //! | `forward` | the Layer and its OTLP/HTTP forwarding (reqwest, prost); no HTTP server, no database driver | a service that sends its errors to a remote `ackbar serve` |
 //! | `layer` | the Layer's core with your own [`Sink`] | custom sinks |
 //! | `jemalloc` (default) | jemalloc as the `ackbar` binary's allocator (not on MSVC); the library never sets an allocator | the binary's ingest speed |
