@@ -322,9 +322,10 @@ async fn serve(
     // The sandbox's Slack lives on the listener that just closed, and its
     // messages die with the process: nothing to flush to. What is due stays
     // in the outbox for the next start.
-    let flush_deadline = match config.sandbox_mode() {
-        true => std::time::Duration::ZERO,
-        false => config.delivery.shutdown_deadline,
+    let flush_deadline = if config.sandbox_mode() {
+        std::time::Duration::ZERO
+    } else {
+        config.delivery.shutdown_deadline
     };
     info!(deadline = ?flush_deadline, "stopped accepting requests; flushing the outbox");
     // The Bridge stops the server only after its last notification was

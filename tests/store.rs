@@ -699,10 +699,9 @@ async fn batches_of_one_key_in_one_transaction_see_each_others_rows(store: TestS
     assert_eq!(reply.events.len(), 2, "{:?}", reply.events);
 }
 
-/// Batches of different keys in one transaction, new cards between
-/// existing ones (the SQLite store reads and writes them together, the new
-/// cards' seqs coming from one insert): each card gets its own alerts and
-/// operations.
+/// Batches of different keys in one transaction (the SQLite store's group
+/// commit), new cards between existing ones: each card gets its own alerts
+/// and operations.
 async fn new_and_existing_cards_in_one_transaction_each_get_their_own_rows(store: TestStore) {
     let instance = |fp: u64| alert(fp, AlertStatus::Firing);
     store
@@ -743,11 +742,10 @@ async fn new_and_existing_cards_in_one_transaction_each_get_their_own_rows(store
     }
 }
 
-/// One transaction of more alerts than the SQLite store writes in one
-/// wave (100), over several keys: every card still gets exactly its own
-/// alerts, and a key seen again later in the transaction sees the rows
-/// written for it earlier.
-async fn a_transaction_larger_than_a_wave_writes_every_batch(store: TestStore) {
+/// One transaction of hundreds of alerts over several keys: every card
+/// gets exactly its own alerts, and a key seen again later in the
+/// transaction sees the rows written for it earlier.
+async fn a_large_transaction_over_several_keys_writes_every_batch(store: TestStore) {
     let alerts = |from: u64| -> Vec<Alert> {
         (from..from + 60)
             .map(|fp| alert(fp, AlertStatus::Firing))
@@ -1806,7 +1804,7 @@ on_both_backends!(
     batches_of_one_notification_commit_together_and_a_closed_store_refuses,
     batches_of_one_key_in_one_transaction_see_each_others_rows,
     new_and_existing_cards_in_one_transaction_each_get_their_own_rows,
-    a_transaction_larger_than_a_wave_writes_every_batch,
+    a_large_transaction_over_several_keys_writes_every_batch,
     a_resend_read_before_its_key_changes_in_one_transaction_is_not_remembered,
     repeated_resends_after_a_change_stay_unchanged_until_the_next_change,
     manual_resolve_resolves_every_alert_and_a_refire_reopens,

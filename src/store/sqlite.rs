@@ -273,9 +273,8 @@ fn pending_ops(row: &impl Columns) -> Result<PendingOps, StoreError> {
 pub(super) type KeyRead = (Option<LatestCard>, HashMap<Fingerprint, KnownAlert>);
 
 /// Adds a batch's read to `script`: the latest card of its key, then its
-/// known alerts, [`IN_CHUNK`] fingerprints per statement. Returns how many
-/// statements that is.
-fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
+/// known alerts, [`IN_CHUNK`] fingerprints per statement.
+fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) {
     script
         .push(&select_with_pending_ops(
             "c.seq, c.id, c.state, c.opened_at, c.resolved_at, c.group_digest, c.firing_count,
@@ -283,7 +282,6 @@ fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
             &format!("c.seq = {LATEST_OF_KEY}"),
         ))
         .bind(&batch.key);
-    let mut statements = 1;
     for chunk in batch.alerts.chunks(IN_CHUNK) {
         let placeholders = vec!["?"; chunk.len()].join(",");
         script
@@ -295,9 +293,7 @@ fn push_key_read<'q>(script: &mut Script<'q>, batch: &'q CardBatch) -> usize {
         for a in chunk {
             script.bind(a.fingerprint.0 as i64);
         }
-        statements += 1;
     }
-    statements
 }
 
 /// The rows of one [`push_key_read`], its statements in order.
@@ -323,25 +319,6 @@ fn key_read<R: Columns>(
         known.insert(fingerprint, alert);
     }
     Ok((latest, known))
-}
-
-/// The reads of several batches on the group writer's connection, in their
-/// order. The batches' keys must differ when writes come between their
-/// reads, as [`write_wave`] ensures.
-fn read_keys(
-    conn: &rusqlite::Connection,
-    batches: &[&CardBatch],
-) -> Result<Vec<KeyRead>, StoreError> {
-    let mut script = Script::default();
-    let counts: Vec<usize> = batches
-        .iter()
-        .map(|batch| push_key_read(&mut script, batch))
-        .collect();
-    let mut statements = script.fetch_blocking(conn)?.into_iter();
-    counts
-        .into_iter()
-        .map(|count| key_read(statements.by_ref().take(count)))
-        .collect()
 }
 
 fn insert_op<'q>(
@@ -469,112 +446,83 @@ fn bind_card_columns<'s, 'q>(
         .bind(ms(now))
 }
 
-/// Writes a wave of batches whose keys all differ, each with its `now`:
-/// every batch's read first, then the new cards' inserts (their seqs are
-/// needed by the rest), then every other row and operation. Distinct keys
-/// make this the same as writing the batches one after another: no batch
-/// reads or writes another's card.
-///
-/// Returns each batch's outcome and, for a batch that changed nothing, what
-/// it read (still what its key holds: the cache may learn it).
-pub(super) fn write_wave(
+/// Decides a batch on what its key holds now and writes it: its read, a new
+/// card's insert (the rest needs its seq), then the card's other rows and
+/// operations. Returns the outcome and, for a batch that changed nothing,
+/// what it read (still what its key holds: the cache may learn it).
+pub(super) fn write_batch(
     conn: &rusqlite::Connection,
-    wave: &[(&CardBatch, DateTime<Utc>)],
-) -> Result<Vec<(ApplyOutcome, Option<KeyRead>)>, StoreError> {
-    let batches: Vec<&CardBatch> = wave.iter().map(|(batch, _)| *batch).collect();
-    let reads = read_keys(conn, &batches)?;
-    let plans: Vec<(KeyRead, Plan)> = wave
-        .iter()
-        .zip(reads)
-        .map(|((batch, now), read)| {
-            let (latest, known) = &read;
-            let plan = card::plan(latest.as_ref().map(|c| &c.snapshot), known, batch, *now);
-            (read, plan)
-        })
-        .collect();
-    let changes = wave
-        .iter()
-        .zip(&plans)
-        .filter_map(|((batch, now), (_, plan))| match plan {
-            Plan::Apply(change) => Some((*batch, change, *now)),
-            Plan::Unchanged => None,
-        });
-    let mut seqs = insert_cards(conn, changes)?.into_iter();
+    batch: &CardBatch,
+    now: DateTime<Utc>,
+) -> Result<(ApplyOutcome, Option<KeyRead>), StoreError> {
+    let mut read = Script::default();
+    push_key_read(&mut read, batch);
+    let (latest, known) = key_read(read.fetch_blocking(conn)?)?;
+    let change = match card::plan(latest.as_ref().map(|c| &c.snapshot), &known, batch, now) {
+        Plan::Unchanged => {
+            let outcome = unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id));
+            return Ok((outcome, Some((latest, known))));
+        }
+        Plan::Apply(change) => change,
+    };
+    let (seq, pending) = match (&change.target, latest) {
+        (Target::New(id), _) => (
+            insert_card(conn, batch, id, &change, now)?,
+            PendingOps::default(),
+        ),
+        (Target::Existing(_) | Target::Reopen(_), Some(card)) => (card.seq, card.pending),
+        (_, None) => {
+            return Err(StoreError::Corrupt(
+                "change targets a card that does not exist".into(),
+            ));
+        }
+    };
     let mut script = Script::default();
-    let mut outcomes = Vec::with_capacity(wave.len());
-    for ((batch, now), ((latest, _), plan)) in wave.iter().zip(&plans) {
-        let change = match plan {
-            Plan::Unchanged => {
-                outcomes.push(unchanged(batch, latest.as_ref().map(|c| &c.snapshot.id)));
-                continue;
-            }
-            Plan::Apply(change) => change,
-        };
-        let (seq, pending) = match (&change.target, latest) {
-            (Target::New(_), _) => (
-                seqs.next().ok_or(sqlx::Error::RowNotFound)?,
-                PendingOps::default(),
-            ),
-            (Target::Existing(_) | Target::Reopen(_), Some(card)) => (card.seq, card.pending),
-            (_, None) => {
-                return Err(StoreError::Corrupt(
-                    "change targets a card that does not exist".into(),
-                ));
-            }
-        };
-        let ops_pushed = push_change(&mut script, batch, change, seq, pending, *now);
-        outcomes.push(decisions::changed(batch, change, ops_pushed));
-    }
+    let ops_pushed = push_change(&mut script, batch, &change, seq, pending, now);
     script.execute_blocking(conn)?;
-    let reads = plans.into_iter().map(|(read, plan)| match plan {
-        Plan::Unchanged => Some(read),
-        Plan::Apply(_) => None,
-    });
-    Ok(outcomes.into_iter().zip(reads).collect())
+    Ok((decisions::changed(batch, &change, ops_pushed), None))
 }
 
-/// Inserts the cards that `changes` open (`Target::New`) in one round trip;
-/// their seqs, in order. Other changes are skipped.
-fn insert_cards<'q>(
+/// Inserts the card a change opens; its seq.
+fn insert_card(
     conn: &rusqlite::Connection,
-    changes: impl IntoIterator<Item = (&'q CardBatch, &'q card::Change, DateTime<Utc>)>,
-) -> Result<Vec<i64>, StoreError> {
+    batch: &CardBatch,
+    id: &CardId,
+    change: &card::Change,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     let mut insert = Script::default();
-    for (batch, change, now) in changes {
-        let Target::New(id) = &change.target else {
-            continue;
-        };
-        insert
-            .push(
-                "INSERT INTO cards (id, card_key, route, channel, opened_at, next_escalation_at, manual_resolve,
-                     state, resolved_at, group_labels, common_labels, common_annotations, external_url,
-                     group_digest, firing_count, resolved_count, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
-            )
-            .bind(&id.0)
-            .bind(&batch.key)
-            .bind(&batch.route)
-            .bind(&batch.channel)
-            .bind(ms(change.opened_at))
-            .bind(escalation_due(batch, change, now).map(ms))
-            .bind(batch.manual_resolve());
-        bind_card_columns(&mut insert, batch, change, now);
-    }
     insert
-        .fetch_blocking(conn)?
-        .iter()
-        .map(|rows| rows.first().ok_or(sqlx::Error::RowNotFound)?.int("seq"))
-        .collect()
+        .push(
+            "INSERT INTO cards (id, card_key, route, channel, opened_at, next_escalation_at, manual_resolve,
+                 state, resolved_at, group_labels, common_labels, common_annotations, external_url,
+                 group_digest, firing_count, resolved_count, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(&id.0)
+        .bind(&batch.key)
+        .bind(&batch.route)
+        .bind(&batch.channel)
+        .bind(ms(change.opened_at))
+        .bind(escalation_due(batch, change, now).map(ms))
+        .bind(batch.manual_resolve());
+    bind_card_columns(&mut insert, batch, change, now);
+    let inserted = insert.fetch_blocking(conn)?;
+    inserted
+        .first()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| StoreError::Corrupt("a card insert returned no seq".into()))?
+        .int("seq")
 }
 
 /// Adds a planned change's writes to `script`: an existing card's columns
-/// (a new one is inserted by [`insert_cards`]), its alert rows and its
+/// (a new one is inserted by [`insert_card`]), its alert rows and its
 /// outbox operations. `seq` and `pending` are the card's; the operations
 /// added are returned, known from `pending` without a query.
 fn push_change<'q>(
     script: &mut Script<'q>,
     batch: &'q CardBatch,
-    change: &'q card::Change,
+    change: &card::Change,
     seq: i64,
     mut pending: PendingOps,
     now: DateTime<Utc>,

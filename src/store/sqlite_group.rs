@@ -22,7 +22,6 @@
 //! asked for it: a client that disconnects cannot cancel a transaction
 //! other requests share.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -30,7 +29,7 @@ use rusqlite::TransactionBehavior;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::write_wave;
+use super::sqlite::write_batch;
 use super::state_cache::StateCache;
 use super::{ApplyOutcome, StoreError};
 use crate::pipeline::card::CardBatch;
@@ -41,10 +40,6 @@ const QUEUE: usize = 1024;
 /// Alerts per group transaction: bounds the transaction's size (and so the
 /// wait of the requests in it); a single larger notification is written alone.
 const MAX_GROUP_ALERTS: usize = 20_000;
-
-/// Alerts per wave (see [`write`]): bounds the size of a wave's reads and
-/// of the rows the thread holds for it.
-const MAX_WAVE_ALERTS: usize = 100;
 
 type Answer = Result<Vec<ApplyOutcome>, StoreError>;
 
@@ -178,12 +173,9 @@ fn commit_group(conn: &mut rusqlite::Connection, cache: &StateCache, group: Vec<
 }
 
 /// One transaction: each job's batches decided under the write lock (seeing
-/// the jobs before it) and written. The batches go to SQLite in waves of
-/// distinct keys (a key seen again starts the next wave, which then sees
-/// the first one's rows): a wave's reads all come first, then its new
-/// cards, then its other writes. After the commit, before anyone is
-/// answered and while nothing else can write, the cache forgets the keys
-/// written and learns what the other batches read.
+/// the batches before it) and written, one after another. After the
+/// commit, before anyone is answered and while nothing else can write, the
+/// cache forgets the keys written and learns what the other batches read.
 fn write(
     conn: &mut rusqlite::Connection,
     cache: &StateCache,
@@ -194,22 +186,10 @@ fn write(
         .flat_map(|job| job.batches.iter().map(|batch| (batch, job.now)))
         .collect();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut outcomes = Vec::with_capacity(batches.len());
-    let mut rest = &batches[..];
-    while !rest.is_empty() {
-        let (mut keys, mut alerts) = (HashSet::new(), 0);
-        let len = rest
-            .iter()
-            .take_while(|(batch, _)| {
-                alerts += batch.alerts.len();
-                // The first batch always goes, however large.
-                (keys.is_empty() || alerts <= MAX_WAVE_ALERTS) && keys.insert(batch.key.as_str())
-            })
-            .count();
-        let (wave, next) = rest.split_at(len);
-        outcomes.extend(write_wave(&tx, wave)?);
-        rest = next;
-    }
+    let outcomes = batches
+        .iter()
+        .map(|(batch, now)| write_batch(&tx, batch, *now))
+        .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
     // In order: a key a later batch wrote is forgotten even if an earlier
     // one read it, and a read after a write is what the key holds.
