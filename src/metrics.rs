@@ -18,6 +18,7 @@ use crate::model::OtlpSignal;
 pub const NOTIFICATIONS_RECEIVED: &str = "ackbar_notifications_received_total";
 pub const NOTIFICATIONS_REJECTED: &str = "ackbar_notifications_rejected_total";
 pub const NOTIFICATIONS_DEDUPED: &str = "ackbar_notifications_deduped_total";
+pub const RESENDS_RECOGNISED: &str = "ackbar_resends_recognised_total";
 pub const ALERTS_RECEIVED: &str = "ackbar_alerts_received_total";
 pub const ALERTS_UNROUTED: &str = "ackbar_alerts_unrouted_total";
 pub const CARDS_OPENED: &str = "ackbar_cards_opened_total";
@@ -82,6 +83,10 @@ fn describe() {
     describe_counter!(
         NOTIFICATIONS_DEDUPED,
         "Accepted notifications that changed nothing (no Slack call)."
+    );
+    describe_counter!(
+        RESENDS_RECOGNISED,
+        "Of those, Alertmanager re-sends recognised by their bytes, without decoding."
     );
     describe_counter!(ALERTS_RECEIVED, "Alerts in accepted notifications.");
     describe_counter!(

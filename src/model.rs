@@ -258,6 +258,9 @@ pub enum OtlpSignal {
 }
 
 impl Source {
+    /// [`Source::kind`] of Alertmanager notifications.
+    pub const ALERTMANAGER_KIND: &'static str = "alertmanager";
+
     /// Whether the source says when its alerts resolve. Alertmanager does;
     /// sources that only report occurrences (a service's errors) do not:
     /// their cards get a Resolve button and resolve after a quiet period.
@@ -271,7 +274,7 @@ impl Source {
     /// The `source` label of ingest metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Source::Alertmanager { .. } => "alertmanager",
+            Source::Alertmanager { .. } => Self::ALERTMANAGER_KIND,
             Source::Otlp {
                 signal: OtlpSignal::Logs,
             } => "otlp_logs",

@@ -352,10 +352,15 @@ impl App {
     /// work. `Ok` means every change is durable.
     async fn ingest(&self, notification: Notification) -> Result<IngestReport, StoreError> {
         let report = self.pipeline.ingest(notification, Utc::now()).await?;
+        Ok(self.wake_delivery(report))
+    }
+
+    /// Wakes delivery for the channels `report` gave work.
+    fn wake_delivery(&self, report: IngestReport) -> IngestReport {
         for channel in report.channels_to_wake() {
             self.deliverer.wake(channel);
         }
-        Ok(report)
+        report
     }
 }
 
@@ -412,9 +417,19 @@ async fn read_body(request: Request) -> Result<Bytes, (StatusCode, String)> {
 #[derive(serde::Serialize)]
 struct Accepted {
     status: &'static str,
-    alerts: usize,
+    alerts: u64,
     cards_changed: usize,
     unrouted: u64,
+}
+
+fn accepted(alerts: u64, cards_changed: usize, unrouted: u64) -> Response {
+    let answer = Accepted {
+        status: "accepted",
+        alerts,
+        cards_changed,
+        unrouted,
+    };
+    (StatusCode::OK, Json(answer)).into_response()
 }
 
 async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> Response {
@@ -433,6 +448,9 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         Ok(body) => body,
         Err((status, message)) => return error(status, message),
     };
+    if let Some(resent) = app.pipeline.recognise_resend(&body) {
+        return accepted(resent.alerts, 0, resent.unrouted);
+    }
     let notification = match alertmanager::decode(&body) {
         Ok(n) => n,
         Err(e) => {
@@ -440,17 +458,15 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
             return error(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
-    let alerts = notification.alerts.len();
-    match app.ingest(notification).await {
+    let alerts = notification.alerts.len() as u64;
+    let ingested = app
+        .pipeline
+        .ingest_resendable(&body, notification, Utc::now())
+        .await;
+    match ingested.map(|report| app.wake_delivery(report)) {
         Ok(report) => {
             let changed = report.outcomes.iter().filter(|o| o.changed).count();
-            let answer = Accepted {
-                status: "accepted",
-                alerts,
-                cards_changed: changed,
-                unrouted: report.unrouted,
-            };
-            (StatusCode::OK, Json(answer)).into_response()
+            accepted(alerts, changed, report.unrouted)
         }
         Err(e) => {
             warn!(error = %e, "cannot commit a notification; answering 503 so Alertmanager retries");

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod escalation;
 pub mod oncall;
 pub mod quiet;
+pub mod resend;
 pub mod route;
 pub mod timer;
 
@@ -23,9 +24,10 @@ use metrics::counter;
 
 use crate::config::RouteConfig;
 use crate::metrics as m;
-use crate::model::{Alert, Labels, Notification};
+use crate::model::{Alert, Labels, Notification, Source};
 use crate::store::{ApplyOutcome, Store, StoreError};
 use card::CardBatch;
+use resend::{Resends, Resent, Stamps};
 use route::Router;
 
 /// Quiet alerts resolved per store transaction.
@@ -35,6 +37,7 @@ pub struct Pipeline {
     router: Arc<Router>,
     store: Arc<dyn Store>,
     reply_batch_window: Duration,
+    resends: Resends,
 }
 
 /// What one notification did.
@@ -64,6 +67,7 @@ impl Pipeline {
             router,
             store,
             reply_batch_window,
+            resends: Resends::default(),
         }
     }
 
@@ -200,25 +204,82 @@ impl Pipeline {
         let alerts = notification.alerts.len() as u64;
         let source = notification.source.kind();
         let (batches, unrouted) = self.batches(notification);
-        let outcomes = if batches.is_empty() {
-            Vec::new()
-        } else {
-            self.store
-                .apply_owned(batches, now)
-                .await
-                .inspect_err(|_| m::store_error())?
-        };
-        counter!(m::NOTIFICATIONS_RECEIVED, "source" => source).increment(1);
-        counter!(m::ALERTS_RECEIVED).increment(alerts);
-        if unrouted > 0 {
-            counter!(m::ALERTS_UNROUTED).increment(unrouted);
-        }
-        if outcomes.iter().all(|o| !o.changed) {
-            counter!(m::NOTIFICATIONS_DEDUPED).increment(1);
-        }
-        count_outcomes(&outcomes);
-        Ok(IngestReport { outcomes, unrouted })
+        let outcomes = self.apply(batches, now).await?;
+        let report = IngestReport { outcomes, unrouted };
+        count_received(source, alerts, &report);
+        Ok(report)
     }
+
+    /// [`Pipeline::ingest`] of the Alertmanager notification decoded from
+    /// `body`, which [`Pipeline::recognise_resend`] then recognises while
+    /// it would change nothing (see [`resend`]).
+    pub async fn ingest_resendable(
+        &self,
+        body: &[u8],
+        notification: Notification,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        // Other sources' decisions depend on the time (quiet periods).
+        let resendable = notification.source.resolves_itself();
+        let alerts = notification.alerts.len() as u64;
+        let source = notification.source.kind();
+        let (batches, unrouted) = self.batches(notification);
+        let before = resendable
+            .then(|| Stamps::of(&batches, &*self.store))
+            .flatten();
+        let outcomes = self.apply(batches, now).await?;
+        let report = IngestReport { outcomes, unrouted };
+        count_received(source, alerts, &report);
+        if let Some(before) = before
+            && report.outcomes.iter().all(|o| !o.changed)
+        {
+            let answer = Resent { alerts, unrouted };
+            self.resends.remember(body, before, answer, &*self.store);
+        }
+        Ok(report)
+    }
+
+    /// The answer to `body` when it is byte for byte an Alertmanager
+    /// notification that changed nothing, and nothing it touched changed
+    /// since: it would change nothing again. Counted like an applied
+    /// re-send.
+    pub fn recognise_resend(&self, body: &[u8]) -> Option<Resent> {
+        let resent = self.resends.recognise(body, &*self.store)?;
+        let report = IngestReport {
+            outcomes: Vec::new(),
+            unrouted: resent.unrouted,
+        };
+        count_received(Source::ALERTMANAGER_KIND, resent.alerts, &report);
+        counter!(m::RESENDS_RECOGNISED).increment(1);
+        Some(resent)
+    }
+
+    async fn apply(
+        &self,
+        batches: Vec<CardBatch>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
+        if batches.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .apply_owned(batches, now)
+            .await
+            .inspect_err(|_| m::store_error())
+    }
+}
+
+/// Counts an accepted notification of `alerts` alerts from `source`.
+fn count_received(source: &'static str, alerts: u64, report: &IngestReport) {
+    counter!(m::NOTIFICATIONS_RECEIVED, "source" => source).increment(1);
+    counter!(m::ALERTS_RECEIVED).increment(alerts);
+    if report.unrouted > 0 {
+        counter!(m::ALERTS_UNROUTED).increment(report.unrouted);
+    }
+    if report.outcomes.iter().all(|o| !o.changed) {
+        counter!(m::NOTIFICATIONS_DEDUPED).increment(1);
+    }
+    count_outcomes(&report.outcomes);
 }
 
 /// `value` itself for its last user, a copy for the others.

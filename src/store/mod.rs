@@ -510,6 +510,17 @@ pub trait Store: Send + Sync + 'static {
         self.apply(&batches, now).await
     }
 
+    /// A stamp of what this process's state cache holds for `key`, new
+    /// whenever that changes; `None` when it holds nothing for the key.
+    /// While a key keeps its stamp, a batch for it that was decided
+    /// unchanged would be decided unchanged again, so a caller may answer a
+    /// byte-identical re-send without deciding it again
+    /// ([`crate::pipeline::resend`]). Stores written by other processes too
+    /// (PostgreSQL, shared by replicas) keep no such cache.
+    fn cache_stamp(&self, _key: &str) -> Option<u64> {
+        None
+    }
+
     /// Cheap reachability check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -768,6 +768,10 @@ impl Store for SqliteStore {
         self.group.apply(batches, now).await
     }
 
+    fn cache_stamp(&self, key: &str) -> Option<u64> {
+        self.cache.stamp(key)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.writer).await?;
         Ok(())

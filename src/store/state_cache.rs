@@ -22,9 +22,18 @@
 //!
 //! The cache is bounded: past [`MAX_ENTRIES`] alert entries it starts over
 //! empty, so memory does not grow with the number of alerts ever seen.
+//!
+//! Every entry carries a stamp, new each time the entry is created or
+//! changed (stamps are never reused): a caller that saw a key decided
+//! "unchanged" under one stamp knows that, while the key still has that
+//! stamp, the same batch would be decided the same way
+//! ([`StateCache::stamp`], used to recognise byte-identical re-sends).
+//!
+//! Lookups share a read lock: re-sends on every worker thread decide in
+//! parallel; only the group writer takes the write lock.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -36,17 +45,21 @@ pub const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Default)]
 pub(super) struct StateCache {
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
     keys: HashMap<String, CachedKey>,
     entries: usize,
+    /// The last stamp given out.
+    last_stamp: u64,
 }
 
 /// One card key as the store holds it.
 struct CachedKey {
+    /// New whenever the entry is created or changed.
+    stamp: u64,
     /// The key's latest card and its row sequence number; `None`: no card.
     latest: Option<(i64, CardSnapshot)>,
     /// Stored alerts of the latest card, by fingerprint.
@@ -56,12 +69,19 @@ struct CachedKey {
 }
 
 impl StateCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// `None` after a panic under the write lock: the cache may be
+    /// inconsistent, so it answers nothing until the next write starts over.
+    fn read(&self) -> Option<RwLockReadGuard<'_, Inner>> {
+        self.inner.read().ok()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         // Nothing panics while holding the lock; should it, the cache may be
         // inconsistent, so start over.
-        self.inner.lock().unwrap_or_else(|poisoned| {
+        self.inner.write().unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
             inner.forget_all();
+            self.inner.clear_poison();
             inner
         })
     }
@@ -70,7 +90,7 @@ impl StateCache {
     /// batch changes nothing (`card`: the key's latest card, if any);
     /// `None` when the database has to decide.
     pub fn unchanged(&self, batch: &CardBatch, now: DateTime<Utc>) -> Option<Option<CardId>> {
-        let inner = self.lock();
+        let inner = self.read()?;
         let cached = inner.keys.get(&batch.key)?;
         let complete = batch.alerts.iter().all(|a| {
             cached.known.contains_key(&a.fingerprint) || cached.absent.contains(&a.fingerprint)
@@ -94,17 +114,22 @@ impl StateCache {
         latest: Option<(i64, &CardSnapshot)>,
         known: &HashMap<Fingerprint, KnownAlert>,
     ) {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         if inner.entries + batch.alerts.len() > MAX_ENTRIES {
             inner.forget_all();
         }
+        inner.last_stamp += 1;
+        let stamp = inner.last_stamp;
         let fresh = || CachedKey {
+            stamp,
             latest: latest.map(|(seq, snapshot)| (seq, snapshot.clone())),
             known: HashMap::new(),
             absent: HashSet::new(),
         };
         let inner = &mut *inner;
         let cached = inner.keys.entry(batch.key.clone()).or_insert_with(fresh);
+        // Conservatively a change even when it only learns new alerts.
+        cached.stamp = stamp;
         if cached.latest.as_ref().map(|(seq, _)| *seq) != latest.map(|(seq, _)| seq) {
             // A new card for the key: what was known is of the old one.
             inner.entries -= cached.known.len() + cached.absent.len();
@@ -130,7 +155,7 @@ impl StateCache {
 
     /// A commit changed these keys' cards or alerts.
     pub fn forget<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
-        let mut inner = self.lock();
+        let mut inner = self.write();
         for key in keys {
             if let Some(gone) = inner.keys.remove(key) {
                 inner.entries -= gone.known.len() + gone.absent.len();
@@ -140,12 +165,17 @@ impl StateCache {
 
     /// A commit changed cards the cache cannot name by key.
     pub fn forget_all(&self) {
-        self.lock().forget_all();
+        self.write().forget_all();
+    }
+
+    /// The current stamp of `key`'s entry; `None` when the key is not held.
+    pub fn stamp(&self, key: &str) -> Option<u64> {
+        Some(self.read()?.keys.get(key)?.stamp)
     }
 
     #[cfg(test)]
     fn entries(&self) -> usize {
-        self.lock().entries
+        self.write().entries
     }
 }
 
@@ -213,6 +243,35 @@ mod tests {
         cache.forget(["k"]);
         assert_eq!(cache.unchanged(&b, now()), None);
         assert_eq!(cache.entries(), 0);
+    }
+
+    #[test]
+    fn every_change_to_an_entry_gives_it_a_stamp_never_given_before() {
+        let cache = StateCache::default();
+        let b = batch("k", 0..2);
+        let (snapshot, known) = stored(&b);
+        assert_eq!(cache.stamp("k"), None);
+        let mut seen = Vec::new();
+        for step in 0..4 {
+            match step {
+                2 => cache.forget(["k"]),
+                3 => cache.forget_all(),
+                _ => {}
+            }
+            if step >= 2 {
+                assert_eq!(cache.stamp("k"), None, "forgotten");
+            }
+            // Step 1 refills with the same state: still a new stamp.
+            cache.fill(&b, Some((1, &snapshot)), &known);
+            let stamp = cache.stamp("k").expect("filled");
+            assert!(!seen.contains(&stamp), "stamp {stamp} reused: {seen:?}");
+            seen.push(stamp);
+        }
+        // Another key's fill leaves this one's stamp alone.
+        cache.fill(&batch("other", 5..6), None, &HashMap::new());
+        assert_eq!(cache.stamp("k"), seen.last().copied());
+        cache.forget(["k"]);
+        assert_eq!(cache.stamp("k"), None);
     }
 
     #[test]
