@@ -8,7 +8,10 @@
 //!   Python.
 //! * `pipeline_benches`: decode + the ingest pipeline with the SQLite store
 //!   (durable: WAL, `synchronous = FULL`), in the two load-harness modes:
-//!   `repeat` (the same alerts again: the dedupe path, no write) and `unique`
+//!   `repeat` (the same alerts again: the dedupe path, no write; decoded
+//!   and decided by the state cache, as a re-send whose bytes differ),
+//!   `resend_recognised` (the same bytes again, as Alertmanager re-sends
+//!   them: recognised without decoding, see `pipeline::resend`) and `unique`
 //!   (new alerts joining 100 cycling groups: state, alerts and outbox rows
 //!   written in one transaction per notification), and `unique_16_at_once`
 //!   (16 such notifications in flight together, as from the load harness's
@@ -202,6 +205,32 @@ fn pipeline_benches(c: &mut Criterion) {
                     .expect("ingest")
             })
         });
+        // The webhook's path for the same bytes: decided once from the
+        // database (which teaches the cache), once from the cache (which
+        // remembers the body), recognised from then on.
+        for _ in 0..2 {
+            let notification = decode(&body).expect("decode");
+            bench
+                .runtime
+                .block_on(
+                    bench
+                        .pipeline
+                        .ingest_resendable(&body, notification, chrono::Utc::now()),
+                )
+                .expect("ingest");
+        }
+        group.bench_with_input(
+            BenchmarkId::new("resend_recognised", n),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    bench
+                        .pipeline
+                        .recognise_resend(black_box(body))
+                        .expect("recognised")
+                })
+            },
+        );
 
         let bench = pipeline_with_sqlite();
         let mut counter = 0u64;
