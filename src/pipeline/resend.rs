@@ -204,9 +204,19 @@ mod tests {
         false
     }
 
+    /// Sends `body` until it is recognised: the first send applies it, the
+    /// second is decided from the database, the third from the cache,
+    /// which remembers it.
+    async fn until_recognised(pipeline: &Pipeline, body: &[u8]) {
+        for _ in 0..3 {
+            send(pipeline, body).await;
+        }
+        assert!(send(pipeline, body).await, "recognised at the fourth send");
+    }
+
     #[tokio::test]
     async fn an_unchanged_body_is_recognised_until_its_card_changes() {
-        let (pipeline, _store) = pipeline().await;
+        let (pipeline, _) = pipeline().await;
         let firing = body("firing", "db-1");
         assert!(!send(&pipeline, &firing).await, "opens the card");
         assert!(!send(&pipeline, &firing).await, "decided by the database");
@@ -241,12 +251,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_to_another_key_does_not_forget_a_body() {
-        let (pipeline, _store) = pipeline().await;
+        let (pipeline, _) = pipeline().await;
         let db = body("firing", "db-1");
-        for _ in 0..3 {
-            send(&pipeline, &db).await;
-        }
-        assert!(send(&pipeline, &db).await);
+        until_recognised(&pipeline, &db).await;
         // Another group: another card key.
         let other = br#"{"version": "4", "groupKey": "other", "status": "firing",
             "alerts": [{"status": "firing", "labels": {"alertname": "Other"},
@@ -257,12 +264,9 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_that_differ_in_one_byte_are_decided() {
-        let (pipeline, _store) = pipeline().await;
+        let (pipeline, _) = pipeline().await;
         let db = body("firing", "db-1");
-        for _ in 0..3 {
-            send(&pipeline, &db).await;
-        }
-        assert!(send(&pipeline, &db).await);
+        until_recognised(&pipeline, &db).await;
         let mut spaced = db.clone();
         spaced.push(b' ');
         assert!(!send(&pipeline, &spaced).await);
@@ -270,7 +274,7 @@ mod tests {
 
     #[tokio::test]
     async fn remembered_bodies_stay_within_the_bound() {
-        let (pipeline, store) = pipeline().await;
+        let (_, store) = pipeline().await;
         let resends = Resends::default();
         let big = vec![b' '; MAX_BODY_BYTES];
         for i in 0..(MAX_BYTES / MAX_BODY_BYTES + 3) {
@@ -291,6 +295,5 @@ mod tests {
         };
         resends.remember(&too_big, Stamps(Vec::new()), answer, &*store);
         assert_eq!(resends.recognise(&too_big, &*store), None);
-        drop(pipeline);
     }
 }
