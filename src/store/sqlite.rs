@@ -1297,3 +1297,73 @@ impl Store for SqliteStore {
         installs::remove_installation(&self.writer, team_id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::AlertStatus;
+    use crate::pipeline::card::tests::{alert, batch, t};
+
+    /// One notification the database refuses, in a group commit with
+    /// others: the group is written again one notification at a time, so
+    /// only that one fails and every other one is committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_notification_the_database_refuses_fails_alone_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let store = Arc::new(
+            SqliteStore::open(&url, Duration::from_secs(5))
+                .await
+                .unwrap(),
+        );
+        // A value SQLite refuses, by the database's own rule.
+        sqlx::query(
+            "CREATE TRIGGER poison BEFORE INSERT ON alerts WHEN NEW.labels LIKE '%poison%'
+             BEGIN SELECT RAISE(ABORT, 'poisoned alert'); END",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        const POISONED: usize = 11;
+        let notification = |i: usize| {
+            let mut a = alert(i as u64, AlertStatus::Firing);
+            if i == POISONED {
+                a.labels.insert("poison".into(), "yes".into());
+            }
+            CardBatch {
+                key: format!("k{i}"),
+                ..batch(vec![a])
+            }
+        };
+        // Holding the write lock while they queue puts them all in one
+        // group (the writer takes the first, then everything queued).
+        let held = store.writer.acquire().await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.apply(&[notification(i)], t(0)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(held);
+        for (i, task) in tasks.into_iter().enumerate() {
+            let result = tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("answered in time")
+                .unwrap();
+            match result {
+                Err(e) if i == POISONED => assert!(e.to_string().contains("poisoned"), "{e}"),
+                Ok(outcomes) if i != POISONED => assert!(outcomes[0].opened, "{i}"),
+                other => panic!("notification {i}: {other:?}"),
+            }
+        }
+        // What was answered is committed: the same again changes nothing.
+        for i in (0..16).filter(|i| *i != POISONED) {
+            let outcomes = store.apply(&[notification(i)], t(1)).await.unwrap();
+            assert!(!outcomes[0].changed, "{i}");
+        }
+    }
+}
