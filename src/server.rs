@@ -352,15 +352,15 @@ impl App {
     /// work. `Ok` means every change is durable.
     async fn ingest(&self, notification: Notification) -> Result<IngestReport, StoreError> {
         let report = self.pipeline.ingest(notification, Utc::now()).await?;
-        Ok(self.wake_delivery(report))
+        self.wake_delivery(&report);
+        Ok(report)
     }
 
     /// Wakes delivery for the channels `report` gave work.
-    fn wake_delivery(&self, report: IngestReport) -> IngestReport {
+    fn wake_delivery(&self, report: &IngestReport) {
         for channel in report.channels_to_wake() {
             self.deliverer.wake(channel);
         }
-        report
     }
 }
 
@@ -463,7 +463,7 @@ async fn alertmanager_webhook(State(app): State<Arc<App>>, request: Request) -> 
         .pipeline
         .ingest_resendable(&body, notification, Utc::now())
         .await;
-    match ingested.map(|report| app.wake_delivery(report)) {
+    match ingested.inspect(|report| app.wake_delivery(report)) {
         Ok(report) => {
             let changed = report.outcomes.iter().filter(|o| o.changed).count();
             accepted(alerts, changed, report.unrouted)

@@ -201,13 +201,7 @@ impl Pipeline {
         notification: Notification,
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError> {
-        let alerts = notification.alerts.len() as u64;
-        let source = notification.source.kind();
-        let (batches, unrouted) = self.batches(notification);
-        let outcomes = self.apply(batches, now).await?;
-        let report = IngestReport { outcomes, unrouted };
-        count_received(source, alerts, &report);
-        Ok(report)
+        self.ingest_from(None, notification, now).await
     }
 
     /// [`Pipeline::ingest`] of the Alertmanager notification decoded from
@@ -219,24 +213,7 @@ impl Pipeline {
         notification: Notification,
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError> {
-        // Other sources' decisions depend on the time (quiet periods).
-        let resendable = notification.source.resolves_itself();
-        let alerts = notification.alerts.len() as u64;
-        let source = notification.source.kind();
-        let (batches, unrouted) = self.batches(notification);
-        let before = resendable
-            .then(|| Stamps::of(&batches, &*self.store))
-            .flatten();
-        let outcomes = self.apply(batches, now).await?;
-        let report = IngestReport { outcomes, unrouted };
-        count_received(source, alerts, &report);
-        if let Some(before) = before
-            && report.outcomes.iter().all(|o| !o.changed)
-        {
-            let answer = Resent { alerts, unrouted };
-            self.resends.remember(body, before, answer, &*self.store);
-        }
-        Ok(report)
+        self.ingest_from(Some(body), notification, now).await
     }
 
     /// The answer to `body` when it is byte for byte an Alertmanager
@@ -245,13 +222,39 @@ impl Pipeline {
     /// re-send.
     pub fn recognise_resend(&self, body: &[u8]) -> Option<Resent> {
         let resent = self.resends.recognise(body, &*self.store)?;
-        let report = IngestReport {
-            outcomes: Vec::new(),
-            unrouted: resent.unrouted,
-        };
-        count_received(Source::ALERTMANAGER_KIND, resent.alerts, &report);
+        count_received(
+            Source::ALERTMANAGER_KIND,
+            resent.alerts,
+            resent.unrouted,
+            &[],
+        );
         counter!(m::RESENDS_RECOGNISED).increment(1);
         Some(resent)
+    }
+
+    /// Applies `notification`, remembering `body` (what it was decoded
+    /// from) when it changed nothing and its decision does not depend on
+    /// the time: other sources' alerts resolve by quiet periods.
+    async fn ingest_from(
+        &self,
+        body: Option<&[u8]>,
+        notification: Notification,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError> {
+        let body = body.filter(|_| notification.source.resolves_itself());
+        let alerts = notification.alerts.len() as u64;
+        let source = notification.source.kind();
+        let (batches, unrouted) = self.batches(notification);
+        let before = body.and_then(|_| Stamps::of(&batches, &*self.store));
+        let outcomes = self.apply(batches, now).await?;
+        count_received(source, alerts, unrouted, &outcomes);
+        if let Some((body, before)) = body.zip(before)
+            && outcomes.iter().all(|o| !o.changed)
+        {
+            let answer = Resent { alerts, unrouted };
+            self.resends.remember(body, before, answer, &*self.store);
+        }
+        Ok(IngestReport { outcomes, unrouted })
     }
 
     async fn apply(
@@ -270,16 +273,16 @@ impl Pipeline {
 }
 
 /// Counts an accepted notification of `alerts` alerts from `source`.
-fn count_received(source: &'static str, alerts: u64, report: &IngestReport) {
+fn count_received(source: &'static str, alerts: u64, unrouted: u64, outcomes: &[ApplyOutcome]) {
     counter!(m::NOTIFICATIONS_RECEIVED, "source" => source).increment(1);
     counter!(m::ALERTS_RECEIVED).increment(alerts);
-    if report.unrouted > 0 {
-        counter!(m::ALERTS_UNROUTED).increment(report.unrouted);
+    if unrouted > 0 {
+        counter!(m::ALERTS_UNROUTED).increment(unrouted);
     }
-    if report.outcomes.iter().all(|o| !o.changed) {
+    if outcomes.iter().all(|o| !o.changed) {
         counter!(m::NOTIFICATIONS_DEDUPED).increment(1);
     }
-    count_outcomes(&report.outcomes);
+    count_outcomes(outcomes);
 }
 
 /// `value` itself for its last user, a copy for the others.

@@ -90,15 +90,23 @@ pub struct Resends {
 
 #[derive(Default)]
 struct Memo {
-    /// By the body's hash; the body itself is compared too.
-    bodies: HashMap<u64, Remembered>,
+    /// By the body's length: most bodies that reach the webhook are not
+    /// re-sends, and only one of a remembered length is hashed.
+    bodies: HashMap<usize, Vec<Remembered>>,
     bytes: usize,
 }
 
 struct Remembered {
+    hash: u64,
     body: Box<[u8]>,
     stamps: Stamps,
     answer: Resent,
+}
+
+impl Remembered {
+    fn is(&self, hash: u64, body: &[u8]) -> bool {
+        self.hash == hash && *self.body == *body
+    }
 }
 
 impl Resends {
@@ -106,8 +114,10 @@ impl Resends {
     /// touched changed since.
     pub fn recognise(&self, body: &[u8], store: &dyn Store) -> Option<Resent> {
         let memo = self.memo.read().ok()?;
-        let remembered = memo.bodies.get(&hash(body))?;
-        (*remembered.body == *body && remembered.stamps.hold(store)).then_some(remembered.answer)
+        let same_length = memo.bodies.get(&body.len())?;
+        let hash = hash(body);
+        let remembered = same_length.iter().find(|r| r.is(hash, body))?;
+        remembered.stamps.hold(store).then_some(remembered.answer)
     }
 
     /// Remembers `body`, which changed nothing, with the stamps its keys
@@ -124,14 +134,21 @@ impl Resends {
         if memo.bytes + body.len() > MAX_BYTES {
             *memo = Memo::default();
         }
+        let hash = hash(body);
         let remembered = Remembered {
+            hash,
             body: body.into(),
             stamps: before,
             answer,
         };
-        memo.bytes += body.len();
-        if let Some(replaced) = memo.bodies.insert(hash(body), remembered) {
-            memo.bytes -= replaced.body.len();
+        let Memo { bodies, bytes } = &mut *memo;
+        let same_length = bodies.entry(body.len()).or_default();
+        match same_length.iter_mut().find(|r| r.is(hash, body)) {
+            Some(old) => *old = remembered,
+            None => {
+                same_length.push(remembered);
+                *bytes += body.len();
+            }
         }
     }
 
@@ -270,6 +287,24 @@ mod tests {
         let mut spaced = db.clone();
         spaced.push(b' ');
         assert!(!send(&pipeline, &spaced).await);
+    }
+
+    #[tokio::test]
+    async fn remembered_bodies_of_one_length_are_told_apart() {
+        let (_, store) = pipeline().await;
+        let resends = Resends::default();
+        let answer = |alerts| Resent {
+            alerts,
+            unrouted: 0,
+        };
+        resends.remember(b"body-a", Stamps(Vec::new()), answer(1), &*store);
+        resends.remember(b"body-b", Stamps(Vec::new()), answer(2), &*store);
+        // Remembering a body again replaces it and counts it once.
+        resends.remember(b"body-a", Stamps(Vec::new()), answer(3), &*store);
+        assert_eq!(resends.recognise(b"body-a", &*store), Some(answer(3)));
+        assert_eq!(resends.recognise(b"body-b", &*store), Some(answer(2)));
+        assert_eq!(resends.recognise(b"body-c", &*store), None);
+        assert_eq!(resends.bytes(), 12);
     }
 
     #[tokio::test]
