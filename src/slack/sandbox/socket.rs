@@ -584,10 +584,14 @@ impl Sandbox {
             timeout,
             first_tx,
         ));
-        let result = match tokio::time::timeout(timeout, first_rx).await {
-            Ok(Ok(Ok(payload))) => Ok((200, payload.map(|p| p.to_string()).unwrap_or_default())),
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) | Err(_) => Err(ActError::NotAcked {
+        // The delivery task alone settles the outcome (it gives up on the
+        // ack after `timeout`). A second timer here would race it: a task
+        // polled late could see a redelivery's ack before its own timer and
+        // report a dropped ack as acked.
+        let result = match first_rx.await {
+            Ok(Ok(payload)) => Ok((200, payload.map(|p| p.to_string()).unwrap_or_default())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ActError::NotAcked {
                 envelope_id: envelope_id.clone(),
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             }),
@@ -605,8 +609,10 @@ impl Sandbox {
         Some(result.map(|(status, body)| (status, body, elapsed_ms)))
     }
 
-    /// Sends an envelope and its redeliveries; reports the first ack (or a
-    /// failure to send at all) on `first`.
+    /// Sends an envelope and its redeliveries. Reports on `first` what the
+    /// sender sees: the ack if it comes within `timeout` of the first send
+    /// (a redelivery after a closed connection counts while that window is
+    /// open), else [`ActError::NotAcked`], or a failure to send at all.
     async fn deliver_envelope(
         self,
         envelope_id: String,
@@ -614,6 +620,11 @@ impl Sandbox {
         timeout: Duration,
         first: oneshot::Sender<Result<Option<Value>, ActError>>,
     ) {
+        let window_ends = Instant::now() + timeout;
+        let not_acked = || ActError::NotAcked {
+            envelope_id: envelope_id.clone(),
+            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
         let mut first = Some(first);
         let mut retry_reason = envelope.retry_reason.clone();
         for n in 0..=MAX_REDELIVERIES {
@@ -647,10 +658,18 @@ impl Sandbox {
                 }
                 Ok(Ok(AckOutcome::ConnectionClosed)) | Ok(Err(_)) => {
                     retry_reason = Some("connection_closed".to_owned());
+                    if Instant::now() >= window_ends
+                        && let Some(tx) = first.take()
+                    {
+                        let _ = tx.send(Err(not_acked()));
+                    }
                 }
                 Err(_) => {
                     self.lock().socket.pending.remove(&envelope_id);
                     retry_reason = Some("timeout".to_owned());
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(Err(not_acked()));
+                    }
                 }
             }
         }
