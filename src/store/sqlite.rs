@@ -7,7 +7,9 @@
 //! (rendering, listings) use the reader pool and run beside writes thanks
 //! to WAL; re-sent notifications are decided by `super::state_cache`, or
 //! else by the group writer, which teaches the cache what it read.
-//! `synchronous = FULL`: a commit is on disk before ingest answers 2xx.
+//! A commit is on disk before ingest answers 2xx: the sqlx connections
+//! commit with `synchronous = FULL`, the group writer flushes the log
+//! itself before it answers.
 //!
 //! The group writer runs SQLite on its own thread, statement by statement;
 //! on the sqlx connections each statement is a round trip to the
@@ -16,6 +18,7 @@
 //! script where it can.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,8 +131,14 @@ impl SqliteStore {
         let cache = Arc::new(StateCache::default());
         let group_conn = open_group_connection(&options, memory, busy_timeout)
             .map_err(|e| open_err(e.to_string()))?;
+        // SQLite names the log after the database file.
+        let log = (!memory).then(|| {
+            let mut name = options.get_filename().as_os_str().to_owned();
+            name.push("-wal");
+            PathBuf::from(name)
+        });
         Ok(SqliteStore {
-            group: GroupWriter::start(writer.clone(), group_conn, cache.clone())?,
+            group: GroupWriter::start(writer.clone(), group_conn, log, cache.clone())?,
             writer,
             reader,
             cache,
@@ -159,7 +168,9 @@ fn open_group_connection(
     }
     let conn = rusqlite::Connection::open_with_flags(options.get_filename(), flags)?;
     conn.busy_timeout(busy_timeout)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Its commits write the log without flushing it: the group writer's
+    // flusher does that, once for several commits, before answering.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Reads of pages another connection wrote since (SQLite then drops its
     // own page cache) come from the mapped file instead of a read call each:

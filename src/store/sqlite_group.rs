@@ -1,28 +1,41 @@
 //! Group commit for the SQLite store's notifications.
 //!
 //! Every notification that changes something is written by one thread that
-//! owns a rusqlite connection to the database, in a transaction whose
-//! commit waits for the disk (`synchronous = FULL`). While that thread
-//! writes, it holds the store's sqlx writer connection, so nothing else
-//! writes meanwhile and neither connection ever meets the other's write
-//! lock. Each transaction takes every notification queued while the
-//! previous one ran, as one group, and the thread answers each notification
-//! after that commit: one flush for many requests, each still answered
-//! only once its changes are durable.
+//! owns a rusqlite connection to the database. While that thread writes,
+//! it holds the store's sqlx writer connection, so nothing else writes
+//! meanwhile and neither connection ever meets the other's write lock.
+//! Each transaction takes every notification queued while the previous one
+//! ran, as one group.
+//!
+//! A group is answered only once its commit is on disk, but the writer
+//! does not wait for the disk itself: its connection commits with
+//! `synchronous = NORMAL` (the log is written, not flushed) and hands the
+//! group to a second thread, the flusher, which flushes the log
+//! (`fdatasync`) once for every group committed meanwhile, then updates the
+//! cache and answers, group after group in commit order. So the next group
+//! is written while the disk takes the last one: at one alert per request
+//! the writer spent half its time waiting for that flush. The log holds
+//! the commits in order, so a flush covers every commit before it; SQLite
+//! still flushes the log itself before a checkpoint copies it into the
+//! database, and the header of a restarted log before its first frame.
+//! Every other connection commits with `synchronous = FULL`, which flushes
+//! the writer's earlier commits as well: the delivery worker's hand-out of
+//! a card's first post is durable only after the card is.
 //!
 //! Why a thread of its own: sqlx runs each statement as a round trip to its
 //! connection's worker thread (two wake-ups, tens of µs on a busy small
 //! machine, more than the statement), and a transaction is a chain of them
 //! (BEGIN, reads, writes, COMMIT) that nothing else can write during. On
 //! this thread the chain runs without a hand-off; it takes the
-//! notifications from their queue itself and answers each with one
-//! message.
+//! notifications from their queue itself.
 //!
 //! The thread is also what makes a write independent of the request that
 //! asked for it: a client that disconnects cannot cancel a transaction
 //! other requests share.
 
-use std::sync::Arc;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,7 +43,7 @@ use rusqlite::TransactionBehavior;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sqlite::write_batch;
+use super::sqlite::{KeyRead, write_batch};
 use super::state_cache::StateCache;
 use super::{ApplyOutcome, StoreError};
 use crate::pipeline::card::CardBatch;
@@ -41,6 +54,10 @@ const QUEUE: usize = 1024;
 /// Alerts per group transaction: bounds the transaction's size (and so the
 /// wait of the requests in it); a single larger notification is written alone.
 const MAX_GROUP_ALERTS: usize = 20_000;
+
+/// Groups committed and waiting for the flusher; the writer waits when
+/// this many are.
+const COMMITTED: usize = 64;
 
 /// How long the writer keeps the write lock while notifications keep
 /// coming: the store's other writes (deliveries, actions) get their turn
@@ -68,20 +85,32 @@ pub(super) struct GroupWriter {
 
 impl GroupWriter {
     /// Starts the thread that owns `conn`, on the current runtime (which
-    /// it uses to take the write lock); the thread ends when the writer is
-    /// dropped. `lock` is the pool of the store's one sqlx writer
-    /// connection, held while groups are written.
+    /// it uses to take the write lock), and its flusher; both end when the
+    /// writer is dropped. `lock` is the pool of the store's one sqlx writer
+    /// connection, held while groups are written. `log` is the database's
+    /// write-ahead log file (`None` for an in-memory database: nothing to
+    /// flush); `conn` must commit without flushing it.
     pub fn start(
         lock: SqlitePool,
         conn: rusqlite::Connection,
+        log: Option<PathBuf>,
         cache: Arc<StateCache>,
     ) -> Result<GroupWriter, StoreError> {
         let (jobs, queue) = mpsc::channel(QUEUE);
+        let (committed, flush_queue) = std_mpsc::sync_channel(COMMITTED);
         let runtime = tokio::runtime::Handle::current();
+        let spawn_err = |e: std::io::Error| {
+            StoreError::Unavailable(format!("cannot start the writer thread: {e}"))
+        };
+        let flusher_cache = cache.clone();
+        std::thread::Builder::new()
+            .name("ackbar-sqlite-flush".into())
+            .spawn(move || flush(log, flusher_cache, flush_queue))
+            .map_err(spawn_err)?;
         std::thread::Builder::new()
             .name("ackbar-sqlite-writer".into())
-            .spawn(move || run(runtime, lock, conn, cache, queue))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+            .spawn(move || run(runtime, lock, conn, cache, queue, committed))
+            .map_err(spawn_err)?;
         Ok(GroupWriter { jobs })
     }
 
@@ -113,6 +142,7 @@ fn run(
     mut conn: rusqlite::Connection,
     cache: Arc<StateCache>,
     mut queue: mpsc::Receiver<Job>,
+    committed: std_mpsc::SyncSender<Committed>,
 ) {
     // sqlx gives a connection back to its pool on a task of the runtime.
     let _runtime = runtime.enter();
@@ -133,7 +163,13 @@ fn run(
         let mut first = Some(first);
         while let Some(job) = first.take() {
             let (group, rest) = gather(job, &mut queue);
-            commit_group(&mut conn, &cache, group);
+            for done in commit_group(&mut conn, &cache, group) {
+                if let Err(std_mpsc::SendError(lost)) = committed.send(done) {
+                    // Only when the flusher panicked: nothing can be
+                    // answered as durable any more.
+                    lost.fail("the store's flusher has stopped");
+                }
+            }
             next = rest;
             if since.elapsed() < MAX_HOLD {
                 first = next.take().or_else(|| queue.try_recv().ok());
@@ -158,63 +194,162 @@ fn gather(first: Job, queue: &mut mpsc::Receiver<Job>) -> (Vec<Job>, Option<Job>
     (group, None)
 }
 
-/// Writes the group in one transaction and answers every job. When it
-/// fails, each job is written alone, so that one notification's error
-/// (a constraint, a value SQLite refuses) fails only its own request.
-fn commit_group(conn: &mut rusqlite::Connection, cache: &StateCache, group: Vec<Job>) {
+/// Writes the group in one transaction. When it fails, each job is written
+/// alone, so that one notification's error (a constraint, a value SQLite
+/// refuses) fails only its own request; a job that fails is answered at
+/// once (nothing of it was committed). Returns the commits, in order.
+fn commit_group(
+    conn: &mut rusqlite::Connection,
+    cache: &StateCache,
+    group: Vec<Job>,
+) -> Vec<Committed> {
     if group.len() > 1 {
         match write(conn, cache, &group) {
-            Ok(outcomes) => {
-                for (job, outcomes) in group.into_iter().zip(outcomes) {
-                    let _ = job.answer.send(Ok(outcomes));
-                }
-                return;
-            }
+            Ok(done) => return vec![done.with(group)],
             Err(e) => {
                 tracing::debug!(error = %e, jobs = group.len(), "group commit failed; writing each notification alone")
             }
         }
     }
+    let mut commits = Vec::with_capacity(group.len());
     for job in group {
-        let answer =
-            write(conn, cache, std::slice::from_ref(&job)).map(|mut outcomes| outcomes.remove(0));
-        let _ = job.answer.send(answer);
+        match write(conn, cache, std::slice::from_ref(&job)) {
+            Ok(done) => commits.push(done.with(vec![job])),
+            Err(e) => {
+                let _ = job.answer.send(Err(e));
+            }
+        }
+    }
+    commits
+}
+
+/// A transaction committed (not yet known to be on disk) and what the
+/// flusher does with it: what each batch changed or read, in order.
+struct Committed {
+    jobs: Vec<Job>,
+    batches: Vec<(ApplyOutcome, Option<KeyRead>)>,
+    /// The cache's epoch when the transaction began.
+    read_in: u64,
+}
+
+/// [`Committed`] before it is given its jobs back.
+struct Written {
+    batches: Vec<(ApplyOutcome, Option<KeyRead>)>,
+    read_in: u64,
+}
+
+impl Written {
+    fn with(self, jobs: Vec<Job>) -> Committed {
+        Committed {
+            jobs,
+            batches: self.batches,
+            read_in: self.read_in,
+        }
+    }
+}
+
+impl Committed {
+    /// The commit is on disk: the cache forgets the keys written and learns
+    /// what the other batches read, then every job is answered.
+    fn settle(self, cache: &StateCache) {
+        let batches = self.jobs.iter().flat_map(|job| &job.batches);
+        // In order: a key a later batch wrote is forgotten even if an
+        // earlier one read it, and a read after a write is what the key holds.
+        for (batch, (_, read)) in batches.zip(&self.batches) {
+            match read {
+                Some((latest, known)) => cache.fill(
+                    batch,
+                    latest.as_ref().map(|c| (c.seq, &c.snapshot)),
+                    known,
+                    self.read_in,
+                ),
+                None => cache.forget([batch.key.as_str()]),
+            }
+        }
+        let mut outcomes = self.batches.into_iter().map(|(outcome, _)| outcome);
+        for job in self.jobs {
+            let answer = outcomes.by_ref().take(job.batches.len()).collect();
+            let _ = job.answer.send(Ok(answer));
+        }
+    }
+
+    /// The commit may not be on disk: every job fails. The keys written
+    /// are still forgotten, since the database holds their changes.
+    fn fail_flush(self, cache: &StateCache, reason: &str) {
+        let batches = self.jobs.iter().flat_map(|job| &job.batches);
+        for (batch, (_, read)) in batches.zip(&self.batches) {
+            if read.is_none() {
+                cache.forget([batch.key.as_str()]);
+            }
+        }
+        self.fail(reason);
+    }
+
+    fn fail(self, reason: &str) {
+        for job in self.jobs {
+            let _ = job
+                .answer
+                .send(Err(StoreError::Unavailable(reason.to_owned())));
+        }
     }
 }
 
 /// One transaction: each job's batches decided under the write lock (seeing
-/// the batches before it) and written, one after another. After the
-/// commit, before anyone is answered and while nothing else can write, the
-/// cache forgets the keys written and learns what the other batches read.
+/// the batches before it) and written, one after another.
 fn write(
     conn: &mut rusqlite::Connection,
     cache: &StateCache,
     jobs: &[Job],
-) -> Result<Vec<Vec<ApplyOutcome>>, StoreError> {
-    let batches: Vec<(&CardBatch, DateTime<Utc>)> = jobs
+) -> Result<Written, StoreError> {
+    let read_in = cache.epoch();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let batches = jobs
         .iter()
         .flat_map(|job| job.batches.iter().map(|batch| (batch, job.now)))
-        .collect();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let outcomes = batches
-        .iter()
-        .map(|(batch, now)| write_batch(&tx, batch, *now))
+        .map(|(batch, now)| write_batch(&tx, batch, now))
         .collect::<Result<Vec<_>, _>>()?;
     tx.commit()?;
-    // In order: a key a later batch wrote is forgotten even if an earlier
-    // one read it, and a read after a write is what the key holds.
-    for ((batch, _), (_, read)) in batches.iter().zip(&outcomes) {
-        match read {
-            Some((latest, known)) => {
-                cache.fill(batch, latest.as_ref().map(|c| (c.seq, &c.snapshot)), known)
-            }
-            None => cache.forget([batch.key.as_str()]),
+    Ok(Written { batches, read_in })
+}
+
+/// The flusher thread: takes every group committed so far, flushes the log
+/// once for all of them, and settles them in commit order.
+///
+/// After a failed flush nothing is answered as durable any more: the
+/// kernel may have dropped the pages it could not write (and will not say
+/// so again), so commits before the failure, answered or not, may be
+/// lost. Every later notification is refused until ackbar restarts and
+/// SQLite recovers the database from what is on disk.
+fn flush(log: Option<PathBuf>, cache: Arc<StateCache>, queue: std_mpsc::Receiver<Committed>) {
+    let mut file: Option<File> = None;
+    let mut broken: Option<String> = None;
+    while let Ok(first) = queue.recv() {
+        let groups: Vec<Committed> = std::iter::once(first).chain(queue.try_iter()).collect();
+        if broken.is_none()
+            && let Err(e) = flush_log(log.as_ref(), &mut file)
+        {
+            tracing::error!(error = %e, "cannot flush the SQLite log to disk; refusing notifications until ackbar restarts");
+            broken = Some(format!(
+                "the database log could not be flushed to disk ({e}); restart ackbar"
+            ));
+        }
+        match &broken {
+            None => groups.into_iter().for_each(|group| group.settle(&cache)),
+            Some(reason) => groups
+                .into_iter()
+                .for_each(|group| group.fail_flush(&cache, reason)),
         }
     }
-    // Back to one list per job.
-    let mut outcomes = outcomes.into_iter().map(|(outcome, _)| outcome);
-    Ok(jobs
-        .iter()
-        .map(|job| outcomes.by_ref().take(job.batches.len()).collect())
-        .collect())
+}
+
+/// `fdatasync` of the log file, opened on first use (it exists once the
+/// first commit is written); nothing for an in-memory database.
+fn flush_log(log: Option<&PathBuf>, file: &mut Option<File>) -> std::io::Result<()> {
+    let Some(path) = log else {
+        return Ok(());
+    };
+    if file.is_none() {
+        *file = Some(File::open(path)?);
+    }
+    file.as_ref().map_or(Ok(()), File::sync_data)
 }

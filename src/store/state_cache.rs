@@ -8,12 +8,17 @@
 //! path, which decides again from the database under the write lock. So a
 //! stale entry could at worst drop a change, and entries are kept exact:
 //!
-//! * only the group writer (`super::sqlite_group`) changes entries: after
-//!   each commit, before the requests in it are answered and while nothing
-//!   else can write, it forgets the keys it wrote and records what it read
-//!   of the keys it did not write;
+//! * only the group writer (`super::sqlite_group`) changes entries: once
+//!   a group's commit is on disk, before the requests in it are answered,
+//!   it forgets the keys the group wrote and records what the group read
+//!   of the keys it did not write, group after group in commit order;
 //! * writes that change cards by id (actions from Slack, retention) forget
-//!   everything.
+//!   everything, and a read made before such a forget is not recorded
+//!   after it ([`StateCache::epoch`]).
+//!
+//! So the cache never holds a state older than one a request was answered
+//! on, nor one newer than what is on disk: a re-send it decides
+//! "unchanged" is answered on durable state.
 //!
 //! This relies on this process being the only writer of cards and alerts,
 //! which holds for SQLite (one `ackbar serve` per database file; the CLI's
@@ -52,6 +57,8 @@ pub(super) struct StateCache {
 struct Inner {
     keys: HashMap<String, CachedKey>,
     entries: usize,
+    /// Counts the times everything was forgotten.
+    epoch: u64,
     /// The last stamp given out.
     last_stamp: u64,
 }
@@ -108,13 +115,20 @@ impl StateCache {
     /// Records what the database holds for `batch`'s key, as read while
     /// no one else could write it: its latest card and, of the batch's
     /// alerts, those the card holds (`known`); the others it does not hold.
+    /// `read_in` is the [`epoch`](Self::epoch) the read began in: when
+    /// everything was forgotten since, the read may be stale and is not
+    /// recorded.
     pub fn fill(
         &self,
         batch: &CardBatch,
         latest: Option<(i64, &CardSnapshot)>,
         known: &HashMap<Fingerprint, KnownAlert>,
+        read_in: u64,
     ) {
         let mut inner = self.write();
+        if inner.epoch != read_in {
+            return;
+        }
         if inner.entries + batch.alerts.len() > MAX_ENTRIES {
             inner.forget_all();
         }
@@ -168,6 +182,12 @@ impl StateCache {
         self.write().forget_all();
     }
 
+    /// Changes each time everything is forgotten: a read that began in
+    /// another epoch may have missed a write by id.
+    pub fn epoch(&self) -> u64 {
+        self.write().epoch
+    }
+
     /// The current stamp of `key`'s entry; `None` when the key is not held.
     pub fn stamp(&self, key: &str) -> Option<u64> {
         Some(self.read()?.keys.get(key)?.stamp)
@@ -183,6 +203,7 @@ impl Inner {
     fn forget_all(&mut self) {
         self.keys.clear();
         self.entries = 0;
+        self.epoch += 1;
     }
 }
 
@@ -236,7 +257,7 @@ mod tests {
         let b = batch("k", 0..3);
         assert_eq!(cache.unchanged(&b, now()), None, "nothing known yet");
         let (snapshot, known) = stored(&b);
-        cache.fill(&b, Some((1, &snapshot)), &known);
+        cache.fill(&b, Some((1, &snapshot)), &known, cache.epoch());
         assert_eq!(cache.unchanged(&b, now()), Some(Some(snapshot.id.clone())));
         // An alert the cache has not seen: the store decides.
         assert_eq!(cache.unchanged(&batch("k", 0..4), now()), None);
@@ -262,23 +283,38 @@ mod tests {
                 assert_eq!(cache.stamp("k"), None, "forgotten");
             }
             // Step 1 refills with the same state: still a new stamp.
-            cache.fill(&b, Some((1, &snapshot)), &known);
+            cache.fill(&b, Some((1, &snapshot)), &known, cache.epoch());
             let stamp = cache.stamp("k").expect("filled");
             assert!(!seen.contains(&stamp), "stamp {stamp} reused: {seen:?}");
             seen.push(stamp);
         }
         // Another key's fill leaves this one's stamp alone.
-        cache.fill(&batch("other", 5..6), None, &HashMap::new());
+        cache.fill(&batch("other", 5..6), None, &HashMap::new(), cache.epoch());
         assert_eq!(cache.stamp("k"), seen.last().copied());
         cache.forget(["k"]);
         assert_eq!(cache.stamp("k"), None);
     }
 
     #[test]
+    fn a_read_made_before_everything_was_forgotten_is_not_recorded() {
+        let cache = StateCache::default();
+        let b = batch("k", 0..2);
+        let (snapshot, known) = stored(&b);
+        let read_in = cache.epoch();
+        // An action changes a card by id between the read and its record.
+        cache.forget_all();
+        cache.fill(&b, Some((1, &snapshot)), &known, read_in);
+        assert_eq!(cache.unchanged(&b, now()), None);
+        assert_eq!(cache.entries(), 0);
+        cache.fill(&b, Some((1, &snapshot)), &known, cache.epoch());
+        assert_eq!(cache.unchanged(&b, now()), Some(Some(snapshot.id.clone())));
+    }
+
+    #[test]
     fn absent_alerts_are_remembered_and_a_change_is_never_unchanged() {
         let cache = StateCache::default();
         let b = batch("k", 0..2);
-        cache.fill(&b, None, &HashMap::new());
+        cache.fill(&b, None, &HashMap::new(), cache.epoch());
         assert_eq!(cache.entries(), 2);
         // Firing alerts for a key with no card open one: not unchanged.
         assert_eq!(cache.unchanged(&b, now()), None);
@@ -291,7 +327,7 @@ mod tests {
         for k in 0..(MAX_ENTRIES / per_key + 5) as u64 {
             let b = batch(&format!("k{k}"), k * 10_000..k * 10_000 + per_key as u64);
             let (snapshot, known) = stored(&b);
-            cache.fill(&b, Some((k as i64, &snapshot)), &known);
+            cache.fill(&b, Some((k as i64, &snapshot)), &known, cache.epoch());
             assert!(cache.entries() <= MAX_ENTRIES, "{}", cache.entries());
         }
         assert!(cache.entries() > 0);
