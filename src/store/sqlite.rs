@@ -784,6 +784,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        self.group.health()?;
         sqlx::query("SELECT 1").execute(&self.writer).await?;
         Ok(())
     }
@@ -1376,5 +1377,35 @@ mod tests {
             let outcomes = store.apply(&[notification(i)], t(1)).await.unwrap();
             assert!(!outcomes[0].changed, "{i}");
         }
+    }
+
+    /// A log that cannot be flushed: nothing is answered as written, and
+    /// the store says it is not ready, so that the process is restarted
+    /// rather than refusing every notification unseen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_log_that_cannot_be_flushed_refuses_notifications_and_fails_readiness() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = SqliteStore::open(&url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        store.ping().await.unwrap();
+        // The flusher opens the log on its first flush: without the file
+        // (SQLite keeps writing to the one it holds open) that fails, as a
+        // failing disk would.
+        let mut log = path.into_os_string();
+        log.push("-wal");
+        std::fs::remove_file(&log).unwrap();
+        let notification = batch(vec![alert(1, AlertStatus::Firing)]);
+        for _ in 0..2 {
+            let e = store
+                .apply(&[notification.clone()], t(0))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("could not be flushed"), "{e}");
+        }
+        let e = store.ping().await.unwrap_err();
+        assert!(e.to_string().contains("could not be flushed"), "{e}");
     }
 }

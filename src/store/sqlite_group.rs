@@ -35,7 +35,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc as std_mpsc};
+use std::sync::{Arc, OnceLock, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -81,6 +81,8 @@ impl Job {
 /// Hands notifications to the writer thread.
 pub(super) struct GroupWriter {
     jobs: mpsc::Sender<Job>,
+    /// Why notifications cannot be answered any more, once they cannot.
+    broken: Arc<OnceLock<String>>,
 }
 
 impl GroupWriter {
@@ -102,16 +104,34 @@ impl GroupWriter {
         let spawn_err = |e: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the writer thread: {e}"))
         };
-        let flusher_cache = cache.clone();
+        let broken = Arc::new(OnceLock::new());
+        let (flusher_cache, flusher_broken) = (cache.clone(), broken.clone());
         std::thread::Builder::new()
             .name("ackbar-sqlite-flush".into())
-            .spawn(move || flush(log, flusher_cache, flush_queue))
+            .spawn(move || flush(log, flusher_cache, flush_queue, &flusher_broken))
             .map_err(spawn_err)?;
+        let writer_broken = broken.clone();
         std::thread::Builder::new()
             .name("ackbar-sqlite-writer".into())
-            .spawn(move || run(runtime, lock, conn, cache, queue, committed))
+            .spawn(move || run(runtime, lock, conn, cache, queue, committed, &writer_broken))
             .map_err(spawn_err)?;
-        Ok(GroupWriter { jobs })
+        Ok(GroupWriter { jobs, broken })
+    }
+
+    /// `Err` once notifications can no longer be written and answered: a
+    /// thread of the writer ended (a bug: it panicked) or the log could
+    /// not be flushed. Readiness reports it, so that an orchestrator
+    /// restarts the process instead of it refusing every notification.
+    pub fn health(&self) -> Result<(), StoreError> {
+        if let Some(reason) = self.broken.get() {
+            return Err(StoreError::Unavailable(reason.clone()));
+        }
+        if self.jobs.is_closed() {
+            return Err(StoreError::Unavailable(
+                "the store's writer thread has stopped".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes `batches` in the next group; `Ok` once the group committed.
@@ -143,6 +163,7 @@ fn run(
     cache: Arc<StateCache>,
     mut queue: mpsc::Receiver<Job>,
     committed: std_mpsc::SyncSender<Committed>,
+    broken: &OnceLock<String>,
 ) {
     // sqlx gives a connection back to its pool on a task of the runtime.
     let _runtime = runtime.enter();
@@ -167,7 +188,9 @@ fn run(
                 if let Err(std_mpsc::SendError(lost)) = committed.send(done) {
                     // Only when the flusher panicked: nothing can be
                     // answered as durable any more.
-                    lost.fail("the store's flusher has stopped");
+                    let reason =
+                        broken.get_or_init(|| "the store's flusher thread has stopped".into());
+                    lost.fail(reason);
                 }
             }
             next = rest;
@@ -320,20 +343,24 @@ fn write(
 /// so again), so commits before the failure, answered or not, may be
 /// lost. Every later notification is refused until ackbar restarts and
 /// SQLite recovers the database from what is on disk.
-fn flush(log: Option<PathBuf>, cache: Arc<StateCache>, queue: std_mpsc::Receiver<Committed>) {
+fn flush(
+    log: Option<PathBuf>,
+    cache: Arc<StateCache>,
+    queue: std_mpsc::Receiver<Committed>,
+    broken: &OnceLock<String>,
+) {
     let mut file: Option<File> = None;
-    let mut broken: Option<String> = None;
     while let Ok(first) = queue.recv() {
         let groups: Vec<Committed> = std::iter::once(first).chain(queue.try_iter()).collect();
-        if broken.is_none()
+        if broken.get().is_none()
             && let Err(e) = flush_log(log.as_ref(), &mut file)
         {
             tracing::error!(error = %e, "cannot flush the SQLite log to disk; refusing notifications until ackbar restarts");
-            broken = Some(format!(
+            let _ = broken.set(format!(
                 "the database log could not be flushed to disk ({e}); restart ackbar"
             ));
         }
-        match &broken {
+        match broken.get() {
             None => groups.into_iter().for_each(|group| group.settle(&cache)),
             Some(reason) => groups
                 .into_iter()
