@@ -1400,7 +1400,7 @@ mod tests {
         let notification = batch(vec![alert(1, AlertStatus::Firing)]);
         for _ in 0..2 {
             let e = store
-                .apply(&[notification.clone()], t(0))
+                .apply(std::slice::from_ref(&notification), t(0))
                 .await
                 .unwrap_err();
             assert!(e.to_string().contains("could not be flushed"), "{e}");
