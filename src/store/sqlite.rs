@@ -1379,9 +1379,10 @@ mod tests {
         }
     }
 
-    /// A log that cannot be flushed: nothing is answered as written, and
-    /// the store says it is not ready, so that the process is restarted
-    /// rather than refusing every notification unseen.
+    /// A log that cannot be flushed: nothing is answered as written, not
+    /// even from the cache, and the store says it is not ready, so that
+    /// the process is restarted rather than refusing every notification
+    /// unseen.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_log_that_cannot_be_flushed_refuses_notifications_and_fails_readiness() {
         let dir = tempfile::tempdir().unwrap();
@@ -1391,6 +1392,14 @@ mod tests {
             .await
             .unwrap();
         store.ping().await.unwrap();
+        // What the cache had learned of another key (as after a re-send).
+        let learned = CardBatch {
+            key: "learned".into(),
+            ..batch(vec![alert(2, AlertStatus::Firing)])
+        };
+        let epoch = store.cache.epoch();
+        store.cache.fill(&learned, None, &HashMap::new(), epoch);
+        assert!(store.cache_stamp("learned").is_some());
         // The flusher opens the log on its first flush: without the file
         // (SQLite keeps writing to the one it holds open) that fails, as a
         // failing disk would.
@@ -1407,5 +1416,10 @@ mod tests {
         }
         let e = store.ping().await.unwrap_err();
         assert!(e.to_string().contains("could not be flushed"), "{e}");
+        assert_eq!(
+            store.cache_stamp("learned"),
+            None,
+            "the cache answers nothing"
+        );
     }
 }

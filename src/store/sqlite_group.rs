@@ -188,9 +188,12 @@ fn run(
                 if let Err(std_mpsc::SendError(lost)) = committed.send(done) {
                     // Only when the flusher panicked: nothing can be
                     // answered as durable any more.
-                    let reason =
-                        broken.get_or_init(|| "the store's flusher thread has stopped".into());
-                    lost.fail(reason);
+                    let reason = break_down(
+                        broken,
+                        &cache,
+                        "the store's flusher thread has stopped".into(),
+                    );
+                    lost.settle(&cache, Err(reason));
                 }
             }
             next = rest;
@@ -228,7 +231,12 @@ fn commit_group(
 ) -> Vec<Committed> {
     if group.len() > 1 {
         match write(conn, cache, &group) {
-            Ok(done) => return vec![done.with(group)],
+            Ok(written) => {
+                return vec![Committed {
+                    jobs: group,
+                    written,
+                }];
+            }
             Err(e) => {
                 tracing::debug!(error = %e, jobs = group.len(), "group commit failed; writing each notification alone")
             }
@@ -237,7 +245,10 @@ fn commit_group(
     let mut commits = Vec::with_capacity(group.len());
     for job in group {
         match write(conn, cache, std::slice::from_ref(&job)) {
-            Ok(done) => commits.push(done.with(vec![job])),
+            Ok(written) => commits.push(Committed {
+                jobs: vec![job],
+                written,
+            }),
             Err(e) => {
                 let _ = job.answer.send(Err(e));
             }
@@ -246,75 +257,62 @@ fn commit_group(
     commits
 }
 
-/// A transaction committed (not yet known to be on disk) and what the
-/// flusher does with it: what each batch changed or read, in order.
+/// A transaction committed (not yet known to be on disk) with the jobs in
+/// it, for the flusher.
 struct Committed {
     jobs: Vec<Job>,
+    written: Written,
+}
+
+/// What a transaction's batches changed or read, in order.
+struct Written {
     batches: Vec<(ApplyOutcome, Option<KeyRead>)>,
     /// The cache's epoch when the transaction began.
     read_in: u64,
 }
 
-/// [`Committed`] before it is given its jobs back.
-struct Written {
-    batches: Vec<(ApplyOutcome, Option<KeyRead>)>,
-    read_in: u64,
-}
-
-impl Written {
-    fn with(self, jobs: Vec<Job>) -> Committed {
-        Committed {
-            jobs,
-            batches: self.batches,
-            read_in: self.read_in,
-        }
-    }
-}
-
 impl Committed {
-    /// The commit is on disk: the cache forgets the keys written and learns
-    /// what the other batches read, then every job is answered.
-    fn settle(self, cache: &StateCache) {
-        let batches = self.jobs.iter().flat_map(|job| &job.batches);
+    /// Updates the cache and answers every job: with its outcomes when the
+    /// commit is `durable`, else with the reason it may not be. The keys
+    /// written are forgotten either way (the database holds their
+    /// changes); what the other batches read is learned only when durable.
+    fn settle(self, cache: &StateCache, durable: Result<(), &str>) {
+        let Committed {
+            jobs,
+            written: Written { batches, read_in },
+        } = self;
         // In order: a key a later batch wrote is forgotten even if an
         // earlier one read it, and a read after a write is what the key holds.
-        for (batch, (_, read)) in batches.zip(&self.batches) {
+        for (batch, (_, read)) in jobs.iter().flat_map(|job| &job.batches).zip(&batches) {
             match read {
-                Some((latest, known)) => cache.fill(
+                None => cache.forget([batch.key.as_str()]),
+                Some((latest, known)) if durable.is_ok() => cache.fill(
                     batch,
                     latest.as_ref().map(|c| (c.seq, &c.snapshot)),
                     known,
-                    self.read_in,
+                    read_in,
                 ),
-                None => cache.forget([batch.key.as_str()]),
+                Some(_) => {}
             }
         }
-        let mut outcomes = self.batches.into_iter().map(|(outcome, _)| outcome);
-        for job in self.jobs {
+        let mut outcomes = batches.into_iter().map(|(outcome, _)| outcome);
+        for job in jobs {
             let answer = outcomes.by_ref().take(job.batches.len()).collect();
-            let _ = job.answer.send(Ok(answer));
+            let answer = durable
+                .map(|()| answer)
+                .map_err(|reason| StoreError::Unavailable(reason.to_owned()));
+            let _ = job.answer.send(answer);
         }
     }
+}
 
-    /// The commit may not be on disk: every job fails. The keys written
-    /// are still forgotten, since the database holds their changes.
-    fn fail_flush(self, cache: &StateCache, reason: &str) {
-        let batches = self.jobs.iter().flat_map(|job| &job.batches);
-        for (batch, (_, read)) in batches.zip(&self.batches) {
-            if read.is_none() {
-                cache.forget([batch.key.as_str()]);
-            }
-        }
-        self.fail(reason);
-    }
-
-    fn fail(self, reason: &str) {
-        for job in self.jobs {
-            let _ = job
-                .answer
-                .send(Err(StoreError::Unavailable(reason.to_owned())));
-        }
-    }
+/// Marks the writer broken (the first reason stays) and empties the cache,
+/// so that nothing is answered from it either: what it learned may be
+/// what the disk lost. Returns the reason.
+fn break_down<'b>(broken: &'b OnceLock<String>, cache: &StateCache, reason: String) -> &'b str {
+    let reason = broken.get_or_init(|| reason);
+    cache.forget_all();
+    reason
 }
 
 /// One transaction: each job's batches decided under the write lock (seeing
@@ -356,15 +354,13 @@ fn flush(
             && let Err(e) = flush_log(log.as_ref(), &mut file)
         {
             tracing::error!(error = %e, "cannot flush the SQLite log to disk; refusing notifications until ackbar restarts");
-            let _ = broken.set(format!(
-                "the database log could not be flushed to disk ({e}); restart ackbar"
-            ));
+            let reason =
+                format!("the database log could not be flushed to disk ({e}); restart ackbar");
+            break_down(broken, &cache, reason);
         }
-        match broken.get() {
-            None => groups.into_iter().for_each(|group| group.settle(&cache)),
-            Some(reason) => groups
-                .into_iter()
-                .for_each(|group| group.fail_flush(&cache, reason)),
+        let durable = broken.get().map_or(Ok(()), |reason| Err(reason.as_str()));
+        for group in groups {
+            group.settle(&cache, durable);
         }
     }
 }
@@ -375,8 +371,9 @@ fn flush_log(log: Option<&PathBuf>, file: &mut Option<File>) -> std::io::Result<
     let Some(path) = log else {
         return Ok(());
     };
-    if file.is_none() {
-        *file = Some(File::open(path)?);
-    }
-    file.as_ref().map_or(Ok(()), File::sync_data)
+    let file = match file {
+        Some(file) => file,
+        None => file.insert(File::open(path)?),
+    };
+    file.sync_data()
 }

@@ -185,7 +185,10 @@ impl StateCache {
     /// Changes each time everything is forgotten: a read that began in
     /// another epoch may have missed a write by id.
     pub fn epoch(&self) -> u64 {
-        self.write().epoch
+        match self.read() {
+            Some(inner) => inner.epoch,
+            None => self.write().epoch,
+        }
     }
 
     /// The current stamp of `key`'s entry; `None` when the key is not held.

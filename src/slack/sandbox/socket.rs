@@ -591,10 +591,7 @@ impl Sandbox {
         let result = match first_rx.await {
             Ok(Ok(payload)) => Ok((200, payload.map(|p| p.to_string()).unwrap_or_default())),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(ActError::NotAcked {
-                envelope_id: envelope_id.clone(),
-                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            }),
+            Err(_) => Err(not_acked(&envelope_id, timeout)),
         };
         let elapsed_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
         let at_ms = u64::try_from(t0.duration_since(started).as_millis()).unwrap_or(u64::MAX);
@@ -621,10 +618,6 @@ impl Sandbox {
         first: oneshot::Sender<Result<Option<Value>, ActError>>,
     ) {
         let window_ends = Instant::now() + timeout;
-        let not_acked = || ActError::NotAcked {
-            envelope_id: envelope_id.clone(),
-            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        };
         let mut first = Some(first);
         let mut retry_reason = envelope.retry_reason.clone();
         for n in 0..=MAX_REDELIVERIES {
@@ -661,18 +654,26 @@ impl Sandbox {
                     if Instant::now() >= window_ends
                         && let Some(tx) = first.take()
                     {
-                        let _ = tx.send(Err(not_acked()));
+                        let _ = tx.send(Err(not_acked(&envelope_id, timeout)));
                     }
                 }
                 Err(_) => {
                     self.lock().socket.pending.remove(&envelope_id);
                     retry_reason = Some("timeout".to_owned());
                     if let Some(tx) = first.take() {
-                        let _ = tx.send(Err(not_acked()));
+                        let _ = tx.send(Err(not_acked(&envelope_id, timeout)));
                     }
                 }
             }
         }
         self.lock().socket.stats.undelivered += 1;
+    }
+}
+
+/// No ack for `envelope_id` within `timeout` of its first send.
+fn not_acked(envelope_id: &str, timeout: Duration) -> ActError {
+    ActError::NotAcked {
+        envelope_id: envelope_id.to_owned(),
+        after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
     }
 }
